@@ -1,0 +1,51 @@
+"""Evaluate `log_likelihood(x)` on validation/test batches: nats per example and bits per dim/token."""
+import math
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from divlab.lightning_modules.likelihoods import bits_per_dim
+
+# Data kind → name of the per-dimension unit (images: 8-bit data; sequences: per token).
+UNITS = {"image": "bpd", "sequence": "bits_per_token"}
+
+
+class LikelihoodEvaluator(L.Callback):
+    """Logs `<split>/nll` (nats per example) and the kind's bits-per-dimension unit.
+
+    Families without `log_likelihood` (GANs) are skipped with a one-line notice.
+    """
+
+    def __init__(self, max_val_batches: int | None = 8, max_test_batches: int | None = None):
+        self.max_batches = {"val": max_val_batches, "test": max_test_batches}
+        self._noticed = False
+
+    def _applies(self, trainer, pl_module) -> bool:
+        if hasattr(pl_module, "log_likelihood"):
+            return True
+        if not self._noticed:
+            rank_zero_info(f"LikelihoodEvaluator: {type(pl_module).__name__} has no log_likelihood; skipped")
+            self._noticed = True
+        return False
+
+    def _evaluate(self, split: str, trainer, pl_module, batch, batch_idx: int) -> None:
+        limit = self.max_batches[split]
+        if (limit is not None and batch_idx >= limit) or not self._applies(trainer, pl_module):
+            return
+        nll = -pl_module.log_likelihood(batch).mean()
+        pl_module.log(f"{split}/nll", nll, on_epoch=True, on_step=False, sync_dist=True)
+        datamodule = trainer.datamodule
+        unit = UNITS.get(getattr(datamodule, "kind", None))
+        if unit is not None:
+            dims = math.prod(datamodule.sample_shape) if unit == "bpd" else batch.shape[-1]
+            pl_module.log(f"{split}/{unit}", bits_per_dim(nll, dims), on_epoch=True, on_step=False, sync_dist=True)
+
+    @torch.no_grad()
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self._evaluate("val", trainer, pl_module, batch, batch_idx)
+
+    @torch.no_grad()
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._evaluate("test", trainer, pl_module, batch, batch_idx)

@@ -1,0 +1,43 @@
+"""Turn samples in a DataModule's batch layout into a picture, one function per data kind."""
+from pathlib import Path
+
+import torch
+
+
+def save_image_grid(samples: torch.Tensor, path: Path, datamodule=None, nrow: int = 8) -> None:
+    """Images in [−1, 1] as one grid PNG."""
+    from torchvision.utils import save_image
+
+    save_image((samples.float().clamp(-1, 1) + 1) / 2, path, nrow=nrow, padding=1)
+
+
+def save_scatter_over_density(samples: torch.Tensor, path: Path, datamodule=None, title: str | None = None) -> None:
+    """2-D samples over the true log-density (when the data has one) or over real samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = samples.float().cpu()
+    real = datamodule.real_samples("val", 2000) if datamodule is not None else samples
+    lo = torch.minimum(real.min(0).values, samples.min(0).values.clamp(min=-10)) - 0.5
+    hi = torch.maximum(real.max(0).values, samples.max(0).values.clamp(max=10)) + 0.5
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    if datamodule is not None and getattr(datamodule, "has_log_prob", False):
+        xs, ys = torch.linspace(lo[0], hi[0], 200), torch.linspace(lo[1], hi[1], 200)
+        grid = torch.cartesian_prod(xs, ys)
+        density = datamodule.log_prob(grid).exp().view(200, 200).T
+        ax.contourf(xs, ys, density.sqrt(), levels=20, cmap="Blues")
+    else:
+        ax.scatter(real[:, 0], real[:, 1], s=2, c="tab:blue", alpha=0.3, label="data")
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:orange", alpha=0.6, label="model")
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect("equal")
+    ax.set_title(title or path.stem, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+RENDERERS = {"image": save_image_grid, "points": save_scatter_over_density}

@@ -1,0 +1,46 @@
+"""Log `pl_module.sample(n)` every N epochs: a PNG in `<output_dir>/samples/` and on W&B."""
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from divlab.callbacks.media import log_image_file
+from divlab.callbacks.render import RENDERERS
+from divlab.validation import check_positive
+
+
+class SampleLogger(L.Callback):
+    def __init__(self, n_samples: int = 64, every_n_epochs: int = 1, dirname: str = "samples"):
+        self.n_samples = check_positive("callbacks.samples.n_samples", n_samples)
+        self.every_n_epochs = check_positive("callbacks.samples.every_n_epochs", every_n_epochs)
+        self.dirname = dirname
+        self._last_step = None
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.log_samples(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._last_step != trainer.global_step:
+            self.log_samples(trainer, pl_module)
+
+    @rank_zero_only
+    def log_samples(self, trainer, pl_module) -> Path | None:
+        datamodule = trainer.datamodule
+        render = RENDERERS.get(getattr(datamodule, "kind", None))
+        if render is None:
+            return None
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            samples = pl_module.sample(self.n_samples).cpu()
+        pl_module.train(was_training)
+        folder = Path(trainer.default_root_dir) / self.dirname
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"samples_step{trainer.global_step:07d}.png"
+        render(samples, path, datamodule)
+        log_image_file(trainer, "samples", path)
+        self._last_step = trainer.global_step
+        return path

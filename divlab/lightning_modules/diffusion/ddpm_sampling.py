@@ -1,0 +1,87 @@
+"""Reverse-process samplers for a trained DDPM: ancestral (Ho et al. 2020) and DDIM (Song et al. 2021a)."""
+import torch
+
+from divlab.lightning_modules.diffusion.ddpm import REVERSE_LOG_VARIANCES, p_mean_variance, predict_x0_eps
+from divlab.lightning_modules.diffusion.schedules import NoiseSchedule
+from divlab.validation import check_choice, check_positive
+
+Tensor = torch.Tensor
+
+
+def _randn(shape, generator, device) -> Tensor:
+    return torch.randn(shape, generator=generator, device=device)
+
+
+def _timestep(t: int, n: int, device) -> Tensor:
+    return torch.full((n,), t, dtype=torch.long, device=device)
+
+
+@torch.no_grad()
+def ddpm_sample(
+    model,
+    schedule: NoiseSchedule,
+    shape,
+    target: str = "eps",
+    variance: str = "fixed_small",
+    clip_denoised: bool = False,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> Tensor:
+    """Ancestral sampling, Ho et al. Alg. 2: x_T ~ N(0, I), x_{t−1} = μ_θ(x_t, t) + σ_t z for t = T..1,
+    with z = 0 at t = 1."""
+    check_choice("reverse variance", variance, REVERSE_LOG_VARIANCES)
+    x = _randn(shape, generator, device)
+    for t in reversed(range(schedule.T)):
+        mean, log_variance, _ = p_mean_variance(
+            model, schedule, x, _timestep(t, shape[0], x.device), target, variance, clip_denoised
+        )
+        x = mean + (0.5 * log_variance).exp() * _randn(shape, generator, x.device) if t > 0 else mean
+    return x
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """τ: `steps` timesteps evenly spaced over 0..T−1, including both ends, in descending order."""
+    check_positive("DDIM steps", steps)
+    if steps > T:
+        raise ValueError(f"DDIM steps ({steps}) must be <= T ({T})")
+    return torch.linspace(T - 1, 0, steps).round().long().tolist()
+
+
+def ddim_sigma(alpha_bar: Tensor, alpha_bar_prev: Tensor, eta: float) -> Tensor:
+    """σ_τ(η) = η √((1 − ᾱ_prev)/(1 − ᾱ_τ)) √(1 − ᾱ_τ/ᾱ_prev), Song et al. 2021a eq. 16; η = 1 is DDPM's β̃."""
+    return eta * ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()
+
+
+@torch.no_grad()
+def ddim_sample(
+    model,
+    schedule: NoiseSchedule,
+    shape,
+    steps: int = 50,
+    eta: float = 0.0,
+    target: str = "eps",
+    clip_denoised: bool = False,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> Tensor:
+    """DDIM, Song et al. 2021a eq. 12, over the sub-sequence τ of `ddim_timesteps`:
+
+    x_{τ−1} = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ_τ²) ε̂ + σ_τ z,  ᾱ_prev = 1 after the last step.
+
+    η = 0 is deterministic given x_T; η = 1 with steps = T is ancestral DDPM with σ_t² = β̃_t.
+    """
+    check_positive("eta", eta, allow_zero=True)
+    x = _randn(shape, generator, device)
+    taus = ddim_timesteps(schedule.T, steps)
+    for tau, tau_prev in zip(taus, taus[1:] + [-1]):
+        t = _timestep(tau, shape[0], x.device)
+        x0, eps = predict_x0_eps(model, schedule, x, t, target, clip_denoised)
+        alpha_bar = schedule.alphas_cumprod[tau]
+        alpha_bar_prev = schedule.alphas_cumprod[tau_prev] if tau_prev >= 0 else alpha_bar.new_tensor(1.0)
+        sigma = ddim_sigma(alpha_bar, alpha_bar_prev, eta)
+        direction = (1 - alpha_bar_prev - sigma**2).clamp(min=0).sqrt()
+        x = alpha_bar_prev.sqrt().to(x.dtype) * x0 + direction.to(x.dtype) * eps
+        sigma = sigma.to(x.dtype)
+        if tau_prev >= 0 and eta > 0:
+            x = x + sigma * _randn(shape, generator, x.device)
+    return x

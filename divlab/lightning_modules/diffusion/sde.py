@@ -1,0 +1,114 @@
+"""Forward SDEs dx = f(x, t) dt + g(t) dw on t ∈ [0, 1] (Song et al. 2021b), with Gaussian
+perturbation kernels p_0t(x_t | x_0) = N(a_t x_0, σ_t² I).
+
+Times are float tensors [B]; every method returns per-example values, broadcast over data dims
+where it returns data-shaped tensors. `sampling_eps` is where samplers stop (Song et al.'s choice:
+1e-3 for VP, 1e-5 for VE); training and likelihoods use t ≥ 1e-5.
+"""
+import math
+
+import torch
+
+from divlab.validation import check_positive
+
+Tensor = torch.Tensor
+
+
+def expand_as_data(v: Tensor, x: Tensor) -> Tensor:
+    """[B] → [B, 1, ..., 1] to broadcast against x."""
+    return v.view(-1, *([1] * (x.dim() - 1)))
+
+
+def _sum_dims(x: Tensor) -> Tensor:
+    return x.flatten(1).sum(1)
+
+
+class VPSDE:
+    """Variance preserving: dx = −½ β(t) x dt + √β(t) dw, β(t) = β_min + t (β_max − β_min).
+
+    a_t = exp(−¼ t² (β_max − β_min) − ½ t β_min),  σ_t² = 1 − a_t²,  prior N(0, I).
+    The continuous limit of DDPM's linear schedule (β_min = 0.1, β_max = 20 ↔ T = 1000).
+    """
+
+    sampling_eps = 1e-3
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        check_positive("beta_min", beta_min)
+        if beta_max <= beta_min:
+            raise ValueError(f"beta_max ({beta_max}) must exceed beta_min ({beta_min})")
+        self.beta_min, self.beta_max = beta_min, beta_max
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def log_mean_coeff(self, t: Tensor) -> Tensor:
+        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def mean_coeff(self, t: Tensor) -> Tensor:
+        return self.log_mean_coeff(t).exp()
+
+    def std(self, t: Tensor) -> Tensor:
+        return (-torch.expm1(2 * self.log_mean_coeff(t))).sqrt()
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        return -0.5 * expand_as_data(self.beta(t), x) * x
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return self.beta(t).sqrt()
+
+    def prior_sample(self, shape, generator: torch.Generator | None = None, device=None) -> Tensor:
+        return torch.randn(shape, generator=generator, device=device)
+
+    def prior_log_prob(self, x: Tensor) -> Tensor:
+        """log N(x; 0, I) per example."""
+        return _sum_dims(-0.5 * math.log(2 * math.pi) - 0.5 * x**2)
+
+    def langevin_alpha(self, t: Tensor, dt: float) -> Tensor:
+        """α_i = 1 − β_i with β_i = β(t) dt, the discrete DDPM α the Langevin step size scales by (Song Alg. 5)."""
+        return 1 - self.beta(t) * dt
+
+
+class VESDE:
+    """Variance exploding: dx = σ(t) √(2 log(σ_max/σ_min)) dw, σ(t) = σ_min (σ_max/σ_min)^t.
+
+    a_t = 1,  σ_t = σ(t),  prior N(0, σ_max² I). As in Song et al.'s code, σ_t is σ(t) itself, so the
+    process at t = 0 is the data convolved with N(0, σ_min² I).
+    """
+
+    sampling_eps = 1e-5
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
+        check_positive("sigma_min", sigma_min)
+        if sigma_max <= sigma_min:
+            raise ValueError(f"sigma_max ({sigma_max}) must exceed sigma_min ({sigma_min})")
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** t
+
+    def mean_coeff(self, t: Tensor) -> Tensor:
+        return torch.ones_like(t)
+
+    def std(self, t: Tensor) -> Tensor:
+        return self.sigma(t)
+
+    def drift(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.zeros_like(x)
+
+    def diffusion(self, t: Tensor) -> Tensor:
+        return self.sigma(t) * math.sqrt(2 * math.log(self.sigma_max / self.sigma_min))
+
+    def prior_sample(self, shape, generator: torch.Generator | None = None, device=None) -> Tensor:
+        return self.sigma_max * torch.randn(shape, generator=generator, device=device)
+
+    def prior_log_prob(self, x: Tensor) -> Tensor:
+        """log N(x; 0, σ_max² I) per example."""
+        return _sum_dims(-0.5 * math.log(2 * math.pi * self.sigma_max**2) - 0.5 * (x / self.sigma_max) ** 2)
+
+    def langevin_alpha(self, t: Tensor, dt: float) -> Tensor:
+        return torch.ones_like(t)
+
+
+def marginal_mean_std(sde, x0: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """p_0t(x_t | x_0) = N(a_t x_0, σ_t² I): returns (a_t x_0, σ_t broadcast against x_0)."""
+    return expand_as_data(sde.mean_coeff(t), x0) * x0, expand_as_data(sde.std(t), x0)

@@ -1,0 +1,66 @@
+"""The W&B logger, online when it can be and offline otherwise: never a prompt, never a hang."""
+import netrc
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import WandbLogger
+
+from divlab.validation import check_choice
+
+MODES = ("online", "offline", "disabled")
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def _reachable(url: str, timeout: float) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_mode(mode: str | None, probe_timeout: float = 3.0) -> str:
+    """`mode` if given, else $WANDB_MODE, else online only with an API key and a reachable server."""
+    mode = mode or os.environ.get("WANDB_MODE")
+    if mode:
+        return check_choice("logger.wandb.mode", "disabled" if mode == "dryrun" else mode, MODES)
+    base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    return "online" if _has_api_key() and _reachable(base_url, probe_timeout) else "offline"
+
+
+def make_wandb_logger(
+    save_dir: str,
+    project: str = "divlab",
+    group: str | None = None,
+    tags: list | None = None,
+    id: str | None = None,
+    mode: str | None = None,
+    init_timeout: float = 30.0,
+) -> WandbLogger:
+    """A Lightning `WandbLogger` writing under `<save_dir>/wandb/`; `id` resumes that run."""
+    import wandb
+
+    mode = resolve_mode(mode)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        save_dir=save_dir,
+        project=project,
+        group=group,
+        tags=list(tags or []),
+        id=id,
+        resume="allow" if id else None,
+        mode=mode,
+        settings=wandb.Settings(init_timeout=init_timeout, x_disable_stats=True),
+    )

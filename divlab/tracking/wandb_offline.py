@@ -1,0 +1,88 @@
+"""Read an offline W&B run back from disk (`<output_dir>/wandb/offline-run-*/run-<id>.wandb`).
+
+The `.wandb` file is a LevelDB-style log: a 7-byte header (":W&B", magic 0xBEE1, version 0),
+then 32 KiB blocks of records, each `crc32 (4) | length (2) | type (1) | data`, where the type
+says whether `data` is a whole protobuf `Record` or its first/middle/last piece.
+"""
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
+BLOCK = 32 * 1024
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def iter_record_bytes(path: Path):
+    """Yield the payload of each logical record in a `.wandb` file."""
+    data = Path(path).read_bytes()
+    if not data.startswith(HEADER):
+        raise ValueError(f"{path} is not a W&B run file (bad header)")
+    pos, pieces = len(HEADER), []
+    while pos + 7 <= len(data):
+        if BLOCK - pos % BLOCK < 7:
+            pos += BLOCK - pos % BLOCK
+            continue
+        _, length, kind = struct.unpack_from("<IHB", data, pos)
+        if kind == 0 and length == 0:
+            break
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == FULL:
+            yield chunk
+        elif kind == FIRST:
+            pieces = [chunk]
+        elif kind == MIDDLE:
+            pieces.append(chunk)
+        elif kind == LAST:
+            yield b"".join(pieces + [chunk])
+
+
+def _items(updates) -> dict:
+    return {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in updates}
+
+
+@dataclass
+class OfflineRun:
+    run_id: str
+    group: str = ""
+    tags: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    images: list = field(default_factory=list)
+
+    def metric(self, name: str) -> list:
+        """Every logged value of a scalar, in logging order."""
+        return [row[name] for row in self.history if name in row]
+
+
+def read_offline_run(run_dir: Path) -> OfflineRun:
+    """Parse one `offline-run-*` folder: run id, group, tags, config, history rows, summary, images."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run_dir = Path(run_dir)
+    files = sorted(run_dir.glob("run-*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
+    run = OfflineRun(run_id=files[0].stem.removeprefix("run-"))
+    for payload in iter_record_bytes(files[0]):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run.group, run.tags = record.run.run_group, list(record.run.tags)
+            run.config.update(_items(record.run.config.update))
+        elif kind == "config":
+            run.config.update(_items(record.config.update))
+        elif kind == "history":
+            run.history.append(_items(record.history.item))
+        elif kind == "summary":
+            run.summary.update(_items(record.summary.update))
+    run.images = sorted(str(p) for p in (run_dir / "files" / "media" / "images").glob("*.png"))
+    return run
+
+
+def find_offline_runs(output_dir: Path) -> list[Path]:
+    return sorted(Path(output_dir).glob("wandb/offline-run-*"))

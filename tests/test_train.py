@@ -1,0 +1,92 @@
+"""Smoke runs through train.run with Hydra's compose API: every experiment, W&B offline, resume, errors."""
+import json
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
+
+from conftest import CONFIG_DIR, compose_config
+from divlab.tracking.wandb_offline import find_offline_runs, read_offline_run
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+RUN_KEYS = {"family", "divergence", "data", "seed", "status", "config", "metrics", "best", "checkpoints",
+            "git_commit", "started_at", "finished_at", "wandb"}
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_with_fast_dev_run(train_with, tmp_path, experiment):
+    cfg, metrics = train_with(f"experiment={experiment}", "debug=fdr", "trainer=cpu")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert RUN_KEYS <= set(record)
+    assert record["family"] == cfg.model._target_.split(".")[-2] or record["family"]
+    assert all(v == v for v in metrics.values()), metrics
+
+
+def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_with, tmp_path):
+    cfg, metrics = train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=wandb", "seed=3")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed" and record["seed"] == 3
+    assert (record["family"], record["divergence"], record["data"]) == ("vae", "elbo", "ring8")
+    assert Path(record["checkpoints"]["last"]).is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert list((tmp_path / "samples").glob("*.png"))
+    assert {"train/loss", "val/nll", "test/nll"} <= set(record["metrics"])
+    assert record["best"]["val/nll"] == pytest.approx(record["metrics"]["val/nll"])
+
+    runs = find_offline_runs(tmp_path)
+    assert len(runs) == 1 and record["wandb"]["mode"] == "offline"
+    run = read_offline_run(runs[0])
+    assert run.run_id == record["wandb"]["id"]
+    assert run.group == "vae_ring8" and {"family:vae", "divergence:elbo", "data:ring8"} <= set(run.tags)
+    assert run.config["model"]["latent_dim"] == cfg.model.latent_dim
+    assert run.metric("val/nll")[-1] == pytest.approx(record["metrics"]["val/nll"], rel=1e-5)
+    assert len(run.metric("train/loss")) == 3
+    assert run.images and all(Path(p).stat().st_size > 0 for p in run.images)
+
+
+def test_rerun_in_same_output_dir_resumes_step_and_wandb_id(train_with, tmp_path):
+    train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=wandb", "test=false")
+    first = json.loads((tmp_path / "run.json").read_text())
+    _, metrics = train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=wandb", "test=false",
+                            "ckpt_path=last", "trainer.max_epochs=2")
+    second = json.loads((tmp_path / "run.json").read_text())
+    assert second["wandb"]["id"] == first["wandb"]["id"]
+    steps = [step for step, _ in second["history"]["train/loss"]]
+    assert steps == sorted(steps) and steps[-1] >= 5
+    import torch
+
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+
+def test_unknown_group_option_lists_valid_ones(tmp_path):
+    with pytest.raises((MissingConfigException, ConfigCompositionException)) as error:
+        compose_config(tmp_path, ["model=flow"])
+    assert "vae_conv" in str(error.value) and "flow" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.optimizer.lr=-0.001", "optimizer.lr must be > 0, got -0.001"),
+        ("data.batch_size=0", "data.batch_size must be > 0, got 0"),
+        ("model.beta=-1", "model.beta must be >= 0, got -1"),
+    ],
+)
+def test_impossible_values_fail_before_training(train_with, tmp_path, override, message):
+    with pytest.raises((ValueError, InstantiationException), match=message):
+        train_with("experiment=vae_ring8", "debug=fdr", override)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_corrupt_checkpoint_fails_early_and_is_kept(train_with, tmp_path):
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="last.ckpt' is unreadable"):
+        train_with("experiment=vae_ring8", "debug=tiny", "logger=csv")
+    assert ckpt.read_bytes() == b"not a checkpoint"
+
+
+def test_missing_checkpoint_path_is_named(train_with, tmp_path):
+    with pytest.raises(FileNotFoundError, match="ckpt_path='/nope.ckpt' does not exist"):
+        train_with("experiment=vae_ring8", "debug=fdr", "ckpt_path=/nope.ckpt")
