@@ -3,6 +3,8 @@
 −ELBO(x) = E_q(z|x)[−log p_θ(x|z)] + β · KL(q(z|x) ‖ N(0, I)); β = 1 gives the bound.
 """
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -24,24 +26,44 @@ def _log_scale(raw: torch.Tensor) -> torch.Tensor:
     return raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
 
 
-# name → (parameters per dimension, log p(x | params) elementwise, a draw used by `sample`).
+def _bernoulli_log_px(x, params):
+    return bernoulli_log_likelihood(x, params[0])
+
+
+def _bernoulli_mean(params):
+    return torch.sigmoid(params[0]) * 2 - 1
+
+
+def _discretized_gaussian_log_px(x, params):
+    return discretized_gaussian_log_likelihood(x, params[0], _log_scale(params[1]))
+
+
+def _clamped_mean(params):
+    return params[0].clamp(-1, 1)
+
+
+def _gaussian_log_px(x, params):
+    return gaussian_log_prob(x, params[0], _log_scale(params[1]))
+
+
+def _gaussian_draw(params):
+    return params[0] + _log_scale(params[1]).exp() * torch.randn_like(params[0])
+
+
+@dataclass(frozen=True)
+class DecoderLikelihood:
+    """p(x | z) given the decoder's `n_params` outputs per dimension; `draw` is what `sample` returns."""
+
+    n_params: int
+    log_prob: Callable
+    draw: Callable
+
+
 # Images decode to the likelihood's mean (conventional for grids and FID); points draw from p(x|z).
 DECODER_LIKELIHOODS = {
-    "bernoulli": (
-        1,
-        lambda x, p: bernoulli_log_likelihood(x, p[0]),
-        lambda p: torch.sigmoid(p[0]) * 2 - 1,
-    ),
-    "discretized_gaussian": (
-        2,
-        lambda x, p: discretized_gaussian_log_likelihood(x, p[0], _log_scale(p[1])),
-        lambda p: p[0].clamp(-1, 1),
-    ),
-    "gaussian": (
-        2,
-        lambda x, p: gaussian_log_prob(x, p[0], _log_scale(p[1])),
-        lambda p: p[0] + _log_scale(p[1]).exp() * torch.randn_like(p[0]),
-    ),
+    "bernoulli": DecoderLikelihood(1, _bernoulli_log_px, _bernoulli_mean),
+    "discretized_gaussian": DecoderLikelihood(2, _discretized_gaussian_log_px, _clamped_mean),
+    "gaussian": DecoderLikelihood(2, _gaussian_log_px, _gaussian_draw),
 }
 
 
@@ -70,9 +92,8 @@ class VAE(L.LightningModule):
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer"])
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.data_shape = tuple(data_shape)
-        n_params, self._log_px, self._draw = DECODER_LIKELIHOODS[likelihood]
-        self.n_params = n_params
-        out_shape = (n_params * self.data_shape[0], *self.data_shape[1:])
+        self.likelihood = DECODER_LIKELIHOODS[likelihood]
+        out_shape = (self.likelihood.n_params * self.data_shape[0], *self.data_shape[1:])
         self.encoder = encoder(in_shape=self.data_shape, out_shape=(2 * latent_dim,))
         self.decoder = decoder(in_shape=(latent_dim,), out_shape=out_shape)
         self.optimizer = optimizer
@@ -82,10 +103,10 @@ class VAE(L.LightningModule):
         return mean, logvar.clamp(-12.0, 8.0)
 
     def decode(self, z: torch.Tensor):
-        return self.decoder(z).chunk(self.n_params, dim=1)
+        return self.decoder(z).chunk(self.likelihood.n_params, dim=1)
 
     def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self._log_px(x, self.decode(z)).flatten(1).sum(1)
+        return self.likelihood.log_prob(x, self.decode(z)).flatten(1).sum(1)
 
     def negative_elbo(self, x: torch.Tensor, beta: float = 1.0):
         mean, logvar = self.encode(x)
@@ -110,7 +131,7 @@ class VAE(L.LightningModule):
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         z = torch.randn(n, self.hparams.latent_dim, device=self.device)
-        return self._draw(self.decode(z))
+        return self.likelihood.draw(self.decode(z))
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:

@@ -76,8 +76,18 @@ class RunRecord(L.Callback):
             "history": {},
         }
 
+    def _merge_from_disk(self) -> None:
+        """Adopt what an earlier process of this same run wrote (ddp_spawn runs fit and test in fresh workers)."""
+        on_disk = read_run_record(self.path.parent)
+        if on_disk and on_disk.get("started_at") == self.record["started_at"]:
+            for key in ("metrics", "best", "checkpoints", "history"):
+                self.record[key] = {**on_disk.get(key, {}), **self.record[key]}
+            for key in ("family", "divergence", "data", "wandb", "likelihood"):
+                self.record[key] = self.record[key] or on_disk.get(key)
+
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
+        self._merge_from_disk()
         hp = pl_module.hparams
         self.record.update(family=hp.get("family"), divergence=hp.get("divergence"))
         if trainer.datamodule is not None:
@@ -133,6 +143,8 @@ class RunRecord(L.Callback):
         self.finish("interrupted" if isinstance(exception, KeyboardInterrupt) else "failed")
 
     def finish(self, status: str) -> None:
+        """Set the final status, keeping what spawned workers wrote to disk for this run."""
+        self._merge_from_disk()
         if getattr(self, "_trainer", None) is not None:
             self._record_checkpoints(self._trainer)
         self.record.update(status=status, finished_at=_now())

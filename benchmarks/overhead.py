@@ -1,0 +1,123 @@
+"""Training-step overhead: the Lightning Trainer vs a plain PyTorch loop over the same module and batch.
+
+    python benchmarks/overhead.py [--cases vae gan ...] [--steps 30] [--repeats 5]
+
+For each case (benchmarks/cases/<name>.py exposing make_case()), alternates R repeats of
+S Trainer steps and S plain steps on copies of the same module and batch, and prints the median
+time per step of each and their ratio (goal ≤ 1.03). The case's data loader is timed alone too,
+to show it is not what limits training.
+"""
+import argparse
+import copy
+import importlib
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+CASES = sorted(p.stem for p in (Path(__file__).parent / "cases").glob("*.py") if p.stem != "__init__")
+
+
+class StepTimer(L.Callback):
+    """Wall time from the first timed batch's start to the last batch's end."""
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.end = time.perf_counter()
+
+
+class RepeatedBatch(torch.utils.data.Dataset):
+    """The same batch, n times: the Trainer sees exactly the data the plain loop sees."""
+
+    def __init__(self, batch, n: int):
+        self.batch, self.n = batch, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index):
+        return self.batch
+
+
+def as_list(optimizers) -> list:
+    optimizers = optimizers[0] if isinstance(optimizers, tuple) and isinstance(optimizers[0], list) else optimizers
+    return list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
+
+
+def time_lightning(case: dict, steps: int, warmup: int) -> float:
+    module = copy.deepcopy(case["module"])
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
+    )
+    loader = torch.utils.data.DataLoader(RepeatedBatch(case["batch"], warmup + steps), batch_size=None)
+    trainer.fit(module, train_dataloaders=loader)
+    return (timer.end - timer.start) / steps
+
+
+def time_plain(case: dict, steps: int, warmup: int) -> float:
+    module = copy.deepcopy(case["module"])
+    module.train()
+    optimizers = as_list(module.configure_optimizers())
+    for step in range(warmup + steps):
+        if step == warmup:
+            start = time.perf_counter()
+        case["plain_step"](module, optimizers, case["batch"])
+    return (time.perf_counter() - start) / steps
+
+
+def time_loader(case: dict, batches: int) -> float | None:
+    datamodule = case.get("datamodule")
+    if datamodule is None:
+        return None
+    iterator = iter(datamodule.train_dataloader())
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return (time.perf_counter() - start) / batches
+
+
+def run_case(name: str, steps: int, warmup: int, repeats: int) -> dict:
+    case = importlib.import_module(f"benchmarks.cases.{name}").make_case()
+    lightning, plain = [], []
+    for _ in range(repeats):
+        lightning.append(time_lightning(case, steps, warmup))
+        plain.append(time_plain(case, steps, warmup))
+    ratios = [a / b for a, b in zip(lightning, plain)]
+    return {
+        "case": case["name"],
+        "plain_ms": 1e3 * statistics.median(plain),
+        "lightning_ms": 1e3 * statistics.median(lightning),
+        "ratio": statistics.median(ratios),
+        "loader_ms": (lambda t: None if t is None else 1e3 * t)(time_loader(case, steps)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"{'case':32s} {'plain ms/step':>14s} {'Trainer ms/step':>16s} {'ratio':>7s} {'loader ms/batch':>16s}")
+    for name in args.cases:
+        r = run_case(name, args.steps, args.warmup, args.repeats)
+        loader = "-" if r["loader_ms"] is None else f"{r['loader_ms']:.2f}"
+        flag = "" if r["ratio"] <= 1.03 else "  (above the 1.03 goal)"
+        print(f"{r['case']:32s} {r['plain_ms']:14.2f} {r['lightning_ms']:16.2f} {r['ratio']:7.3f} {loader:>16s}{flag}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The same run on 2 CPU processes (ddp_spawn, gloo) and under bf16-mixed precision."""
+import json
+
+import pytest
+import torch
+
+
+def test_vae_trains_on_two_processes_with_ddp_spawn(train_with, tmp_path):
+    _, metrics = train_with("experiment=vae_ring8", "debug=tiny", "trainer=ddp_spawn", "trainer.devices=2",
+                            "logger=tensorboard")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert torch.isfinite(torch.tensor(record["metrics"]["val/nll"]))
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 3
+
+
+def test_vae_trains_in_bf16_mixed(train_with, tmp_path):
+    _, metrics = train_with("experiment=vae_fashion_mnist", "debug=tiny", "trainer=cpu", "trainer.precision=bf16-mixed",
+                            "logger=csv", "data.batch_size=16")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["config"]["trainer"]["precision"] == "bf16-mixed"
+    assert 0 < record["metrics"]["val/bpd"] < 9
