@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from divlab.checkpoints import check_readable, resolve_ckpt_path
-from divlab.tracking.run_record import RunRecord, read_run_record
+from divlab.tracking.run_record import RunRecord, read_run_record, status_for
 
 log = logging.getLogger("divlab.train")
 
@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> dict:
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         record.finish("completed")
     except BaseException as error:
-        record.finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
+        record.finish(status_for(error))
         raise
     finally:
         finish_wandb()

@@ -90,3 +90,24 @@ def test_corrupt_checkpoint_fails_early_and_is_kept(train_with, tmp_path):
 def test_missing_checkpoint_path_is_named(train_with, tmp_path):
     with pytest.raises(FileNotFoundError, match="ckpt_path='/nope.ckpt' does not exist"):
         train_with("experiment=vae_ring8", "debug=fdr", "ckpt_path=/nope.ckpt")
+
+
+@pytest.mark.parametrize("exception, status", [(RuntimeError("boom"), "failed"), (KeyboardInterrupt(), "interrupted")])
+def test_a_run_that_stops_early_records_its_status(train_with, tmp_path, monkeypatch, exception, status):
+    from divlab.lightning_modules.vae import VAE
+
+    original = VAE.training_step
+
+    def flaky_step(self, x, batch_idx):
+        if batch_idx == 2:
+            raise exception
+        return original(self, x, batch_idx)
+
+    monkeypatch.setattr(VAE, "training_step", flaky_step)
+    try:
+        train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=csv")
+    except (RuntimeError, SystemExit):  # Lightning exits with SystemExit(1) after a graceful Ctrl-C
+        pass
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == status and record["finished_at"]
+    assert record["metrics"]["train/loss"] > 0

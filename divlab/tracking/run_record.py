@@ -39,6 +39,11 @@ def git_commit() -> str | None:
         return None
 
 
+def status_for(exception: BaseException) -> str:
+    """`interrupted` for Ctrl-C and SIGTERM (Lightning's SIGTERMException is a SystemExit), else `failed`."""
+    return "interrupted" if isinstance(exception, (KeyboardInterrupt, SystemExit)) else "failed"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -140,7 +145,7 @@ class RunRecord(L.Callback):
         self.write()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self.finish("interrupted" if isinstance(exception, KeyboardInterrupt) else "failed")
+        self.finish(status_for(exception))
 
     def finish(self, status: str) -> None:
         """Set the final status, keeping what spawned workers wrote to disk for this run."""

@@ -1,0 +1,129 @@
+"""Comparison plots from run records: metric bars, overlaid curves, a sample panel, quality vs coverage."""
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from divlab.tracking.runs import run_label  # noqa: E402
+from divlab.tracking.table import Table, higher_is_better  # noqa: E402
+
+CURVES = ("train/loss", "train/divergence_estimate", "val/loss", "val/nll")
+# (quality, coverage) metric-name fragments, in order of preference.
+QUALITY_COVERAGE = (("precision", "recall"), ("high_quality", "modes_covered"))
+
+
+def _colours(labels) -> dict:
+    cmap = plt.get_cmap("tab20")
+    return {label: cmap(i % 20) for i, label in enumerate(sorted(set(labels)))}
+
+
+def _grid(n: int, size: float = 3.2):
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def plot_metric_bars(table: Table, path: Path) -> dict:
+    """One panel per metric, one bar (mean, ± std error bar) per row; returns bars per metric."""
+    labels = list(table.rows)
+    colours = _colours(labels)
+    fig, axes = _grid(len(table.metrics))
+    bars = {}
+    for ax, metric in zip(axes, table.metrics):
+        present = [label for label in labels if metric in table.rows[label]]
+        means = [table.rows[label][metric].mean for label in present]
+        stds = [table.rows[label][metric].std for label in present]
+        ax.bar(range(len(present)), means, yerr=stds, color=[colours[label] for label in present], capsize=3)
+        ax.set_xticks(range(len(present)), present, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)", fontsize=8)
+        bars[metric] = len(present)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return bars
+
+
+def plot_curves(runs: list[dict], path: Path) -> list[str]:
+    """Training curves of every run overlaid, one panel per metric that has a history."""
+    metrics = [m for m in CURVES if any(m in run.get("history", {}) for run in runs)]
+    metrics += sorted({m for run in runs for m in run.get("history", {})} - set(metrics) - {"epoch"})[: max(0, 4 - len(metrics))]
+    if not metrics:
+        return []
+    colours = _colours(run_label(run) for run in runs)
+    fig, axes = _grid(len(metrics), size=3.6)
+    for ax, metric in zip(axes, metrics):
+        seen = set()
+        for run in runs:
+            series = run.get("history", {}).get(metric)
+            if not series:
+                continue
+            label = run_label(run)
+            steps, values = zip(*series)
+            ax.plot(steps, values, color=colours[label], alpha=0.8, lw=1, label=None if label in seen else label)
+            seen.add(label)
+        ax.set_title(metric, fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return metrics
+
+
+def last_sample_image(run: dict) -> Path | None:
+    images = sorted(Path(run["run_dir"]).glob("samples/*.png"))
+    return images[-1] if images else None
+
+
+def plot_sample_panel(runs: list[dict], path: Path) -> int:
+    """One tile per run: its last sample image, titled by run label and seed; returns the tile count."""
+    tiles = [(run, last_sample_image(run)) for run in sorted(runs, key=run_label)]
+    tiles = [(run, image) for run, image in tiles if image is not None]
+    if not tiles:
+        return 0
+    fig, axes = _grid(len(tiles), size=2.6)
+    for ax, (run, image) in zip(axes, tiles):
+        ax.imshow(plt.imread(image))
+        ax.set_title(f"{run_label(run)} (seed {run.get('seed')})", fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return len(tiles)
+
+
+def _find_metric(runs: list[dict], fragment: str) -> str | None:
+    names = sorted({m for run in runs for m in run.get("metrics", {}) if fragment in m})
+    return next((n for n in names if n.startswith("test/")), names[0] if names else None)
+
+
+def plot_quality_vs_coverage(runs: list[dict], path: Path) -> tuple[str, str] | None:
+    """Each run as a point: coverage (recall or modes covered) against quality (precision or high-quality %)."""
+    for quality_key, coverage_key in QUALITY_COVERAGE:
+        quality, coverage = _find_metric(runs, quality_key), _find_metric(runs, coverage_key)
+        if quality and coverage:
+            break
+    else:
+        return None
+    colours = _colours(run_label(run) for run in runs)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    seen = set()
+    for run in runs:
+        metrics = run.get("metrics", {})
+        if quality in metrics and coverage in metrics:
+            label = run_label(run)
+            ax.scatter(metrics[coverage], metrics[quality], color=colours[label], label=None if label in seen else label)
+            seen.add(label)
+    ax.set_xlabel(coverage)
+    ax.set_ylabel(quality)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return quality, coverage
