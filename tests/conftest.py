@@ -23,6 +23,15 @@ def compose_config(tmp_path: Path, overrides: list[str]):
         )
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """For modules of tiny tensor ops: a second intra-op thread only adds contention on 2 shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def train_with(tmp_path):
     """Run train.run with overrides; returns (cfg, metrics)."""

@@ -28,20 +28,13 @@ from divlab.lightning_modules.diffusion import (
     variational_bound,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 MEAN = torch.tensor([1.0, -0.5], dtype=torch.float64)
 COV = torch.tensor([[0.25, 0.15], [0.15, 0.36]], dtype=torch.float64)
 EYE = torch.eye(2, dtype=torch.float64)
 # y = c_ε ε + c_0 x_0 for each target, c written out here rather than taken from the library.
 TARGET_COEFFS = {"eps": lambda a, s: (1.0, 0.0), "x0": lambda a, s: (0.0, 1.0), "v": lambda a, s: (a, -s)}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny 2-D batches: two intra-op threads on two shared cores are many times slower than one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def gaussian_data(n: int, seed: int = 0, mean: torch.Tensor = MEAN) -> torch.Tensor:

@@ -29,6 +29,8 @@ from divlab.evaluation import (
     toy_divergences,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 LOG2 = math.log(2)
 LOG8 = math.log(8)
 RING_SIGMA = 0.01
@@ -53,15 +55,6 @@ def isotropic_mixture(centres: torch.Tensor, sigma: float) -> D.Distribution:
     weights = torch.ones(centres.shape[0], dtype=torch.float64)
     components = D.Independent(D.Normal(centres, sigma * torch.ones_like(centres)), 1)
     return D.MixtureSameFamily(D.Categorical(weights), components)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Small tensor ops slow down by orders of magnitude when intra-op threads fight for 2 shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # Fréchet distance

@@ -4,10 +4,9 @@ import gzip
 import shutil
 from pathlib import Path
 
-import lightning as L
 import torch
 
-from divlab.datamodules.tensor_data import BatchedTensorDataset, batched_loader
+from divlab.datamodules.tensor_data import BatchedTensorDataset, InMemoryDataModule
 from divlab.validation import check_choice, check_positive
 
 SHIPPED_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -67,7 +66,7 @@ def load_digits(test_size: int = 297):
 SHAPES = {"fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
 
 
-class ImageDataModule(L.LightningDataModule):
+class ImageDataModule(InMemoryDataModule):
     """Fixed train/val/test splits of an image dataset, held as uint8 tensors, batches in [−1, 1]."""
 
     kind = "image"
@@ -139,16 +138,6 @@ class ImageDataModule(L.LightningDataModule):
         self.setup()
         return self.splits[split][1]
 
-    def _loader(self, split: str, shuffle: bool):
+    def dataset(self, split: str) -> BatchedTensorDataset:
         decode = functools.partial(to_unit_range, binarize=self.hparams.binarize)
-        dataset = BatchedTensorDataset(self.splits[split][0], decode)
-        return batched_loader(dataset, self.hparams.batch_size, shuffle, self.hparams.num_workers, drop_last=shuffle)
-
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self):
-        return self._loader("test", shuffle=False)
+        return BatchedTensorDataset(self.splits[split][0], decode)

@@ -1,4 +1,5 @@
 """In-memory datasets indexed a whole batch at a time, so no Python runs per sample."""
+import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -39,3 +40,28 @@ def batched_loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0
         collate_fn=keep_batch,
         persistent_workers=num_workers > 0,
     )
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Train/val/test loaders over `self.dataset(split)`; shuffled, full batches only for training.
+
+    Subclasses fill `setup` and `dataset(split) -> BatchedTensorDataset`; hparams hold
+    `batch_size` and `num_workers`.
+    """
+
+    def dataset(self, split: str) -> BatchedTensorDataset:
+        raise NotImplementedError
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return batched_loader(
+            self.dataset(split), self.hparams.batch_size, shuffle, self.hparams.num_workers, drop_last=shuffle
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

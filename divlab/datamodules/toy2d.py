@@ -1,10 +1,9 @@
 """2-D toy data with a known density: Gaussian mixtures (ring8, grid25) and two moons."""
 import math
 
-import lightning as L
 import torch
 
-from divlab.datamodules.tensor_data import BatchedTensorDataset, batched_loader
+from divlab.datamodules.tensor_data import BatchedTensorDataset, InMemoryDataModule
 from divlab.validation import check_choice, check_positive
 
 
@@ -67,7 +66,7 @@ TOY_DISTRIBUTIONS = {
 }
 
 
-class Toy2DDataModule(L.LightningDataModule):
+class Toy2DDataModule(InMemoryDataModule):
     """Fixed train/val/test samples of a 2-D toy distribution, generated from `data_seed`."""
 
     kind = "points"
@@ -118,15 +117,5 @@ class Toy2DDataModule(L.LightningDataModule):
         self.setup()
         return self.splits[split][:n]
 
-    def _loader(self, split: str, shuffle: bool):
-        dataset = BatchedTensorDataset(self.splits[split])
-        return batched_loader(dataset, self.hparams.batch_size, shuffle, self.hparams.num_workers, drop_last=shuffle)
-
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self):
-        return self._loader("test", shuffle=False)
+    def dataset(self, split: str) -> BatchedTensorDataset:
+        return BatchedTensorDataset(self.splits[split])
