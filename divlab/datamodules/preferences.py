@@ -1,0 +1,260 @@
+"""Preference pairs (x, y_w ≻ y_l) for the alignment family: a user's own file, or the controlled task.
+
+A record is `{"prompt": x, "chosen": y_w, "rejected": y_l}` (the common layout of preference
+datasets), read from a JSON list or a JSONL file (one record per line), or built by
+`controlled_preference_records` from a reference policy's samples and the true reward.
+
+Records are tokenised with the policy's `encode` (str -> token ids: a list, array or 1-D tensor)
+as prompt + completion, truncated to `max_length` tokens (at most the policy's context). A batch is
+a dict of tensors:
+
+- `chosen_ids`, `rejected_ids` [B, L]: prompt + completion tokens, right-padded with `pad_id` to
+  one length L shared by chosen and rejected (so a module can run them in one forward pass);
+- `chosen_mask`, `rejected_mask` [B, L]: 1 on completion tokens only, 0 on prompt and padding —
+  the `mask` of `alignment_objectives.masked_sequence_logprob`; with per-token log-probabilities
+  aligned to the ids (the `ar` family's `token_log_likelihoods`), log π(y|x) = Σ_t mask·logp;
+- `prompt_ids`, `prompt_mask` [B, P]: the prompt alone, right-padded, mask 1 on prompt tokens;
+- `index` [B]: the record's position in the full record list (to look up cached reference
+  log-probabilities, which are fixed when the data is).
+"""
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from divlab.alignment.true_reward import bradley_terry_labels, sentiment_reward
+from divlab.validation import check_positive
+
+PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
+
+Encode = Callable[[str], list[int]]
+SampleFn = Callable[[list[str], int], list[list[str]]]
+
+
+def load_preference_records(path: str | Path) -> list[dict]:
+    """Records from a `.json` file (a list of objects) or a `.jsonl` file (one object per line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: preference file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        records = []
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}: line {line_no} is not valid JSON ({err.msg})") from None
+    elif path.suffix == ".json":
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        if not isinstance(records, list):
+            raise ValueError(f"{path}: expected a JSON list of {{prompt, chosen, rejected}} records")
+    else:
+        raise ValueError(f"{path}: expected a .json or .jsonl file of {{prompt, chosen, rejected}} records")
+    if not records:
+        raise ValueError(f"{path}: no records")
+    return records
+
+
+def validate_record(record, source: str, index: int) -> None:
+    """ValueError naming `source` and `index` unless `record` has non-empty string prompt/chosen/rejected."""
+    where = f"{source}: record {index}"
+    if not isinstance(record, dict):
+        keys = ", ".join(PREFERENCE_KEYS)
+        raise ValueError(f"{where}: expected an object with keys {keys}, got {type(record).__name__}")
+    missing = [key for key in PREFERENCE_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+    for key in PREFERENCE_KEYS:
+        value = record[key]
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
+        if not value:
+            raise ValueError(f"{where}: {key!r} is empty")
+
+
+def tokenize_record(record: dict, encode: Encode, max_length: int, source: str, index: int) -> dict[str, list[int]]:
+    """Token ids of the prompt and of prompt + chosen / prompt + rejected, truncated to `max_length`.
+
+    The prompt must leave room for at least one completion token: it is never truncated, since a
+    truncated prompt would be a different question.
+    """
+    validate_record(record, source, index)
+    where = f"{source}: record {index}"
+    try:
+        prompt, chosen, rejected = (
+            torch.as_tensor(encode(record[key]), dtype=torch.long).tolist() for key in PREFERENCE_KEYS
+        )
+    except Exception as err:
+        raise ValueError(f"{where}: the tokenizer failed ({err})") from err
+    if len(prompt) >= max_length:
+        raise ValueError(
+            f"{where}: prompt is {len(prompt)} tokens, leaving no room for the completion within "
+            f"max_length={max_length} (the policy's context)"
+        )
+    for key, ids in (("chosen", chosen), ("rejected", rejected)):
+        if not ids:
+            raise ValueError(f"{where}: {key!r} encodes to no tokens")
+    return {
+        "prompt": prompt,
+        "chosen": (prompt + chosen)[:max_length],
+        "rejected": (prompt + rejected)[:max_length],
+    }
+
+
+def _pad(rows: Sequence[list[int]], length: int, pad_id: int) -> Tensor:
+    return torch.tensor([row + [pad_id] * (length - len(row)) for row in rows], dtype=torch.long)
+
+
+def _span_mask(starts: Sequence[int], ends: Sequence[int], length: int) -> Tensor:
+    """[B, length] with 1 on positions start ≤ t < end of each row."""
+    positions = torch.arange(length)
+    return ((positions >= torch.tensor(starts)[:, None]) & (positions < torch.tensor(ends)[:, None])).long()
+
+
+def collate_preferences(examples: Sequence[dict], pad_id: int = 0) -> dict[str, Tensor]:
+    """Pad tokenised examples into the batch layout described in the module docstring."""
+    prompt_lens = [len(ex["prompt"]) for ex in examples]
+    length = max(len(ex[key]) for ex in examples for key in ("chosen", "rejected"))
+    batch = {
+        "prompt_ids": _pad([ex["prompt"] for ex in examples], max(prompt_lens), pad_id),
+        "prompt_mask": _span_mask([0] * len(examples), prompt_lens, max(prompt_lens)),
+        "index": torch.tensor([ex["index"] for ex in examples], dtype=torch.long),
+    }
+    for key in ("chosen", "rejected"):
+        batch[f"{key}_ids"] = _pad([ex[key] for ex in examples], length, pad_id)
+        batch[f"{key}_mask"] = _span_mask(prompt_lens, [len(ex[key]) for ex in examples], length)
+    return batch
+
+
+def corpus_prefixes(text: str, n: int, length: int, generator: torch.Generator | None = None) -> list[str]:
+    """`n` prompts: the first `length` characters after a random word boundary of `text`."""
+    starts = [match.start() for match in re.finditer(r"(?<!\S)\S", text[: max(len(text) - length + 1, 0)])]
+    if not starts:
+        raise ValueError(f"text of {len(text)} characters has no word start {length} characters before its end")
+    picks = torch.randint(len(starts), (n,), generator=generator).tolist()
+    return [text[starts[i] : starts[i] + length] for i in picks]
+
+
+def controlled_preference_records(
+    prompts: Sequence[str],
+    sample_fn: SampleFn,
+    reward_fn: Callable[[list[str]], Tensor] = sentiment_reward,
+    temperature: float = 0.1,
+    seed: int = 0,
+) -> list[dict]:
+    """The controlled task's pairs: two completions per prompt from the reference policy,
+    labelled by the Bradley–Terry model on the true reward.
+
+    `sample_fn(prompts, n)` returns, for each prompt, a list of n completion strings (the prompt
+    not included); `reward_fn` scores completions. Each record holds prompt/chosen/rejected and
+    the true rewards `chosen_reward`/`rejected_reward`.
+    """
+    prompts = list(prompts)
+    completions = sample_fn(prompts, 2)
+    if len(completions) != len(prompts) or any(len(pair) != 2 for pair in completions):
+        raise ValueError(f"sample_fn(prompts, 2) must return {len(prompts)} lists of 2 completions")
+    first, second = [pair[0] for pair in completions], [pair[1] for pair in completions]
+    rewards = reward_fn(first + second)
+    r1, r2 = rewards[: len(prompts)], rewards[len(prompts) :]
+    first_wins = bradley_terry_labels(r1, r2, temperature, torch.Generator().manual_seed(seed)).tolist()
+    records = []
+    for i, prompt in enumerate(prompts):
+        winner, loser = (0, 1) if first_wins[i] else (1, 0)
+        texts, scores = (first[i], second[i]), (r1[i].item(), r2[i].item())
+        records.append(
+            {
+                "prompt": prompt,
+                "chosen": texts[winner],
+                "rejected": texts[loser],
+                "chosen_reward": scores[winner],
+                "rejected_reward": scores[loser],
+            }
+        )
+    return records
+
+
+class PreferenceDataModule(L.LightningDataModule):
+    """Train/val preference pairs from `path` (JSON/JSONL) or in-memory `records`, tokenised by `encode`.
+
+    The split is by record, shuffled with `data_seed`; `val_fraction` of the records (at least one)
+    go to validation. `max_length` is the policy's context length in tokens.
+    """
+
+    kind = "preference"
+
+    def __init__(
+        self,
+        encode: Encode,
+        path: str | None = None,
+        records: Sequence[dict] | None = None,
+        decode: Callable[[list[int]], str] | None = None,
+        max_length: int = 64,
+        val_fraction: float = 0.1,
+        batch_size: int = 16,
+        pad_id: int = 0,
+        data_seed: int = 1234,
+        num_workers: int = 0,
+        name: str | None = None,
+    ):
+        super().__init__()
+        if (path is None) == (records is None):
+            raise ValueError("give exactly one of data.path (a JSON/JSONL preference file) and records")
+        if not callable(encode):
+            raise ValueError("encode must be the policy tokenizer's callable str -> list[int]")
+        for key in ("max_length", "batch_size"):
+            check_positive(f"data.{key}", locals()[key])
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}")
+        self.save_hyperparameters(ignore=["encode", "decode", "records"])
+        self.encode, self.decode = encode, decode
+        self.records = None if records is None else list(records)
+        self.name = name or (Path(path).stem if path is not None else "preferences")
+        self.sample_shape = (max_length,)
+
+    def setup(self, stage: str | None = None) -> None:
+        if hasattr(self, "splits"):
+            return
+        path = self.hparams.path
+        source = str(path) if path is not None else "records"
+        records = load_preference_records(path) if path is not None else self.records
+        if len(records) < 2:
+            raise ValueError(f"{source}: need at least 2 records for a train/val split, got {len(records)}")
+        examples = []
+        for index, record in enumerate(records):
+            example = tokenize_record(record, self.encode, self.hparams.max_length, source, index)
+            examples.append({**example, "index": index})
+        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(self.hparams.data_seed)).tolist()
+        n_val = max(1, math.floor(self.hparams.val_fraction * len(examples)))
+        self.splits = {
+            "train": [examples[i] for i in order[n_val:]],
+            "val": [examples[i] for i in order[:n_val]],
+        }
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            collate_fn=self._collate,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def _collate(self, examples: list[dict]) -> dict[str, Tensor]:
+        return collate_preferences(examples, self.hparams.pad_id)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)

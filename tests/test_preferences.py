@@ -1,0 +1,220 @@
+import json
+import math
+
+import pytest
+import torch
+
+from divlab.alignment.true_reward import bradley_terry_labels, bradley_terry_probability, sentiment_reward
+from divlab.datamodules.preferences import (
+    PreferenceDataModule,
+    collate_preferences,
+    controlled_preference_records,
+    corpus_prefixes,
+    load_preference_records,
+    tokenize_record,
+)
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+RECORDS = [
+    {"prompt": "Q: tea? A:", "chosen": " yes, gladly", "rejected": " no"},
+    {"prompt": "Hi", "chosen": " hello there", "rejected": " go away now!"},
+    {"prompt": "2+2=", "chosen": "4", "rejected": "5, surely"},
+    {"prompt": "Say", "chosen": " thanks", "rejected": " nothing"},
+]
+
+
+def encode(text: str) -> list[int]:
+    """Character-level stand-in for the policy tokenizer: one token per character, ids ≥ 1."""
+    return [1 + ord(ch) % 127 for ch in text]
+
+
+def _write(tmp_path, name, records):
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    else:
+        path.write_text(json.dumps(records))
+    return path
+
+
+# ---- true reward -----------------------------------------------------------------------------
+
+
+def test_sentiment_reward_ranks_positive_above_negative_and_is_deterministic():
+    texts = ["What a wonderful, happy day; I love it!", "This is terrible, I hate it and feel awful.", "the chair"]
+    rewards = sentiment_reward(texts)
+    assert rewards.shape == (3,) and rewards.dtype == torch.float32
+    assert rewards[0] > 0.5 > -0.5 > rewards[1] and rewards[2] == 0.0
+    assert torch.equal(rewards, sentiment_reward(list(reversed(texts))).flip(0))
+    with pytest.raises(TypeError, match="list of strings"):
+        sentiment_reward("one string")
+
+
+def test_bradley_terry_labels_follow_the_logistic_probability():
+    n, temperature = 20_000, 0.5
+    r1 = torch.tensor([-1.0, 0.0, 0.3, 1.0]).repeat_interleave(n)
+    r2 = torch.zeros_like(r1)
+    labels = bradley_terry_labels(r1, r2, temperature, torch.Generator().manual_seed(0))
+    frequency = labels.view(4, n).float().mean(1)
+    p = torch.sigmoid(torch.tensor([-1.0, 0.0, 0.3, 1.0]) / temperature)
+    se = (p * (1 - p) / n).sqrt()
+    assert ((frequency - p).abs() < 4 * se).all(), (frequency, p)
+    assert torch.equal(labels, bradley_terry_labels(r1, r2, temperature, torch.Generator().manual_seed(0)))
+    assert bradley_terry_probability(torch.tensor(1.0), torch.tensor(0.0), 2.0).item() == pytest.approx(
+        1 / (1 + math.exp(-0.5))
+    )
+
+
+# ---- user files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pairs.json", "pairs.jsonl"])
+def test_preference_file_batches_mask_the_prompt_and_padding(tmp_path, name):
+    path = _write(tmp_path, name, RECORDS)
+    assert load_preference_records(path) == RECORDS
+    data = PreferenceDataModule(encode, path=str(path), max_length=16, val_fraction=0.25, batch_size=4)
+    data.setup()
+    assert data.kind == "preference" and data.name == "pairs"
+    assert len(data.splits["train"]) == 3 and len(data.splits["val"]) == 1
+    batch = next(iter(data.train_dataloader()))
+    for i, index in enumerate(batch["index"].tolist()):
+        record = RECORDS[index]
+        prompt = encode(record["prompt"])
+        assert batch["prompt_ids"][i, : len(prompt)].tolist() == prompt
+        assert batch["prompt_mask"][i].sum().item() == len(prompt)
+        for key in ("chosen", "rejected"):
+            ids, mask = batch[f"{key}_ids"][i], batch[f"{key}_mask"][i]
+            full = (prompt + encode(record[key]))[:16]
+            assert ids[: len(full)].tolist() == full and (ids[len(full) :] == 0).all()
+            # mask: 1 exactly on the completion tokens, 0 on prompt and padding
+            assert mask.tolist() == [0] * len(prompt) + [1] * (len(full) - len(prompt)) + [0] * (len(ids) - len(full))
+    assert batch["chosen_ids"].shape == batch["rejected_ids"].shape == batch["chosen_mask"].shape
+
+
+def test_encode_may_return_a_tensor_like_the_text_datamodule():
+    example = tokenize_record(RECORDS[0], lambda text: torch.tensor(encode(text)), 32, "records", 0)
+    assert example == tokenize_record(RECORDS[0], encode, 32, "records", 0)
+    assert all(type(token) is int for token in example["chosen"])
+
+
+def test_collate_truncates_completions_to_the_context():
+    example = tokenize_record({"prompt": "abc", "chosen": "x" * 20, "rejected": "y"}, encode, 8, "records", 0)
+    batch = collate_preferences([{**example, "index": 0}])
+    assert batch["chosen_ids"].shape == (1, 8)
+    assert batch["chosen_mask"].tolist() == [[0, 0, 0, 1, 1, 1, 1, 1]]
+    assert batch["rejected_mask"].tolist() == [[0, 0, 0, 1, 0, 0, 0, 0]]
+
+
+GOOD = {"prompt": "p", "chosen": "c", "rejected": "r"}
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"prompt": "p", "chosen": "c"}, "missing key\\(s\\) rejected"),
+        ({**GOOD, "chosen": ""}, "'chosen' is empty"),
+        ({**GOOD, "prompt": ""}, "'prompt' is empty"),
+        ({**GOOD, "rejected": 3}, "'rejected' must be a string, got int"),
+        ({**GOOD, "prompt": None}, "'prompt' must be a string, got NoneType"),
+        ({**GOOD, "prompt": "x" * 16}, "prompt is 16 tokens, leaving no room .* max_length=16"),
+        (["p", "c", "r"], "expected an object"),
+    ],
+)
+@pytest.mark.parametrize("name", ["bad.json", "bad.jsonl"])
+def test_bad_records_name_the_file_and_record(tmp_path, name, bad, message):
+    path = _write(tmp_path, name, [GOOD, bad, GOOD])
+    data = PreferenceDataModule(encode, path=str(path), max_length=16)
+    with pytest.raises(ValueError, match=f"bad.jsonl?: record 1: {message}"):
+        data.setup()
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("broken.jsonl", '{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": \n', "line 2 is not valid JSON"),
+        ("broken.json", "[{", "not valid JSON"),
+        ("object.json", json.dumps(GOOD), "expected a JSON list"),
+        ("empty.jsonl", "\n", "no records"),
+        ("pairs.csv", "prompt,chosen,rejected", "expected a .json or .jsonl file"),
+    ],
+)
+def test_bad_files_give_clear_errors(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValueError, match=f"{name}: .*{message}"):
+        PreferenceDataModule(encode, path=str(path)).setup()
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="missing.json: preference file not found"):
+        load_preference_records(tmp_path / "missing.json")
+
+
+def test_tokenizer_failure_names_the_record():
+    def strict_encode(text):
+        if "!" in text:
+            raise KeyError("!")
+        return encode(text)
+
+    with pytest.raises(ValueError, match="records: record 1: the tokenizer failed"):
+        PreferenceDataModule(strict_encode, records=RECORDS).setup()
+
+
+def test_datamodule_arguments_are_checked():
+    with pytest.raises(ValueError, match="exactly one of data.path"):
+        PreferenceDataModule(encode)
+    with pytest.raises(ValueError, match="val_fraction"):
+        PreferenceDataModule(encode, records=RECORDS, val_fraction=1.0)
+    with pytest.raises(ValueError, match="at least 2 records"):
+        PreferenceDataModule(encode, records=RECORDS[:1]).setup()
+
+
+# ---- controlled task -------------------------------------------------------------------------
+
+POSITIVE = [" and I love this wonderful gift", " a happy, lovely, great day"]
+NEGATIVE = [" and I hate this awful, terrible mess", " a sad, horrible, bad day"]
+
+
+def fake_sampler(prompts, n):
+    """Deterministic stand-in for the reference policy: one positive and one negative completion,
+    in an order that alternates so labels cannot come from position alone."""
+    assert n == 2
+    pairs = []
+    for i, _ in enumerate(prompts):
+        pos, neg = POSITIVE[i % 2], NEGATIVE[i % 2]
+        pairs.append([pos, neg] if i % 3 else [neg, pos])
+    return pairs
+
+
+def test_controlled_task_prefers_the_higher_true_reward():
+    corpus = "The king spoke. Then the queen answered him, and all was quiet. " * 4
+    prompts = corpus_prefixes(corpus, 40, 12, torch.Generator().manual_seed(0))
+    assert len(prompts) == 40 and all(len(p) == 12 and p[0] != " " for p in prompts)
+    records = controlled_preference_records(prompts, fake_sampler, temperature=0.05, seed=0)
+    assert [r["prompt"] for r in records] == prompts
+    # σ((r_pos − r_neg)/0.05) ≈ 1 with a reward gap > 1: every label follows the true reward.
+    assert all(r["chosen"] in POSITIVE and r["rejected"] in NEGATIVE for r in records)
+    assert all(r["chosen_reward"] > r["rejected_reward"] for r in records)
+    # Near-coin-flip labels at a huge temperature, reproducible from the seed.
+    noisy = controlled_preference_records(prompts, fake_sampler, temperature=100.0, seed=1)
+    assert 5 < sum(r["chosen"] in POSITIVE for r in noisy) < 35
+    assert noisy == controlled_preference_records(prompts, fake_sampler, temperature=100.0, seed=1)
+    # The records feed the same datamodule as a user's file.
+    data = PreferenceDataModule(encode, records=records, max_length=64, batch_size=8, name="controlled_sentiment")
+    data.setup()
+    batch = next(iter(data.val_dataloader()))
+    assert batch["chosen_ids"].shape[0] == 4 and (batch["chosen_mask"].sum(1) > 0).all()
+
+
+def test_corpus_prefixes_start_at_words_and_fit_the_text():
+    text = "Hello  world, foo\nbar baz"
+    prompts = corpus_prefixes(text, 50, 5, torch.Generator().manual_seed(0))
+    assert set(prompts) == {"Hello", "world", "foo\nb", "bar b"}
+    with pytest.raises(ValueError, match="no word start"):
+        corpus_prefixes("abc", 1, 6)
+
+
+def test_controlled_task_checks_the_sampler_output():
+    with pytest.raises(ValueError, match="must return 2 lists of 2 completions"):
+        controlled_preference_records(["a", "b"], lambda prompts, n: [["x"]] * len(prompts))
