@@ -11,8 +11,11 @@ import argparse
 import copy
 import importlib
 import statistics
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/overhead.py` from the repo root
 
 import lightning as L
 import torch

@@ -1,4 +1,4 @@
-"""Media for runs: a PNG file in the run directory always, and the same image on W&B when present."""
+"""Media for runs: a file in the run directory always (PNG, text), and the same media on W&B when present."""
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
@@ -8,3 +8,11 @@ def log_image_file(trainer, key: str, path: Path, caption: str | None = None) ->
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.log_image(key=key, images=[str(path)], caption=[caption or path.stem], step=trainer.global_step)
+
+
+def log_text_samples(trainer, key: str, texts: list[str]) -> None:
+    """Text samples as a W&B Table (one row per sample); the run directory gets them as a .txt file."""
+    rows = [[trainer.global_step, text] for text in texts]
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_text(key=key, columns=["step", "sample"], data=rows, step=trainer.global_step)

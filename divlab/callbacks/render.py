@@ -40,4 +40,21 @@ def save_scatter_over_density(samples: torch.Tensor, path: Path, datamodule=None
     plt.close(fig)
 
 
-RENDERERS = {"image": save_image_grid, "points": save_scatter_over_density}
+def save_sequences(samples: torch.Tensor, path: Path, datamodule=None) -> Path:
+    """Token sequences: pixels (the data has `image_shape`) as an image grid PNG, text as a .txt file.
+
+    Returns the file written (text goes to `path` with a .txt suffix).
+    """
+    image_shape = getattr(datamodule, "image_shape", None)
+    if image_shape is not None:
+        from divlab.datamodules.pixel_sequences import tokens_to_unit_range
+
+        save_image_grid(tokens_to_unit_range(samples, image_shape), path)
+        return path
+    path = path.with_suffix(".txt")
+    texts = [datamodule.decode(row) for row in samples]
+    path.write_text("".join(f"=== sample {i} ===\n{text}\n" for i, text in enumerate(texts)))
+    return path
+
+
+RENDERERS = {"image": save_image_grid, "points": save_scatter_over_density, "sequence": save_sequences}

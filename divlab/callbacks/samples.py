@@ -1,11 +1,11 @@
-"""Log `pl_module.sample(n)` every N epochs: a PNG in `<output_dir>/samples/` and on W&B."""
+"""Log `pl_module.sample(n)` every N epochs: a PNG (or text file) in `<output_dir>/samples/` and on W&B."""
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from divlab.callbacks.media import log_image_file
+from divlab.callbacks.media import log_image_file, log_text_samples
 from divlab.callbacks.render import RENDERERS
 from divlab.validation import check_positive
 
@@ -40,7 +40,10 @@ class SampleLogger(L.Callback):
         folder = Path(trainer.default_root_dir) / self.dirname
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"samples_step{trainer.global_step:07d}.png"
-        render(samples, path, datamodule)
-        log_image_file(trainer, "samples", path)
+        path = render(samples, path, datamodule) or path
+        if path.suffix == ".png":
+            log_image_file(trainer, "samples", path)
+        else:
+            log_text_samples(trainer, "samples", [datamodule.decode(row) for row in samples])
         self._last_step = trainer.global_step
         return path

@@ -67,3 +67,17 @@ def importance_weighted_bound(log_weights: torch.Tensor) -> torch.Tensor:
 def bits_per_dim(nll_nats: torch.Tensor, num_dims: int) -> torch.Tensor:
     """Convert a negative log-likelihood per example (nats) to bits per dimension."""
     return nll_nats / (num_dims * math.log(2.0))
+
+
+def token_log_likelihoods(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log p(x_t | x_<t) of each observed token under categorical logits [..., V]; shape of `tokens`."""
+    return -F.cross_entropy(logits.float().flatten(0, -2), tokens.flatten(), reduction="none").view(tokens.shape)
+
+
+def bits_per_character(nll_nats: torch.Tensor, n_chars: torch.Tensor) -> torch.Tensor:
+    """Total negative log-likelihood (nats) of a text → bits per character of that text.
+
+    For subword tokens, n_chars counts the characters the tokens cover, so models with different
+    tokenizers compare on the same text: bpc = Σ_t −log₂ p(x_t | x_<t) / #chars.
+    """
+    return nll_nats / (n_chars * math.log(2.0))
