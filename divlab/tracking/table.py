@@ -24,9 +24,11 @@ class Cell:
 
     @property
     def std(self) -> float:
-        """Sample standard deviation over seeds (0 for a single run)."""
+        """Sample standard deviation over seeds (0 for a single run; nan when a value is infinite)."""
         if len(self.values) < 2:
             return 0.0
+        if not all(math.isfinite(v) for v in self.values):
+            return math.nan
         return math.sqrt(sum((v - self.mean) ** 2 for v in self.values) / (len(self.values) - 1))
 
 
@@ -66,7 +68,8 @@ def build_table(runs: list[dict], metrics: list[str] | None = None) -> Table:
         counts[label] += 1
         for metric in metrics:
             value = run.get("metrics", {}).get(metric)
-            if value is not None and math.isfinite(value):
+            # An infinite divergence is a result (a dropped mode), kept so it cannot flatter the mean.
+            if value is not None and not math.isnan(value):
                 rows[label].setdefault(metric, Cell([])).values.append(value)
     return Table(metrics, dict(rows), dict(counts))
 
