@@ -1,11 +1,13 @@
 """Evaluate `log_likelihood(x)` on validation/test batches: nats per example and bits per dim/token."""
 import math
+import time
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from divlab.lightning_modules.likelihoods import bits_per_dim
+from divlab.validation import check_positive
 
 # Data kind → name of the per-dimension unit (images: 8-bit data; sequences: per token).
 UNITS = {"image": "bpd", "sequence": "bits_per_token"}
@@ -14,12 +16,15 @@ UNITS = {"image": "bpd", "sequence": "bits_per_token"}
 class LikelihoodEvaluator(L.Callback):
     """Logs `<split>/nll` (nats per example) and the kind's bits-per-dimension unit.
 
-    Families without `log_likelihood` (GANs) are skipped with a one-line notice.
+    Families without `log_likelihood` (GANs) are skipped with a one-line notice. Validation runs
+    every `every_n_epochs` epochs; the time spent is logged as `time/<split>/likelihood_seconds`.
     """
 
-    def __init__(self, max_val_batches: int | None = 8, max_test_batches: int | None = None):
+    def __init__(self, max_val_batches: int | None = 8, max_test_batches: int | None = None, every_n_epochs: int = 1):
         self.max_batches = {"val": max_val_batches, "test": max_test_batches}
+        self.every_n_epochs = check_positive("callbacks.likelihood.every_n_epochs", every_n_epochs)
         self._noticed = False
+        self._seconds = {"val": 0.0, "test": 0.0}
 
     def _applies(self, trainer, pl_module) -> bool:
         if hasattr(pl_module, "log_likelihood"):
@@ -33,6 +38,7 @@ class LikelihoodEvaluator(L.Callback):
         limit = self.max_batches[split]
         if (limit is not None and batch_idx >= limit) or not self._applies(trainer, pl_module):
             return
+        start = time.perf_counter()
         nll = -pl_module.log_likelihood(batch).mean()
         pl_module.log(f"{split}/nll", nll, on_epoch=True, on_step=False, sync_dist=True)
         datamodule = trainer.datamodule
@@ -40,12 +46,27 @@ class LikelihoodEvaluator(L.Callback):
         if unit is not None:
             dims = math.prod(datamodule.sample_shape) if unit == "bpd" else batch.shape[-1]
             pl_module.log(f"{split}/{unit}", bits_per_dim(nll, dims), on_epoch=True, on_step=False, sync_dist=True)
+        self._seconds[split] += time.perf_counter() - start
+
+    def _log_time(self, split: str, pl_module) -> None:
+        if self._seconds[split] > 0:
+            pl_module.log(f"time/{split}/likelihood_seconds", self._seconds[split], rank_zero_only=True)
+        self._seconds[split] = 0.0
+
+    def _due(self, trainer) -> bool:
+        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
 
     @torch.no_grad()
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not trainer.sanity_checking:
+        if self._due(trainer):
             self._evaluate("val", trainer, pl_module, batch, batch_idx)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        self._log_time("val", pl_module)
 
     @torch.no_grad()
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._evaluate("test", trainer, pl_module, batch, batch_idx)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._log_time("test", pl_module)

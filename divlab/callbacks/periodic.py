@@ -1,0 +1,88 @@
+"""What every evaluation callback shares: when to run, seeded sampling, timing, logging once.
+
+Heavy evaluations run on rank 0 only (on samples it draws itself) and are logged with
+`rank_zero_only=True`, so DDP runs neither duplicate the work nor the log lines.
+"""
+import time
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from divlab.validation import check_positive
+
+
+@torch.no_grad()
+def seeded_samples(pl_module, n: int, seed: int, batch_size: int = 1000) -> torch.Tensor:
+    """`pl_module.sample` in eval mode, in batches, from a fixed seed that leaves the training RNG untouched."""
+    was_training = pl_module.training
+    devices = [pl_module.device] if pl_module.device.type == "cuda" else []
+    pl_module.eval()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return torch.cat([pl_module.sample(min(batch_size, n - start)).float().cpu()
+                              for start in range(0, n, batch_size)])
+    finally:
+        pl_module.train(was_training)
+
+
+class Timer:
+    """Wall times of named steps: `with timer("fid"): ...` → {"fid": seconds}."""
+
+    def __init__(self):
+        self.seconds = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+class PeriodicEvaluation(L.Callback):
+    """Runs `evaluate(trainer, pl_module, split, timer) -> {name: value}` every `every_n_epochs`
+    validation epochs and once at test, on rank 0, and logs `<split>/<name>` plus each timed step
+    as `time/<split>/<step>_seconds`. Subclasses say whether they apply with `applies(datamodule, pl_module)`.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, seed: int = 0, name: str = "evaluation"):
+        self.every_n_epochs = check_positive(f"callbacks.{name}.every_n_epochs", every_n_epochs)
+        self.seed = seed
+        self.name = name
+        self._skip_noticed = False
+
+    def applies(self, datamodule, pl_module) -> bool | str:
+        """True, or why to skip: a one-line reason (printed once) or "" (skip silently)."""
+        raise NotImplementedError
+
+    def evaluate(self, trainer, pl_module, split: str, timer: Timer) -> dict:
+        raise NotImplementedError
+
+    def _applies(self, trainer, pl_module) -> bool:
+        verdict = self.applies(trainer.datamodule, pl_module)
+        if verdict is not True:
+            if not self._skip_noticed and verdict:
+                rank_zero_info(f"{type(self).__name__}: {verdict}; skipped")
+            self._skip_noticed = True
+            return False
+        return True
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
+            return
+        self.run(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self.run(trainer, pl_module, "test")
+
+    def run(self, trainer, pl_module, split: str) -> dict:
+        if not self._applies(trainer, pl_module) or not trainer.is_global_zero:
+            return {}
+        timer = Timer()
+        metrics = {f"{split}/{name}": value for name, value in self.evaluate(trainer, pl_module, split, timer).items()}
+        metrics.update({f"time/{split}/{step}_seconds": seconds for step, seconds in timer.seconds.items()})
+        for name, value in metrics.items():
+            pl_module.log(name, float(value), rank_zero_only=True, on_step=False, on_epoch=True)
+        return metrics

@@ -1,0 +1,120 @@
+"""Exact-density scores for 2-D mixtures: VEEGAN/PacGAN modes, forward/reverse KL and JS, and a
+scatter plot of the samples over the true density.
+
+Logged (nats; `<split>` is `val` or `test`):
+  `<split>/modes_covered`, `<split>/high_quality_percent`, `<split>/mode_kl` (the protocol's
+  reverse KL of the mode histogram against uniform weights), `<split>/forward_kl`,
+  `<split>/reverse_kl`, `<split>/js`, and `<split>/kl_exact_q` (1 when log q is the model's exact
+  `log_likelihood`, 0 when it is a KDE of its samples); wall times as `time/<split>/toy_*_seconds`.
+"""
+from pathlib import Path
+
+import torch
+
+from divlab.callbacks.media import log_image_file
+from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
+from divlab.callbacks.render import save_scatter_over_density
+from divlab.evaluation.toy import loo_bandwidth, mode_scores, scott_bandwidth, toy_divergences
+from divlab.validation import check_choice, check_positive
+
+# Bandwidth rules for the KDE of model samples (used when the model has no exact log-density).
+BANDWIDTHS = {"loo": loo_bandwidth, "scott": scott_bandwidth}
+
+
+class ToyDivergences(PeriodicEvaluation):
+    """Scores `pl_module.sample(n_samples)` (2,500 by default, the VEEGAN/PacGAN protocol) against
+    a toy mixture with known `log_prob`, every `every_n_epochs` validation epochs and at test.
+
+    log q: `log_q="auto"` uses the model's `log_likelihood` when `log_likelihood_is_exact`, else
+    a Gaussian KDE of the model samples whose bandwidth is `bandwidth`: "loo" (leave-one-out
+    maximum likelihood over multiples of Scott's rule, the default: Scott's rule alone
+    oversmooths σ = 0.01 modes), "scott", or a number. `log_q="kde"` always uses the KDE;
+    `log_q="model"` always uses `log_likelihood` (an ELBO then gives a bound, not an estimate).
+    """
+
+    def __init__(
+        self,
+        n_samples: int = 2500,
+        n_data: int = 2500,
+        every_n_epochs: int = 1,
+        log_q: str = "auto",
+        bandwidth: str | float = "loo",
+        threshold: float = 3.0,
+        min_count: int = 1,
+        plot: bool = True,
+        dirname: str = "toy_metrics",
+        seed: int = 0,
+    ):
+        super().__init__(every_n_epochs, seed, name="toy_metrics")
+        self.n_samples = check_positive("callbacks.toy_metrics.n_samples", n_samples)
+        self.n_data = check_positive("callbacks.toy_metrics.n_data", n_data)
+        self.log_q = check_choice("callbacks.toy_metrics.log_q", log_q, ("auto", "kde", "model"))
+        if isinstance(bandwidth, str):
+            check_choice("callbacks.toy_metrics.bandwidth", bandwidth, BANDWIDTHS)
+        else:
+            check_positive("callbacks.toy_metrics.bandwidth", bandwidth)
+        self.bandwidth = BANDWIDTHS.get(bandwidth, bandwidth)
+        self.threshold = check_positive("callbacks.toy_metrics.threshold", threshold)
+        self.min_count = check_positive("callbacks.toy_metrics.min_count", min_count)
+        self.plot = plot
+        self.dirname = dirname
+
+    def applies(self, datamodule, pl_module) -> bool | str:
+        if getattr(datamodule, "kind", None) != "points":
+            return ""  # not toy data: skip silently
+        if not getattr(datamodule, "has_log_prob", False) or getattr(datamodule, "centres", None) is None:
+            return f"data {getattr(datamodule, 'name', '?')!r} has no known density"
+        return True
+
+    def _model_log_q(self, pl_module):
+        exact = bool(getattr(pl_module, "log_likelihood_is_exact", False))
+        has = hasattr(pl_module, "log_likelihood")
+        if self.log_q == "model" or (self.log_q == "auto" and has and exact):
+            if not has:
+                raise ValueError(f"callbacks.toy_metrics.log_q=model but {type(pl_module).__name__} has no log_likelihood")
+
+            @torch.no_grad()
+            def log_q(x):
+                was_training = pl_module.training
+                pl_module.eval()
+                try:
+                    return torch.cat([pl_module.log_likelihood(b.to(pl_module.device)).double().cpu()
+                                      for b in x.float().split(1000)])
+                finally:
+                    pl_module.train(was_training)
+
+            return log_q
+        return None
+
+    def evaluate(self, trainer, pl_module, split: str, timer) -> dict:
+        datamodule = trainer.datamodule
+        with timer("toy_samples"):
+            samples = seeded_samples(pl_module, self.n_samples, self.seed)
+        data = datamodule.real_samples(split, self.n_data).float()
+        with timer("toy_modes"):
+            scores = mode_scores(samples, datamodule.centres, datamodule.sigma, self.threshold, self.min_count)
+        log_q = self._model_log_q(pl_module)
+        with timer("toy_divergences"):
+            divergences = toy_divergences(data, samples, datamodule.log_prob, log_q, self.bandwidth)
+        metrics = {
+            "modes_covered": scores.modes_covered,
+            "high_quality_percent": scores.high_quality_percent,
+            "mode_kl": scores.reverse_kl,  # +inf when no sample is high quality
+            **{name: value.item() for name, value in divergences.items()},
+            "kl_exact_q": float(log_q is not None),
+        }
+        if self.plot:
+            with timer("toy_plot"):
+                self._plot(trainer, samples, split, metrics)
+        return metrics
+
+    def _plot(self, trainer, samples, split: str, metrics: dict) -> Path:
+        folder = Path(trainer.default_root_dir) / self.dirname
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{split}_step{trainer.global_step:07d}.png"
+        title = (f"{split} step {trainer.global_step}: {metrics['modes_covered']} modes, "
+                 f"{metrics['high_quality_percent']:.0f}% HQ\nKL(P‖Q) {metrics['forward_kl']:.3g}, "
+                 f"KL(Q‖P) {metrics['reverse_kl']:.3g}, JS {metrics['js']:.3f}")
+        save_scatter_over_density(samples, path, trainer.datamodule, title=title)
+        log_image_file(trainer, f"{split}/toy_samples", path, caption=title)
+        return path

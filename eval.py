@@ -1,0 +1,86 @@
+"""Evaluate a checkpoint with the training callbacks: `python eval.py ckpt_path=PATH [data=... model=...]`.
+
+Rebuilds data and model from the run's resolved config (the lightning-hydra-template convention),
+runs `trainer.test` and writes `<output_dir>/eval.json` with every logged test metric.
+"""
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from divlab.checkpoints import check_readable
+from divlab.tracking.run_record import read_run_record, write_json_atomic
+
+log = logging.getLogger("divlab.eval")
+EVAL_FILE = "eval.json"
+
+
+def run_config(ckpt_path: Path) -> DictConfig | None:
+    """The resolved config of the run that wrote `ckpt_path` (`<run_dir>/checkpoints/x.ckpt`)."""
+    run_dir = ckpt_path.parent.parent
+    record = read_run_record(run_dir)
+    if record and record.get("config"):
+        return OmegaConf.create(record["config"])
+    hydra_config = run_dir / ".hydra" / "config.yaml"
+    return OmegaConf.load(hydra_config) if hydra_config.is_file() else None
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Test `cfg.ckpt_path`; returns and writes the metrics (`eval.json` under `paths.output_dir`)."""
+    ckpt_path = Path(str(cfg.ckpt_path)).expanduser()
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"ckpt_path={str(cfg.ckpt_path)!r} does not exist; pass a .ckpt file")
+    check_readable(ckpt_path)
+    trained = run_config(ckpt_path)
+    if trained is None and not (cfg.get("data") and cfg.get("model")):
+        raise FileNotFoundError(
+            f"no run.json or .hydra/config.yaml in {str(ckpt_path.parent.parent)!r} to rebuild the run from; "
+            "pass data=... model=... explicitly"
+        )
+    data_cfg = cfg.get("data") or trained.data
+    model_cfg = cfg.get("model") or trained.model
+    seed = cfg.get("seed") if cfg.get("seed") is not None else (trained or {}).get("seed")
+    if seed is not None:
+        L.seed_everything(seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
+
+    datamodule = hydra.utils.instantiate(data_cfg)
+    model = hydra.utils.instantiate(model_cfg, data_shape=tuple(datamodule.sample_shape), _convert_="all")
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log.info("evaluating %s", ckpt_path)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=False)
+
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
+    for result in results:
+        metrics.update({name: float(value) for name, value in result.items()})
+    report = {
+        "ckpt_path": str(ckpt_path.resolve()),
+        "family": model.hparams.get("family"),
+        "divergence": model.hparams.get("divergence"),
+        "data": getattr(datamodule, "name", None),
+        "seed": seed,
+        "metrics": dict(sorted(metrics.items())),
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "model_config": OmegaConf.to_container(model_cfg, resolve=True),
+        "data_config": OmegaConf.to_container(data_cfg, resolve=True),
+    }
+    if trainer.is_global_zero:
+        write_json_atomic(Path(cfg.paths.output_dir) / EVAL_FILE, report)
+    return report["metrics"]
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

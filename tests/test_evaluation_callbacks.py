@@ -1,0 +1,242 @@
+"""Evaluation callbacks through Lightning: toy exact divergences, feature-space FID/KID/PR/DC, eval.py."""
+import json
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from divlab.callbacks.toy_metrics import ToyDivergences
+from divlab.datamodules.toy2d import GaussianMixture2D, Toy2DDataModule
+
+
+class FixedModel(L.LightningModule):
+    """A 'trained' model that is a known distribution: samples it, and (optionally) its exact log-density."""
+
+    log_likelihood_is_exact = True
+
+    def __init__(self, distribution, with_log_likelihood: bool = True):
+        super().__init__()
+        self.distribution = distribution
+        self.anchor = nn.Parameter(torch.zeros(1))
+        if with_log_likelihood:
+            self.log_likelihood = distribution.log_prob
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.distribution.sample(n)
+
+    def test_step(self, batch, batch_idx):
+        return None
+
+
+def run_test(model, datamodule, callback, tmp_path) -> dict:
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_test_batches=1, callbacks=[callback],
+                        default_root_dir=tmp_path)
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+@pytest.fixture(scope="module")
+def ring8():
+    data = Toy2DDataModule("ring8", n_train=100, n_val=1000, n_test=1000)
+    data.setup()
+    return data
+
+
+@pytest.mark.parametrize("log_q", ["model", "kde"])
+def test_true_mixture_has_zero_kl_and_all_modes(ring8, tmp_path, log_q):
+    model = FixedModel(ring8.distribution)
+    metrics = run_test(model, ring8, ToyDivergences(n_samples=1000, n_data=1000, log_q=log_q), tmp_path)
+    assert metrics["test/modes_covered"] == 8
+    assert metrics["test/high_quality_percent"] > 97
+    assert metrics["test/kl_exact_q"] == (log_q == "model")
+    tolerance = 1e-9 if log_q == "model" else 0.15
+    for name in ("forward_kl", "reverse_kl", "js"):
+        assert abs(metrics[f"test/{name}"]) < tolerance, (name, metrics)
+    assert metrics["time/test/toy_divergences_seconds"] >= 0
+    assert list((tmp_path / "toy_metrics").glob("test_step*.png"))
+
+
+@pytest.mark.parametrize("with_log_likelihood", [True, False])
+def test_collapsed_model_covers_one_mode_with_asymmetric_kl(ring8, tmp_path, with_log_likelihood):
+    one_mode = GaussianMixture2D(ring8.centres[:1], ring8.sigma)
+    model = FixedModel(one_mode, with_log_likelihood)
+    metrics = run_test(model, ring8, ToyDivergences(n_samples=1000, n_data=1000, plot=False), tmp_path)
+    assert metrics["test/modes_covered"] == 1
+    assert metrics["test/mode_kl"] == pytest.approx(math.log(8), rel=1e-6)
+    # Mode-seeking reverse KL is log K for one of K equal modes; mass-covering forward KL explodes.
+    assert metrics["test/reverse_kl"] == pytest.approx(math.log(8), abs=0.1)
+    assert metrics["test/forward_kl"] > 100 * metrics["test/reverse_kl"]
+    # JS(P, Q) for Q = one of 8 modes: ½[⅞ log 2 + ⅛ log(2/9)] + ½ log(16/9) ≈ 0.497 nats.
+    expected_js = 0.5 * (7 / 8 * math.log(2) + 1 / 8 * math.log(2 / 9)) + 0.5 * math.log(16 / 9)
+    assert metrics["test/js"] == pytest.approx(expected_js, abs=0.05)
+
+
+def test_toy_callback_skips_data_without_density(tmp_path):
+    moons = Toy2DDataModule("moons", n_train=100, n_val=100, n_test=100)
+    metrics = run_test(FixedModel(moons.distribution, False), moons, ToyDivergences(n_samples=100), tmp_path)
+    assert not any("kl" in name for name in metrics)
+
+
+# ---------------------------------------------------------------- image feature metrics
+
+from divlab.callbacks.image_metrics import ImageFeatureMetrics, extract_features  # noqa: E402
+from divlab.callbacks.periodic import seeded_samples  # noqa: E402
+from divlab.datamodules.images import ImageDataModule  # noqa: E402
+from divlab.evaluation.feature_nets import WEIGHTS_DIR, feature_net_card, load_feature_net  # noqa: E402
+
+
+class ImagePool:
+    """A 'model' whose samples are drawn without replacement from a fixed set of images."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def sample(self, n: int, generator=None) -> torch.Tensor:
+        return self.images[torch.randperm(len(self.images), generator=generator)[:n]]
+
+
+def uniform_noise(shape):
+    return type("Noise", (), {"sample": lambda self, n: torch.rand(n, *shape) * 2 - 1})()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = ImageDataModule("digits", val_size=150)
+    data.setup()
+    return data
+
+
+def image_callback(tmp_path, n, **kwargs):
+    return ImageFeatureMetrics(n_samples=n, kid_subsets=10, cache_dir=str(tmp_path / "cache"), **kwargs)
+
+
+def test_identical_sets_score_one_and_disjoint_sets_zero(digits, tmp_path):
+    n = 250
+    same = run_test(FixedModel(ImagePool(digits.real_samples("test", n)), False), digits,
+                    image_callback(tmp_path, n), tmp_path)
+    for name in ("precision", "recall", "coverage"):
+        assert same[f"test/{name}_digits"] == 1.0
+    assert same["test/density_digits"] == pytest.approx(1.0, abs=0.25)
+    assert abs(same["test/fid_digits"]) < 1e-6
+
+    noise = run_test(FixedModel(uniform_noise((1, 8, 8)), False), digits, image_callback(tmp_path, n), tmp_path)
+    # Identical sets: unbiased MMD² is slightly negative (its kernel sum drops only the diagonal).
+    assert abs(same["test/kid_digits"]) < 0.05 * noise["test/kid_digits"]
+    assert noise["test/fid_digits"] > 10 and noise["test/coverage_digits"] < 0.2
+    assert noise["time/test/fid_digits_seconds"] >= 0 and noise["time/test/real_features_digits_seconds"] >= 0
+    assert len(list((tmp_path / "cache").glob("digits_test_n250_digits_*.pt"))) == 1
+
+
+def test_feature_scores_on_synthetic_gaussians_reach_their_extremes(tmp_path):
+    from divlab.callbacks.periodic import Timer
+
+    callback = image_callback(tmp_path, 400)
+    real = torch.randn(400, 16, generator=torch.Generator().manual_seed(0))
+    same = callback.score(real, real.clone(), "toy", Timer())
+    fresh = callback.score(real, torch.randn(400, 16, generator=torch.Generator().manual_seed(1)), "toy", Timer())
+    disjoint = callback.score(real, real + 100.0, "toy", Timer())
+    for name in ("precision", "recall", "coverage"):
+        assert same[f"{name}_toy"] == 1.0 and disjoint[f"{name}_toy"] == 0.0
+        assert fresh[f"{name}_toy"] > 0.6, fresh
+    assert disjoint["density_toy"] == 0.0 and fresh["density_toy"] == pytest.approx(1.0, abs=0.3)
+    assert same["fid_toy"] == pytest.approx(0.0, abs=1e-6) and disjoint["fid_toy"] == pytest.approx(16 * 100**2, rel=1e-3)
+    assert disjoint["kid_toy"] > 100 * abs(fresh["kid_toy"])
+
+
+def test_fid_in_fashion_mnist_feature_space_matches_scipy_and_separates_noise(tmp_path):
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    import numpy as np
+
+    data = ImageDataModule("fashion_mnist", val_size=1000)
+    data.setup()
+    n = 500
+    train_pool = FixedModel(ImagePool(data.real_samples("train", 5000)), False)
+    real = run_test(train_pool, data, image_callback(tmp_path, n, metrics=["fid"]), tmp_path)
+    noise = run_test(FixedModel(uniform_noise((1, 28, 28)), False), data,
+                     image_callback(tmp_path, n, metrics=["fid"]), tmp_path)
+    assert noise["test/fid_fmnist"] > 20 * real["test/fid_fmnist"], (real, noise)
+
+    # Reference: the same features (seeded samples, shipped net), numpy means/covariances, scipy sqrtm.
+    net, _ = load_feature_net("fashion_mnist")
+    fake = extract_features(net, seeded_samples(train_pool, n, seed=0), "cpu").double().numpy()
+    test = extract_features(net, data.real_samples("test", n), "cpu").double().numpy()
+    mu1, mu2 = test.mean(0), fake.mean(0)
+    s1, s2 = np.cov(test, rowvar=False), np.cov(fake, rowvar=False)
+    covmean = scipy_linalg.sqrtm(s1 @ s2).real
+    reference = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean)
+    assert real["test/fid_fmnist"] == pytest.approx(reference, rel=1e-3)
+
+
+@pytest.mark.parametrize("dataset, minimum", [("fashion_mnist", 0.90), ("digits", 0.95)])
+def test_shipped_feature_nets_are_accurate_small_and_load_weights_only(dataset, minimum):
+    card = feature_net_card(dataset)
+    assert card["test_accuracy"] >= minimum and card["epochs"] > 0 and "train_feature_net.py" in card["command"]
+    assert (WEIGHTS_DIR / f"{dataset}.pt").stat().st_size < 400_000
+    net, digest = load_feature_net(dataset)  # weights_only=True inside
+    assert digest == card["weights_sha256_12"]
+    data = ImageDataModule(dataset, val_size=150)
+    data.setup()
+    with torch.no_grad():
+        logits = net.classify(data.real_samples("test", 300))
+    accuracy = (logits.argmax(1) == data.labels("test")[:300]).double().mean().item()
+    assert accuracy >= minimum - 0.03
+
+
+def test_inception_without_weights_names_the_option():
+    with pytest.raises(ValueError, match="callbacks.image_metrics.inception_weights"):
+        ImageFeatureMetrics(feature_net="inception")
+
+
+# ---------------------------------------------------------------- eval.py
+
+
+def compose_eval(tmp_path, overrides):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("eval", overrides=[f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path.parent}",
+                                          "trainer.accelerator=cpu", *overrides])
+
+
+def test_eval_py_tests_a_checkpoint_and_writes_eval_json(train_with, tmp_path):
+    import eval as divlab_eval
+
+    run_dir, eval_dir = tmp_path / "run", tmp_path / "eval"
+    train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=csv", "test=false", out=run_dir)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    cfg = compose_eval(eval_dir, [f"ckpt_path={ckpt}", "debug=tiny"])
+    metrics = divlab_eval.evaluate(cfg)
+    report = json.loads((eval_dir / "eval.json").read_text())
+    assert report["metrics"] == pytest.approx(metrics)
+    assert (report["family"], report["data"]) == ("vae", "ring8")
+    assert {"test/nll", "test/modes_covered", "test/forward_kl", "test/reverse_kl", "test/js",
+            "time/test/toy_divergences_seconds"} <= set(metrics)
+    assert all(math.isfinite(metrics[name]) for name in ("test/nll", "test/reverse_kl"))
+
+
+def test_eval_py_names_a_missing_or_corrupt_checkpoint(tmp_path):
+    import eval as divlab_eval
+
+    with pytest.raises(FileNotFoundError, match="ckpt_path='/nope.ckpt' does not exist"):
+        divlab_eval.evaluate(compose_eval(tmp_path, ["ckpt_path=/nope.ckpt"]))
+    corrupt = tmp_path / "bad.ckpt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.ckpt' is unreadable"):
+        divlab_eval.evaluate(compose_eval(tmp_path, [f"ckpt_path={corrupt}"]))
+
+
+def test_toy_metrics_are_logged_once_under_ddp_spawn(train_with, tmp_path):
+    import csv
+
+    train_with("experiment=vae_ring8", "debug=tiny", "trainer=ddp_spawn", "trainer.devices=2", "logger=csv",
+               "test=false")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["metrics"]["val/modes_covered"] >= 0 and "time/val/toy_divergences_seconds" in record["metrics"]
+    rows = list(csv.DictReader(next(tmp_path.glob("csv/**/metrics.csv")).open()))
+    assert sum(1 for row in rows if row.get("val/modes_covered")) == 1
+    assert len(list((tmp_path / "toy_metrics").glob("val_step*.png"))) == 1
