@@ -20,6 +20,8 @@ from divlab.lightning_modules.divergences import (
 )
 from divlab.lightning_modules.networks.dcgan import DCGANCritic, DCGANGenerator
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 MU_P, SIGMA_P = 0.0, 1.0
 MU_Q, SIGMA_Q = 1.0, 1.1
 N_MC = 200_000
@@ -91,15 +93,6 @@ OPTIMAL_CRITICS_AND_TARGETS = {
         quadrature(lambda p, q: (p - q) ** 2 / (p + q)),
     ),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: a second intra-op thread only adds contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -373,20 +366,22 @@ def test_losses_are_finite_and_differentiable(name, scale):
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("image_size", [8, 28, 32])
-def test_dcgan_shapes_and_range(image_size):
+@pytest.mark.parametrize("image_shape", [(3, 8, 8), (1, 28, 28), (3, 32, 32), (1, 12, 20)])
+def test_dcgan_shapes_and_range(image_shape):
     torch.manual_seed(0)
-    generator = DCGANGenerator(z_dim=16, channels=3, image_size=image_size, width=8)
-    critic = DCGANCritic(channels=3, image_size=image_size, width=8)
+    generator = DCGANGenerator(in_shape=(16,), out_shape=image_shape, width=8)
+    critic = DCGANCritic(in_shape=image_shape, out_shape=(), width=8)
     images = generator(3.0 * torch.randn(5, 16))
-    assert images.shape == (5, 3, image_size, image_size)
+    assert images.shape == (5, *image_shape)
     assert images.min() >= -1.0 and images.max() <= 1.0
     assert critic(images).shape == (5,)
-    assert DCGANCritic(channels=3, image_size=image_size, width=8, spectral_norm=True)(images).shape == (5,)
+    assert DCGANCritic(in_shape=image_shape, out_shape=(1,), width=8)(images).shape == (5, 1)
+    assert DCGANCritic(in_shape=image_shape, out_shape=(), width=8, spectral_norm=True)(images).shape == (5,)
 
 
-def test_dcgan_rejects_sizes_not_divisible_by_four():
-    with pytest.raises(ValueError, match="30"):
-        DCGANGenerator(image_size=30)
-    with pytest.raises(ValueError, match="30"):
-        DCGANCritic(image_size=30)
+@pytest.mark.parametrize("image_shape", [(1, 30, 28), (1, 28, 30), (28, 28)])
+def test_dcgan_rejects_shapes_not_divisible_by_four(image_shape):
+    for build in (lambda: DCGANGenerator(in_shape=(16,), out_shape=image_shape), lambda: DCGANCritic(in_shape=image_shape)):
+        with pytest.raises(ValueError, match="divisible by 4") as error:
+            build()
+        assert str(image_shape) in str(error.value)

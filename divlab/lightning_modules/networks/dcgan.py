@@ -1,8 +1,10 @@
-"""DCGAN-style generator and critic (Radford et al. 2016) for small square images.
+"""DCGAN-style generator and critic (Radford et al. 2016) for small images.
 
-Two stride-2 stages each way, so any side divisible by 4 works (8×8 digits, 28×28 MNIST,
-32×32 CIFAR): the generator starts from a (2·width)×(S/4)×(S/4) map, the critic ends on one.
+Two stride-2 stages each way, so any height and width divisible by 4 work (8×8 digits, 28×28
+MNIST, 32×32 CIFAR): the generator starts from a (2·width)×(H/4)×(W/4) map, the critic ends on one.
 """
+import math
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
@@ -10,25 +12,25 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from divlab.validation import check_positive
 
 
-def _check_image_size(image_size: int) -> int:
-    check_positive("image_size", image_size)
-    if image_size % 4:
-        raise ValueError(f"image_size must be divisible by 4 (two stride-2 stages), got {image_size}")
-    return image_size
+def _quarter_size(image_shape) -> tuple[int, int]:
+    """(H/4, W/4) for an image shape (C, H, W); ValueError naming the shape otherwise."""
+    if len(image_shape) != 3 or any(side % 4 or side <= 0 for side in image_shape[1:]):
+        raise ValueError(f"DCGAN needs an image shape (C, H, W) with H and W divisible by 4, got {tuple(image_shape)}")
+    return image_shape[1] // 4, image_shape[2] // 4
 
 
 class DCGANGenerator(nn.Module):
-    """z [B, z_dim] → image [B, channels, S, S] in [−1, 1]."""
+    """noise [B, *in_shape] → image [B, *out_shape] in [−1, 1], out_shape = (C, H, W)."""
 
-    def __init__(self, z_dim: int = 64, channels: int = 1, image_size: int = 28, width: int = 64):
+    def __init__(self, in_shape, out_shape, width: int = 64):
         super().__init__()
-        self.z_dim = check_positive("z_dim", z_dim)
-        self.base = _check_image_size(image_size) // 4
+        channels = out_shape[0]
+        self.base = _quarter_size(out_shape)
         self.width = check_positive("width", width)
-        check_positive("channels", channels)
+        base_pixels = math.prod(self.base)
         self.project = nn.Sequential(
-            nn.Linear(z_dim, 2 * width * self.base**2, bias=False),
-            nn.BatchNorm1d(2 * width * self.base**2),
+            nn.Linear(math.prod(in_shape), 2 * width * base_pixels, bias=False),
+            nn.BatchNorm1d(2 * width * base_pixels),
             nn.ReLU(),
         )
         self.upsample = nn.Sequential(
@@ -40,23 +42,24 @@ class DCGANGenerator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.project(z).view(-1, 2 * self.width, self.base, self.base)
+        h = self.project(z.flatten(1)).view(-1, 2 * self.width, *self.base)
         return self.upsample(h)
 
 
 class DCGANCritic(nn.Module):
-    """image [B, channels, S, S] → raw score V [B].
+    """image [B, *in_shape] → raw score V [B, *out_shape] (out_shape () gives [B]).
 
     No batch norm: it couples examples in a batch, which breaks the per-example gradient
     penalties (WGAN-GP, R1). `spectral_norm=True` bounds each layer's Lipschitz constant
     (Miyato et al. 2018), the usual partner of the hinge loss.
     """
 
-    def __init__(self, channels: int = 1, image_size: int = 28, width: int = 64, spectral_norm: bool = False):
+    def __init__(self, in_shape, out_shape=(), width: int = 64, spectral_norm: bool = False):
         super().__init__()
-        base = _check_image_size(image_size) // 4
+        channels = in_shape[0]
+        base = _quarter_size(in_shape)
         check_positive("width", width)
-        check_positive("channels", channels)
+        self.out_shape = tuple(out_shape)
         norm = _spectral_norm if spectral_norm else (lambda layer: layer)
         self.net = nn.Sequential(
             norm(nn.Conv2d(channels, width, 4, stride=2, padding=1)),
@@ -64,8 +67,8 @@ class DCGANCritic(nn.Module):
             norm(nn.Conv2d(width, 2 * width, 4, stride=2, padding=1)),
             nn.LeakyReLU(0.2),
             nn.Flatten(),
-            norm(nn.Linear(2 * width * base**2, 1)),
+            norm(nn.Linear(2 * width * math.prod(base), math.prod(self.out_shape))),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        return self.net(x).view(-1, *self.out_shape)

@@ -1,0 +1,124 @@
+"""Generative adversarial networks: x = G(z), z ~ N(0, I), trained to minimise a divergence D(P_X ‖ P_θ).
+
+A critic estimates D from samples through a variational lower bound (f-GAN, the original GAN,
+Wasserstein, hinge, least squares; see `divergences.py`): every batch the critic takes a step up
+that bound, every `n_critic`-th batch the generator takes a step down the divergence's generator
+loss. `mmd` needs no critic: the generator minimises MMD² between data and samples directly.
+
+Logged: `train/divergence_estimate` (the critic's current bound, before its step),
+`train/critic_loss`, `train/generator_loss`; on validation/test batches against as many fresh
+samples, `<split>/divergence_estimate` and `<split>/loss` = MMD² (kernels scaled to the data's
+dimension), which does not depend on the critic, so it compares epochs and divergences.
+"""
+import lightning as L
+import torch
+
+from divlab.lightning_modules.divergences import get_divergence, gradient_penalty, mmd2_dimension_scaled, r1_penalty
+from divlab.lightning_modules.optim import make_optimizer
+from divlab.validation import check_positive, optimizer_lr
+
+
+class GAN(L.LightningModule):
+    family = "gan"
+
+    def __init__(
+        self,
+        data_shape,
+        generator,
+        critic,
+        generator_optimizer,
+        critic_optimizer,
+        divergence: str = "non_saturating",
+        noise_dim: int = 64,
+        n_critic: int = 1,
+        gp_weight: float = 0.0,
+        r1_gamma: float = 0.0,
+    ):
+        super().__init__()
+        self.divergence = get_divergence(divergence)
+        check_positive("model.noise_dim", noise_dim)
+        check_positive("model.n_critic", n_critic)
+        check_positive("model.gp_weight", gp_weight, allow_zero=True)
+        check_positive("model.r1_gamma", r1_gamma, allow_zero=True)
+        self.save_hyperparameters(ignore=["generator", "critic", "generator_optimizer", "critic_optimizer"])
+        self.hparams.update(
+            family=self.family,
+            divergence=divergence,
+            lr=optimizer_lr(generator_optimizer),
+            critic_lr=optimizer_lr(critic_optimizer),
+        )
+        self.automatic_optimization = False
+        self.data_shape = tuple(data_shape)
+        self.generator = generator(in_shape=(noise_dim,), out_shape=self.data_shape)
+        self.critic = critic(in_shape=self.data_shape, out_shape=()) if self.divergence.needs_critic else None
+        self.generator_optimizer = generator_optimizer
+        self.critic_optimizer = critic_optimizer
+
+    def training_step(self, x: torch.Tensor, batch_idx: int) -> None:
+        optimizers = self.optimizers()
+        generator_opt, critic_opt = optimizers if self.critic is not None else (optimizers, None)
+        generator_turn = (batch_idx + 1) % self.hparams.n_critic == 0
+        with torch.set_grad_enabled(generator_turn):
+            fake = self.generator(self.noise(x.shape[0]))
+
+        out_real, out_fake = self.score(x), self.score(fake.detach())
+        estimate = self.divergence.estimate(out_real, out_fake)
+        if critic_opt is not None:
+            critic_loss = self.divergence.critic_loss(out_real, out_fake) + self.critic_penalty(x, fake)
+            # DDP without find_unused_parameters needs every parameter in every backward: the
+            # generator joins the critic's with a zero gradient.
+            touch_generator = sum(p.sum() for p in self.generator.parameters()) * 0.0
+            self.optimizer_step(critic_opt, critic_loss + touch_generator)
+            self.log("train/critic_loss", critic_loss.detach())
+        self.log("train/divergence_estimate", estimate.detach(), prog_bar=True)
+
+        if generator_turn:
+            generator_loss = self.divergence.generator_loss(out_real.detach(), self.score(fake))
+            self.optimizer_step(generator_opt, generator_loss)
+            self.log("train/generator_loss", generator_loss.detach())
+
+    def score(self, samples: torch.Tensor) -> torch.Tensor:
+        """What the divergence's losses read: the critic's scores, or the flattened samples without a critic.
+
+        In float32: bf16's 8-bit mantissa is too coarse for batch means of log-probabilities.
+        """
+        return (samples.flatten(1) if self.critic is None else self.critic(samples)).float()
+
+    def critic_penalty(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | float:
+        penalty = 0.0
+        if self.hparams.gp_weight:
+            penalty = penalty + self.hparams.gp_weight * gradient_penalty(self.critic, x, fake)
+        if self.hparams.r1_gamma:
+            penalty = penalty + 0.5 * self.hparams.r1_gamma * r1_penalty(self.critic, x)
+        return penalty
+
+    def optimizer_step(self, optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+
+    def validation_step(self, x: torch.Tensor, batch_idx: int) -> None:
+        self.log_dict(self.evaluate("val", x), sync_dist=True, prog_bar=True)
+
+    def test_step(self, x: torch.Tensor, batch_idx: int) -> None:
+        self.log_dict(self.evaluate("test", x), sync_dist=True)
+
+    def evaluate(self, split: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fake = self.sample(x.shape[0])
+        return {
+            f"{split}/divergence_estimate": self.divergence.estimate(self.score(x), self.score(fake)),
+            f"{split}/loss": mmd2_dimension_scaled(x.flatten(1).float(), fake.flatten(1).float()),
+        }
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.hparams.noise_dim, device=self.device)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        return self.generator(self.noise(n))
+
+    def configure_optimizers(self):
+        generator_opt = make_optimizer(self.generator_optimizer, self.generator.parameters(), self.device)
+        if self.critic is None:
+            return generator_opt
+        return generator_opt, make_optimizer(self.critic_optimizer, self.critic.parameters(), self.device)

@@ -1,0 +1,158 @@
+"""GAN family: one step of every divergence on points and images, n_critic, sampling, config errors,
+and whole runs on 2 processes (ddp_spawn), in bf16-mixed and (slow) to mode coverage on ring8."""
+import functools
+import json
+
+import hydra
+import lightning as L
+import pytest
+import torch
+from hydra.errors import InstantiationException
+
+from conftest import compose_config
+from divlab.evaluation.toy import mode_scores
+from divlab.lightning_modules.divergences import DIVERGENCES
+from divlab.lightning_modules.gan import GAN
+from divlab.lightning_modules.networks.dcgan import DCGANCritic, DCGANGenerator
+from divlab.lightning_modules.networks.mlp import MLP
+
+ADAM = functools.partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999))
+NETWORKS = {
+    "points": ((2,), functools.partial(MLP, hidden=32), functools.partial(MLP, hidden=32)),
+    "image": ((1, 8, 8), functools.partial(DCGANGenerator, width=8), functools.partial(DCGANCritic, width=8)),
+}
+
+
+def make_gan(kind: str = "points", **kwargs) -> GAN:
+    data_shape, generator, critic = NETWORKS[kind]
+    return GAN(data_shape, generator, critic, ADAM, ADAM, **kwargs)
+
+
+def batches(kind: str, n_batches: int) -> list[torch.Tensor]:
+    shape = NETWORKS[kind][0]
+    if kind == "points":
+        return [torch.randn(16, *shape) * 0.1 + 1.0 for _ in range(n_batches)]
+    return [torch.rand(16, *shape) * 2 - 1 for _ in range(n_batches)]
+
+
+def fit(model: GAN, data: list[torch.Tensor], **trainer_kwargs) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, **trainer_kwargs,
+    )
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+    return trainer
+
+
+def snapshot(module: torch.nn.Module | None) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()] if module is not None else []
+
+
+def changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(b, p) for b, p in zip(before, module.parameters()))
+
+
+@pytest.mark.parametrize("kind", ["points", "image"])
+@pytest.mark.parametrize("divergence", sorted(DIVERGENCES))
+def test_one_step_of_every_divergence_is_finite_and_moves_both_networks(kind, divergence):
+    torch.manual_seed(0)
+    model = make_gan(kind, divergence=divergence, noise_dim=4, gp_weight=1.0, r1_gamma=0.1)
+    generator_before, critic_before = snapshot(model.generator), snapshot(model.critic)
+    trainer = fit(model, batches(kind, 1))
+    metrics = trainer.logged_metrics
+    names = {"train/divergence_estimate", "train/generator_loss"} | ({"train/critic_loss"} if model.critic else set())
+    assert names <= set(metrics), metrics
+    assert all(torch.isfinite(metrics[name]) for name in names), metrics
+    assert changed(generator_before, model.generator)
+    if DIVERGENCES[divergence].needs_critic:
+        assert changed(critic_before, model.critic)
+    else:
+        assert model.critic is None and len(trainer.optimizers) == 1
+
+
+def test_critic_takes_n_critic_steps_per_generator_step():
+    torch.manual_seed(0)
+    model = make_gan(n_critic=3)
+    generator_before = snapshot(model.generator)
+    trainer = fit(model, batches("points", 2))
+    assert not changed(generator_before, model.generator)
+    assert trainer.global_step == 2
+    trainer = fit(model, batches("points", 3))
+    assert changed(generator_before, model.generator)
+    assert trainer.global_step == 4
+
+
+@pytest.mark.parametrize("kind", ["points", "image"])
+def test_sample_has_the_data_layout(kind):
+    model = make_gan(kind).eval()
+    samples = model.sample(5)
+    assert samples.shape == (5, *NETWORKS[kind][0])
+    assert torch.isfinite(samples).all()
+    if kind == "image":
+        assert samples.min() >= -1 and samples.max() <= 1
+
+
+def test_hyperparameters_name_family_and_divergence():
+    model = make_gan(divergence="hinge")
+    assert (model.hparams.family, model.hparams.divergence) == ("gan", "hinge")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"divergence": "jensen"}, "unknown divergence 'jensen'; valid choices: hinge, js, kl, least_squares"),
+        ({"n_critic": 0}, "model.n_critic must be > 0, got 0"),
+        ({"gp_weight": -1.0}, "model.gp_weight must be >= 0, got -1.0"),
+        ({"r1_gamma": -0.1}, "model.r1_gamma must be >= 0, got -0.1"),
+    ],
+)
+def test_bad_hyperparameters_fail_early_with_the_value(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_gan(**kwargs)
+
+
+def test_divergence_from_the_command_line_reaches_the_model(tmp_path):
+    cfg = compose_config(tmp_path, ["experiment=gan_ring8", "divergence=js"])
+    assert cfg.model.divergence == "js"
+    cfg = compose_config(tmp_path, ["~experiment", "model=gan", "data=ring8", "divergence=wasserstein"])
+    assert cfg.model.divergence == "wasserstein"
+    model = hydra.utils.instantiate(cfg.model, data_shape=(2,), _convert_="all")
+    assert model.hparams.divergence == "wasserstein"
+
+
+def test_unknown_divergence_on_the_command_line_lists_the_valid_ones(train_with, tmp_path):
+    with pytest.raises((ValueError, InstantiationException), match="unknown divergence 'jensen'; valid choices: hinge"):
+        train_with("experiment=gan_ring8", "debug=fdr", "divergence=jensen")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_gan_trains_on_two_processes_with_ddp_spawn(train_with, tmp_path):
+    train_with("experiment=gan_ring8", "debug=tiny", "trainer=ddp_spawn", "trainer.devices=2", "logger=csv",
+               "test=false", "model.gp_weight=1", "callbacks.toy_metrics.every_n_epochs=5")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed" and record["family"] == "gan"
+    assert all(torch.isfinite(torch.tensor(record["metrics"][name]))
+               for name in ("train/critic_loss", "train/generator_loss", "val/divergence_estimate", "val/loss"))
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 6
+
+
+def test_gan_trains_in_bf16_mixed(train_with, tmp_path):
+    train_with("experiment=gan_fashion_mnist", "debug=tiny", "trainer=cpu", "trainer.precision=bf16-mixed",
+               "logger=csv", "data.batch_size=16", "model.r1_gamma=1", "callbacks.image_metrics.every_n_epochs=5")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["config"]["trainer"]["precision"] == "bf16-mixed"
+    assert all(torch.isfinite(torch.tensor(value)) for name, value in record["metrics"].items() if "/" in name)
+    assert {"train/divergence_estimate", "val/loss", "test/loss"} <= set(record["metrics"])
+
+
+@pytest.mark.slow
+def test_ring8_non_saturating_covers_at_least_six_modes(train_with, tmp_path):
+    cfg, _ = train_with("experiment=gan_ring8", "divergence=non_saturating", "logger=csv")
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model, data_shape=tuple(datamodule.sample_shape), _convert_="all")
+    model.load_state_dict(torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"])
+    torch.manual_seed(0)
+    scores = mode_scores(model.eval().sample(2500), datamodule.centres, datamodule.sigma)
+    assert scores.modes_covered >= 6, scores
