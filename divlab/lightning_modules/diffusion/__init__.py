@@ -26,4 +26,10 @@ from divlab.lightning_modules.diffusion.score_matching import dsm_loss, probabil
 from divlab.lightning_modules.diffusion.sde import VESDE, VPSDE, marginal_mean_std
 from divlab.lightning_modules.diffusion.sde_likelihood import TRACE_ESTIMATORS, ode_log_likelihood, uniform_dequantize
 from divlab.lightning_modules.diffusion.sde_sampling import ode_sample, pc_sample
-from divlab.lightning_modules.diffusion.vlb import DECODERS, VariationalBound, prior_kl, variational_bound
+from divlab.lightning_modules.diffusion.vlb import (
+    DECODERS,
+    VariationalBound,
+    prior_kl,
+    sampled_variational_bound,
+    variational_bound,
+)

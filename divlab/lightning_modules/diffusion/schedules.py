@@ -16,6 +16,9 @@ def linear_betas(T: int, beta_1: float = 1e-4, beta_T: float = 0.02) -> torch.Te
     """Ho et al. (2020): β_t linear from β_1 = 1e-4 to β_T = 0.02 at T = 1000, scaled by 1000/T
     so that other T give the same continuous-time process."""
     scale = 1000.0 / T
+    if scale * beta_T >= 1:
+        raise ValueError(f"linear schedule: β_T = {beta_T}·1000/T must be < 1, so T must exceed "
+                         f"{1000 * beta_T:g}; got T={T}")
     return torch.linspace(scale * beta_1, scale * beta_T, T, dtype=torch.float64)
 
 

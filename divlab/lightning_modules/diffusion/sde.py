@@ -64,8 +64,11 @@ class VPSDE:
         return _sum_dims(-0.5 * math.log(2 * math.pi) - 0.5 * x**2)
 
     def langevin_alpha(self, t: Tensor, dt: float) -> Tensor:
-        """α_i = 1 − β_i with β_i = β(t) dt, the discrete DDPM α the Langevin step size scales by (Song Alg. 5)."""
-        return 1 - self.beta(t) * dt
+        """α_i = 1 − β_i with β_i = β(t) dt, the discrete DDPM α the Langevin step size scales by (Song Alg. 5).
+
+        Clamped at 0 where β(t) dt > 1 (fewer than β_max steps): there α_i < 0 has no meaning and the
+        step size would be negative, so the corrector makes no move."""
+        return (1 - self.beta(t) * dt).clamp(min=0)
 
 
 class VESDE:

@@ -70,6 +70,31 @@ def step_terms(
     return torch.where(t == 0, decoder_nll, kl)
 
 
+def step_terms_grid(
+    model,
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    t: Tensor,
+    target: str = "eps",
+    variance: str = "fixed_small",
+    decoder: str = "discretized",
+    clip_denoised: bool = False,
+    timesteps_per_call: int = 16,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """`step_terms` for timesteps t [K, B] (row k holds one timestep per example) → [K, B]; each model
+    call evaluates `timesteps_per_call` rows for the whole batch at once."""
+    check_choice("decoder", decoder, DECODERS)
+    check_positive("timesteps_per_call", timesteps_per_call)
+    rows = []
+    for chunk in t.split(timesteps_per_call):
+        x0_rep = x0.repeat(len(chunk), *([1] * (x0.dim() - 1)))
+        terms = step_terms(model, schedule, x0_rep, chunk.flatten(), target, variance, decoder, clip_denoised,
+                           generator)
+        rows.append(terms.view(chunk.shape))
+    return torch.cat(rows)
+
+
 def variational_bound(
     model,
     schedule: NoiseSchedule,
@@ -83,15 +108,40 @@ def variational_bound(
 ) -> VariationalBound:
     """The full bound, summed exactly over all T timesteps; each model call evaluates
     `timesteps_per_call` timesteps for the whole batch at once."""
-    check_choice("decoder", decoder, DECODERS)
-    check_positive("timesteps_per_call", timesteps_per_call)
-    B = x0.shape[0]
-    columns = []
-    for ts in torch.arange(schedule.T, device=x0.device).split(timesteps_per_call):
-        t = ts.repeat_interleave(B)
-        x0_rep = x0.repeat(len(ts), *([1] * (x0.dim() - 1)))
-        terms = step_terms(model, schedule, x0_rep, t, target, variance, decoder, clip_denoised, generator)
-        columns.append(terms.view(len(ts), B).T)
-    per_step = torch.cat(columns, 1)
+    t = torch.arange(schedule.T, device=x0.device)[:, None].expand(schedule.T, x0.shape[0])
+    per_step = step_terms_grid(model, schedule, x0, t, target, variance, decoder, clip_denoised, timesteps_per_call,
+                               generator).T
     prior = prior_kl(schedule, x0)
     return VariationalBound(total=prior + per_step.sum(1), prior=prior, per_step=per_step)
+
+
+def sampled_variational_bound(
+    model,
+    schedule: NoiseSchedule,
+    x0: Tensor,
+    timesteps: int,
+    target: str = "eps",
+    variance: str = "fixed_small",
+    decoder: str = "discretized",
+    clip_denoised: bool = False,
+    timesteps_per_call: int = 16,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """An unbiased estimate [B] of `variational_bound(...).total` from `timesteps` of its T − 1 KL terms:
+
+    L_T + L_0 + Σ_k |S_k| L_{t_k},  t_k ~ U(S_k),
+
+    where S_1..S_K split {1..T−1} into K = `timesteps` contiguous strata, one t_k per example and
+    stratum (E |S_k| L_{t_k} = Σ_{t ∈ S_k} L_t). L_T and the decoder term L_0, which dominates on
+    images, are always computed exactly, so only the small KL terms are sampled.
+    """
+    if not 1 <= timesteps <= schedule.T - 1:
+        raise ValueError(f"timesteps must be in [1, T − 1 = {schedule.T - 1}], got {timesteps}")
+    B = x0.shape[0]
+    strata = torch.arange(1, schedule.T, device=x0.device).tensor_split(timesteps)
+    draws = [s[torch.randint(len(s), (B,), device=x0.device, generator=generator)] for s in strata]
+    t = torch.stack([torch.zeros_like(draws[0]), *draws])
+    weights = torch.tensor([1.0] + [float(len(s)) for s in strata], device=x0.device, dtype=x0.dtype)
+    terms = step_terms_grid(model, schedule, x0, t, target, variance, decoder, clip_denoised, timesteps_per_call,
+                            generator)
+    return prior_kl(schedule, x0) + (weights[:, None] * terms).sum(0)

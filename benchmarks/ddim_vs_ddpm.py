@@ -1,0 +1,118 @@
+"""Sampling speed and quality of DDIM at a few step counts against ancestral DDPM with all T steps.
+
+    python -m benchmarks.ddim_vs_ddpm [--checkpoint RUN/checkpoints/last.ckpt] [--n 256] [--steps 10 20 50 100]
+
+One trained Fashion-MNIST DDPM (the checkpoint's weights: the EMA average under the ema callback;
+without --checkpoint, the ddpm_fashion_mnist experiment is trained first in a temporary directory),
+every sampler measured in this one run from the same model, sample count and threads. Quality is the
+Fréchet distance (divlab.evaluation.frechet) between n samples and n test images in two fixed feature
+spaces: `FD_fmnist`, the 128-d penultimate layer of the shipped Fashion-MNIST classifier
+(divlab.evaluation.feature_nets; FID-like, but not Inception), and `FD_pixels`, the images
+average-pooled 4×4 to 7×7 and flattened (49-d, nothing learned). The distances between n training
+and n test images are printed as the floor set by the sample size.
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn.functional as F
+
+from divlab.evaluation.feature_nets import load_feature_net
+from divlab.evaluation.frechet import frechet_distance
+from divlab.lightning_modules.diffusion import ddim_sample, ddpm_sample
+from divlab.tracking.run_record import read_run_record
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def pooled_pixels(images: torch.Tensor) -> torch.Tensor:
+    """(n, 1, 28, 28) in [−1, 1] → (n, 49): 4×4 average pooling, flattened."""
+    return F.avg_pool2d(images.float(), 4).flatten(1)
+
+
+def feature_maps() -> dict:
+    classifier, _ = load_feature_net("fashion_mnist")
+    return {"FD_fmnist": lambda x: torch.cat([classifier(b.float()) for b in x.split(500)]), "FD_pixels": pooled_pixels}
+
+
+def frechet_distances(images: torch.Tensor, real: dict, features: dict) -> dict:
+    with torch.no_grad():
+        return {name: frechet_distance(f(images.clamp(-1, 1)), real[name]).item() for name, f in features.items()}
+
+
+def train_default_checkpoint(output_dir: Path) -> Path:
+    from hydra import compose, initialize_config_dir
+
+    import train
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=ddpm_fashion_mnist", "logger=none", "test=false",
+                                          "callbacks.progress_bar=null", f"paths.output_dir={output_dir}",
+                                          f"paths.log_dir={output_dir.parent}"])
+    train.run(cfg)
+    return output_dir / "checkpoints" / "last.ckpt"
+
+
+def load(checkpoint: Path):
+    """The module and data of a train.py run, rebuilt from its run.json and loaded from `checkpoint`."""
+    config = read_run_record(checkpoint.parent.parent)["config"]
+    data = hydra.utils.instantiate(config["data"])
+    data.setup()
+    module = hydra.utils.instantiate(config["model"], data_shape=tuple(data.sample_shape), _convert_="all")
+    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    return module.eval(), data
+
+
+def timed(sample) -> tuple[torch.Tensor, float]:
+    start = time.perf_counter()
+    with torch.no_grad():
+        samples = sample()
+    return samples, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100])
+    parser.add_argument("--eta", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    checkpoint = args.checkpoint or train_default_checkpoint(Path(tempfile.mkdtemp(prefix="ddim_vs_ddpm_")))
+    module, data = load(checkpoint)
+    h, shape = module.hparams, (args.n, *module.data_shape)
+    features = feature_maps()
+    test_images = data.real_samples("test", args.n)
+    with torch.no_grad():
+        real = {name: f(test_images) for name, f in features.items()}
+    floor = frechet_distances(data.real_samples("train", args.n), real, features)
+
+    def generator():
+        return torch.Generator().manual_seed(args.seed)
+
+    samplers = [("ddpm", module.schedule.T, lambda: ddpm_sample(module.denoiser, module.schedule, shape, h.target,
+                                                                h.variance, h.clip_denoised, generator()))]
+    for steps in args.steps:
+        samplers.append((f"ddim eta={args.eta:g}", steps, lambda s=steps: ddim_sample(
+            module.denoiser, module.schedule, shape, s, args.eta, h.target, h.clip_denoised, generator())))
+
+    print(f"checkpoint {checkpoint}; {args.n} samples; T = {module.schedule.T}; "
+          f"torch threads {torch.get_num_threads()}")
+    print("train-vs-test floor at this n: " + ", ".join(f"{k} {v:.3f}" for k, v in floor.items()))
+    print(f"| sampler | steps | seconds | speed-up vs DDPM | " + " | ".join(f"{k} (÷ DDPM)" for k in features) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(features))
+    baseline = None
+    for name, steps, sample in samplers:
+        samples, seconds = timed(sample)
+        fd = frechet_distances(samples, real, features)
+        baseline = baseline or (seconds, fd)
+        quality = " | ".join(f"{fd[k]:.3f} ({fd[k] / baseline[1][k]:.2f})" for k in features)
+        print(f"| {name} | {steps} | {seconds:.1f} | {baseline[0] / seconds:.1f}× | {quality} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

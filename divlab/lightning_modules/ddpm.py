@@ -1,0 +1,122 @@
+"""Denoising diffusion probabilistic models (Ho et al. 2020; Nichol & Dhariwal 2021).
+
+x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, t = 1..T. The `simple` loss regresses the network on ε, x_0 or v
+(`target`): a reweighted variational bound, i.e. a weighted denoising score-matching objective
+(divergence "<target>-mse"). The `vlb` loss minimises the bound on −log p_θ(x) itself
+(divergence "vlb"; E_X[VLB] − H(P_X) ≥ KL(P_X ‖ P_θ)), estimated from one sampled KL term per
+example. `log_likelihood` is −VLB: a lower bound, not the likelihood.
+
+The network sees the integer timestep t as t/T ∈ [0, 1) (`denoiser`).
+"""
+import torch
+
+from divlab.lightning_modules.diffusion import (
+    BETA_SCHEDULES,
+    DECODERS,
+    REVERSE_LOG_VARIANCES,
+    TARGETS,
+    ddim_sample,
+    ddpm_sample,
+    diffusion_loss,
+    make_schedule,
+    sampled_variational_bound,
+    variational_bound,
+)
+from divlab.lightning_modules.denoising import DenoisingFamily
+from divlab.validation import check_choice, check_positive, optimizer_lr
+
+LOSSES = ("simple", "vlb")
+
+
+def _ancestral(module: "DDPM", shape) -> torch.Tensor:
+    h = module.hparams
+    return ddpm_sample(
+        module.denoiser, module.schedule, shape, h.target, h.variance, h.clip_denoised, device=module.device
+    )
+
+
+def _ddim(module: "DDPM", shape) -> torch.Tensor:
+    h = module.hparams
+    return ddim_sample(
+        module.denoiser, module.schedule, shape, h.sample_steps, h.eta, h.target, h.clip_denoised, device=module.device
+    )
+
+
+# `ddpm`: ancestral sampling over all T steps; `ddim`: `sample_steps` steps with stochasticity `eta`.
+SAMPLERS = {"ddpm": _ancestral, "ddim": _ddim}
+
+
+class DDPM(DenoisingFamily):
+    SAMPLERS = SAMPLERS
+    family = "ddpm"
+    divergence = "eps-mse"
+    log_likelihood_is_exact = False
+    log_likelihood_bound = "vlb"
+
+    def __init__(
+        self,
+        data_shape,
+        net,
+        optimizer,
+        T: int = 1000,
+        schedule: str = "linear",
+        target: str = "eps",
+        loss: str = "simple",
+        variance: str = "fixed_small",
+        decoder: str = "discretized",
+        clip_denoised: bool = False,
+        sampler: str = "ddpm",
+        sample_steps: int | None = None,
+        eta: float = 0.0,
+        vlb_timesteps: int | None = None,
+    ):
+        super().__init__()
+        check_positive("model.T", T)
+        check_choice("model.schedule", schedule, BETA_SCHEDULES)
+        check_choice("model.target", target, TARGETS)
+        check_choice("model.loss", loss, LOSSES)
+        check_choice("model.variance", variance, REVERSE_LOG_VARIANCES)
+        check_choice("model.decoder", decoder, DECODERS)
+        check_choice("model.sampler", sampler, SAMPLERS)
+        check_positive("model.eta", eta, allow_zero=True)
+        if sampler == "ddpm" and sample_steps not in (None, T):
+            raise ValueError(f"sampler ddpm runs all T = {T} steps, got model.sample_steps={sample_steps}; "
+                             "use sampler=ddim (eta=1 for DDPM-like noise) for fewer steps")
+        if sampler == "ddim" and not (sample_steps and 0 < sample_steps <= T):
+            raise ValueError(f"sampler ddim needs 0 < model.sample_steps <= T = {T}, got {sample_steps}")
+        if vlb_timesteps is not None and not 0 < vlb_timesteps < T:
+            raise ValueError(f"model.vlb_timesteps must be null (exact sum) or in [1, T − 1 = {T - 1}], "
+                             f"got {vlb_timesteps}")
+        self.save_hyperparameters(ignore=["net", "optimizer"])
+        self.divergence = "vlb" if loss == "vlb" else f"{target}-mse"
+        self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
+        self.data_shape = tuple(data_shape)
+        self.schedule = make_schedule(schedule, T)
+        self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
+        self.optimizer = optimizer
+
+    def denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's prediction of the target at integer timesteps t [B]."""
+        return self.net(x_t, t.float() / self.schedule.T)
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-example objective [B]: L_simple for the target, or the VLB from one sampled KL term."""
+        h = self.hparams
+        if h.loss == "vlb":
+            return sampled_variational_bound(self.denoiser, self.schedule, x, 1, h.target, h.variance, h.decoder,
+                                             h.clip_denoised, generator=generator)
+        return diffusion_loss(self.denoiser, self.schedule, x, h.target, generator)
+
+    @torch.no_grad()
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        """−VLB in nats per example, a lower bound on log p_θ(x) (Ho et al. 2020, eq. 5).
+
+        Summed over all T steps (`vlb_timesteps` null) or estimated without bias from that many
+        sampled KL terms (`sampled_variational_bound`). With the `discretized` decoder, x must lie
+        on the 8-bit grid of [−1, 1] and the bound is on the probability of the 8-bit image itself.
+        """
+        h = self.hparams
+        options = dict(target=h.target, variance=h.variance, decoder=h.decoder, clip_denoised=h.clip_denoised)
+        if h.vlb_timesteps is None:
+            return -variational_bound(self.denoiser, self.schedule, x, **options).total
+        return -sampled_variational_bound(self.denoiser, self.schedule, x, h.vlb_timesteps, **options)
