@@ -1,0 +1,49 @@
+"""The controlled sentiment task as a PreferenceDataModule (`data=controlled_sentiment`).
+
+Prompts are `prompt_length`-token prefixes at word starts of the reference policy's training text;
+two completions per prompt are sampled from π_ref (temperature 1, a fixed seed, so every run of a
+sweep sees the same pairs); preferences are Bradley–Terry draws on the VADER true reward
+(`true_reward.py`). Pairs whose completions have equal true reward (mostly both 0: most short
+completions of a small character model carry no sentiment word) say nothing about the reward and
+their labels are coin flips, so `drop_ties` leaves them out.
+"""
+import torch
+
+from divlab.alignment.policy import decode_completions, load_reference_policy, rollout
+from divlab.datamodules.preferences import PreferenceDataModule, controlled_preference_records, corpus_prefixes
+from divlab.validation import check_positive
+
+
+def controlled_sentiment(
+    policy: dict,
+    n_prompts: int = 2048,
+    prompt_length: int = 8,
+    completion_length: int = 32,
+    label_temperature: float = 0.1,
+    drop_ties: bool = True,
+    seed: int = 0,
+    **datamodule_kwargs,
+) -> PreferenceDataModule:
+    """The task's pairs, tokenised by the reference policy's tokenizer; `datamodule_kwargs` go to PreferenceDataModule."""
+    for key in ("n_prompts", "prompt_length", "completion_length"):
+        check_positive(f"data.{key}", locals()[key])
+    reference = load_reference_policy(**policy)
+    text = reference.text
+    corpus = text.decode(text.tokens["train"][:1_000_000])
+    prompts = corpus_prefixes(corpus, n_prompts, prompt_length, torch.Generator().manual_seed(seed))
+    prompts = [text.decode(text.encode(p)[:prompt_length]) for p in prompts]
+
+    def sample_pairs(prompts: list[str], n: int) -> list[list[str]]:
+        ids = torch.stack([text.encode(p) for p in prompts]).repeat_interleave(n, 0)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            tokens, _ = rollout(reference.model, ids, completion_length)
+        completions = decode_completions(text.decode, tokens, ids.shape[1])
+        return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    records = controlled_preference_records(prompts, sample_pairs, temperature=label_temperature, seed=seed)
+    if drop_ties:
+        records = [r for r in records if r["chosen_reward"] != r["rejected_reward"]]
+    datamodule_kwargs.setdefault("max_length", prompt_length + completion_length)
+    datamodule_kwargs.setdefault("name", "controlled_sentiment")
+    return PreferenceDataModule(text.encode, records=records, decode=text.decode, **datamodule_kwargs)

@@ -1,0 +1,89 @@
+"""Direct preference optimisation: fit preference pairs with the closed-form optimum of RLHF.
+
+RLHF's optimum π*(y|x) ∝ π_ref(y|x)·exp(r(x, y)/β) turns a reward into a log-ratio,
+r = β log π/π_ref + const, so the Bradley–Terry likelihood of the pairs becomes a loss on π alone
+(Rafailov et al. 2023): L = −log σ(β·h), h = log π(y_w|x)/π_ref(y_w|x) − log π(y_l|x)/π_ref(y_l|x).
+`divergence=ipo|hinge` swap −log σ for IPO's squared loss or SLiC's hinge
+(`alignment_objectives.dpo_loss`). π starts at π_ref; π_ref's log-probabilities are computed
+without gradients and cached by record (the pairs are fixed).
+
+Logged: the loss and DPO's implicit rewards β·log π/π_ref of chosen and rejected completions,
+their margin and pair accuracy (train/ and val/); at every validation, the true reward of fresh
+samples, KL(π‖π_ref) on them, the reference's true reward and a text sample table (`policy.py`).
+"""
+import lightning as L
+import torch
+
+from divlab.alignment.policy import PolicyEvaluator, load_reference_policy, sequence_logprobs, trainable_copy
+from divlab.lightning_modules.alignment_objectives import PREFERENCE_LOSSES, dpo_loss, pair_accuracy
+from divlab.lightning_modules.optim import make_optimizer
+from divlab.validation import check_choice, check_positive, optimizer_lr
+
+
+class DPO(L.LightningModule):
+    family = "align"
+
+    def __init__(self, data_shape, policy: dict, optimizer, divergence: str = "dpo", beta: float = 0.1,
+                 evaluation: dict | None = None):
+        """`policy`: the reference policy spec (`load_reference_policy`); `evaluation`: `PolicyEvaluator` settings."""
+        super().__init__()
+        check_choice("model.divergence", divergence, PREFERENCE_LOSSES)
+        check_positive("model.beta", beta)
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.hparams.update(family=self.family, divergence=divergence, lr=optimizer_lr(optimizer))
+        reference = load_reference_policy(**policy)
+        self.policy = trainable_copy(reference)
+        self.frozen = (reference.model,)  # a tuple: not a submodule, so not trained, saved or put in train mode
+        self.evaluator = PolicyEvaluator(reference, **(evaluation or {}))
+        self.optimizer = optimizer
+        self._reference_cache: dict[int, torch.Tensor] = {}
+
+    @property
+    def reference(self):
+        return self.frozen[0]
+
+    def on_fit_start(self) -> None:
+        self.reference.to(self.device)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.preference_step(batch, "train")
+
+    def preference_step(self, batch: dict, split: str) -> torch.Tensor:
+        chosen, rejected = self.policy_logprobs(batch).chunk(2)
+        ref_chosen, ref_rejected = self.reference_logprobs(batch).unbind(-1)
+        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.divergence)
+        self.log(f"{split}/loss", out.loss.detach(), prog_bar=True, sync_dist=split != "train", batch_size=len(chosen))
+        self.log_dict({
+            f"{split}/implicit_reward_chosen": out.chosen_rewards.mean(),
+            f"{split}/implicit_reward_rejected": out.rejected_rewards.mean(),
+            f"{split}/implicit_reward_margin": (out.chosen_rewards - out.rejected_rewards).mean(),
+            f"{split}/implicit_reward_accuracy": pair_accuracy(out.chosen_rewards, out.rejected_rewards),
+        }, sync_dist=split != "train", batch_size=len(chosen))
+        return out.loss
+
+    def policy_logprobs(self, batch: dict, model=None) -> torch.Tensor:
+        """[log π(y_w|x); log π(y_l|x)], [2B], chosen and rejected in one forward pass."""
+        ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])
+        mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
+        return sequence_logprobs(model or self.policy, ids, mask)
+
+    @torch.no_grad()
+    def reference_logprobs(self, batch: dict) -> torch.Tensor:
+        """[B, 2] log π_ref of (chosen, rejected), computed once per record and cached."""
+        index = batch["index"].tolist()
+        if any(i not in self._reference_cache for i in index):
+            logps = torch.stack(self.policy_logprobs(batch, self.reference).chunk(2), -1)
+            self._reference_cache.update(zip(index, logps.cpu()))
+        return torch.stack([self._reference_cache[i] for i in index]).to(self.device)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.preference_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.evaluator.log(self, self.policy)
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.policy.sample(n)
+
+    def configure_optimizers(self):
+        return make_optimizer(self.optimizer, self.policy.parameters(), self.device)
