@@ -26,9 +26,9 @@ TINY_OVERRIDES = [
     "data.drop_ties=false",
     "data.prompt_length=6",
     "data.completion_length=10",
-    "model.evaluation.n_prompts=8",
     "debug=tiny",
 ]
+TINY_EVALUATION = "model.evaluation.n_prompts=8"
 ADAM = functools.partial(torch.optim.Adam, lr=1e-2)
 
 
@@ -103,7 +103,7 @@ def test_missing_policy_checkpoint_names_the_path(policy_spec, tmp_path):
 
 
 def test_align_dpo_experiment_trains_and_logs_the_frontier_metrics(train_with, tmp_path):
-    cfg, metrics = train_with("experiment=align_dpo", "model.divergence=ipo", *TINY_OVERRIDES)
+    cfg, metrics = train_with("experiment=align_dpo", "model.divergence=ipo", TINY_EVALUATION, *TINY_OVERRIDES)
     for key in ("val/true_reward", "val/kl_to_ref", "val/ref_true_reward", "val/implicit_reward_margin",
                 "val/implicit_reward_accuracy", "train/loss"):
         assert key in metrics, key
@@ -112,3 +112,137 @@ def test_align_dpo_experiment_trains_and_logs_the_frontier_metrics(train_with, t
     record = json.loads((tmp_path / "run.json").read_text())
     assert (record["family"], record["divergence"], record["data"]) == ("align", "ipo", "controlled_sentiment")
     assert list((tmp_path / "samples").glob("val_samples_step*.txt"))
+
+
+# ---- reward model -----------------------------------------------------------------------------
+
+
+def synthetic_pairs(n, seed=0):
+    """Separable: chosen completions are vowels, rejected ones consonants, after a shared prompt."""
+    g = torch.Generator().manual_seed(seed)
+
+    def text(alphabet, length=6):
+        return "".join(alphabet[i] for i in torch.randint(len(alphabet), (length,), generator=g).tolist())
+
+    return [{"prompt": text("abcdefgh ", 4), "chosen": text("aeiou"), "rejected": text("tkdrsn")} for _ in range(n)]
+
+
+def test_reward_model_separates_a_separable_preference_set(policy_spec):
+    import lightning as L
+
+    from divlab.datamodules.preferences import PreferenceDataModule
+    from divlab.lightning_modules.reward_model import RewardModel
+
+    reference = load_reference_policy(**policy_spec)
+    data = PreferenceDataModule(reference.text.encode, records=synthetic_pairs(160), max_length=16,
+                                val_fraction=0.25, batch_size=16)
+    model = RewardModel((16,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3))
+    trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=data)
+    (result,) = trainer.validate(model, datamodule=data, verbose=False)
+    assert result["val/reward_model_accuracy"] >= 0.9
+    batch = preference_batch(reference, PAIRS)
+    assert model.rewards(batch["chosen_ids"], batch["chosen_mask"]).shape == (2,)
+
+
+# ---- PPO --------------------------------------------------------------------------------------
+
+
+def prompt_batch(reference, n=8, length=6):
+    from divlab.alignment.policy import eval_prompts
+
+    prompts = eval_prompts(reference, n, length, seed=3)
+    return {"prompt_ids": prompts, "prompt_mask": torch.ones_like(prompts)}
+
+
+def test_ppo_iteration_moves_the_policy_with_finite_losses(policy_spec):
+    import lightning as L
+
+    from divlab.alignment.policy import evaluate_policy
+    from divlab.lightning_modules.ppo import PPO
+
+    reference = load_reference_policy(**policy_spec)
+    model = PPO((48,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3), kl_coef=0.05,
+                kl_controller="adaptive", kl_target=1.0, completion_length=8, ppo_epochs=2, minibatch_size=4,
+                evaluation=evaluation())
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([prompt_batch(reference)], batch_size=None))
+    assert not model.automatic_optimization and trainer.global_step == 4  # 2 epochs × 2 minibatches, one step each
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+    for key in ("train/policy_loss", "train/value_loss", "train/score", "train/kl_coef", "train/approx_kl"):
+        assert torch.isfinite(trainer.callback_metrics[key]), key
+    assert model.kl_control.value != 0.05  # the adaptive controller reacted to the rollouts' KL
+    prompts = prompt_batch(reference, n=64)["prompt_ids"]
+    kl = evaluate_policy(model.policy, model.reference, prompts, 8, reference.text.decode).kl_to_ref
+    assert kl > 0
+
+
+def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
+    from divlab.lightning_modules.ppo import PPO, equal_length_prompts
+
+    batch = {"prompt_ids": torch.ones(2, 3, dtype=torch.long), "prompt_mask": torch.tensor([[1, 1, 1], [1, 1, 0]])}
+    with pytest.raises(ValueError, match=r"one token length per batch, got lengths \[2, 3\]"):
+        equal_length_prompts(batch)
+    with pytest.raises(ValueError, match="unknown model.kl_controller 'pid'; valid choices: adaptive, fixed"):
+        PPO((48,), policy_spec, ADAM, kl_controller="pid")
+    with pytest.raises(ValueError, match="model.kl_coef must be >= 0, got -1"):
+        PPO((48,), policy_spec, ADAM, kl_coef=-1)
+    with pytest.raises(FileNotFoundError, match="model.reward_model='/no/rm.ckpt' does not exist"):
+        PPO((48,), policy_spec, ADAM, reward_model="/no/rm.ckpt")
+
+
+# ---- configs and runs -------------------------------------------------------------------------
+
+
+def test_reward_model_then_ppo_on_its_scores_run_through_train(train_with, tmp_path):
+    _, metrics = train_with("experiment=align_reward_model", *TINY_OVERRIDES, out=tmp_path / "rm")
+    assert 0.0 <= metrics["val/reward_model_accuracy"] <= 1.0
+    ckpt = tmp_path / "rm" / "checkpoints" / "last.ckpt"
+    cfg, metrics = train_with("experiment=align_ppo", f"model.reward_model={ckpt}", "model.ppo_epochs=1",
+                              TINY_EVALUATION, *TINY_OVERRIDES, out=tmp_path / "ppo")
+    assert cfg.model.reward_model == str(ckpt)
+    for key in ("val/true_reward", "val/kl_to_ref", "val/ref_true_reward", "train/score", "train/kl_to_ref"):
+        assert key in metrics, key
+    record = json.loads((tmp_path / "ppo" / "run.json").read_text())
+    assert (record["family"], record["divergence"]) == ("align", "ppo")
+
+
+@pytest.mark.parametrize("member, target", [("dpo", "DPO"), ("ipo", "DPO"), ("hinge", "DPO"), ("ppo", "PPO")])
+def test_frontier_members_compose_with_beta_as_the_kl_coefficient(tmp_path, member, target):
+    from tests.conftest import compose_config
+
+    cfg = compose_config(tmp_path, ["experiment=align_frontier", f"align_member={member}", "align_beta=0.3"])
+    assert cfg.model._target_.endswith(target)
+    assert (cfg.model.kl_coef if member == "ppo" else cfg.model.beta) == 0.3
+    if member != "ppo":
+        assert cfg.model.divergence == member
+
+
+def test_frontier_sweeps_dpo_ipo_and_ppo_over_beta():
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONFIG_DIR
+
+    params = OmegaConf.load(CONFIG_DIR / "experiment" / "align_frontier.yaml").hydra.sweeper.params
+    assert set(params.align_member.split(",")) == {"dpo", "ipo", "ppo"}
+    assert len({float(beta) for beta in params.align_beta.split(",")}) >= 3
+
+
+def test_a_frontier_member_trains(train_with):
+    _, metrics = train_with("experiment=align_frontier", "align_member=ppo", "model.ppo_epochs=1", TINY_EVALUATION,
+                            *TINY_OVERRIDES)
+    assert {"val/true_reward", "val/kl_to_ref"} <= set(metrics)
+
+
+# ---- quality (slow): the default task, the default reference policy --------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["align_dpo", "align_ppo"])
+def test_alignment_raises_the_true_reward_above_the_reference(train_with, experiment):
+    _, metrics = train_with(f"experiment={experiment}", "logger=csv")
+    assert metrics["val/true_reward"] > metrics["val/ref_true_reward"] + 0.03
+    assert metrics["val/kl_to_ref"] > 0

@@ -138,7 +138,7 @@ def train_default_policy(settings: dict, data_dir: str, out: Path) -> None:
 def preference_file(policy: dict, path: str, **datamodule_kwargs) -> PreferenceDataModule:
     """A user's JSON/JSONL pairs (`data=preferences data.path=...`), tokenised by the reference policy's tokenizer."""
     reference = load_reference_policy(**policy)
-    datamodule_kwargs.setdefault("max_length", reference.model.block_size)
+    datamodule_kwargs.setdefault("max_length", reference.model.block_size - 1)  # + BOS fits the context
     return PreferenceDataModule(reference.text.encode, path=path, decode=reference.text.decode, **datamodule_kwargs)
 
 
@@ -148,6 +148,35 @@ def preference_file(policy: dict, path: str, **datamodule_kwargs) -> PreferenceD
 def completion_mask(prompt_length: int, total_length: int, batch_size: int, device=None) -> Tensor:
     """[B, T] with 1 on the completion positions t ≥ prompt_length (the mask of `alignment_objectives`)."""
     return (torch.arange(total_length, device=device) >= prompt_length).long().expand(batch_size, -1)
+
+
+def read_sequence(model: AutoregressiveModel, tokens: Tensor) -> Tensor:
+    """The backbone's outputs [B, T + 1, V] on [BOS, tokens]: position i has read BOS and tokens[:, :i].
+
+    Positions 0..T−1 are the `ar` family's next-token logits for tokens 0..T−1; position T has read
+    the whole sequence (where a reward head reads it). T + 1 must fit the backbone's context.
+    """
+    bos = torch.full_like(tokens[:, :1], model.bos)
+    return model.backbone(torch.cat([bos, tokens], 1))
+
+
+class ScalarHead(torch.nn.Module):
+    """A scalar per position (value or reward) read linearly from the backbone's output logits.
+
+    Reading the logits instead of the last hidden state keeps every sequence backbone (GPT, S4D,
+    Mamba) usable unchanged; for the GPT the logits are E·LayerNorm(h) with the tied embedding E of
+    rank n_embd < vocab, so a linear head on them is exactly a linear head on the final hidden state.
+    Starts at 0: a value or reward of 0 everywhere.
+    """
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(vocab_size, 1)
+        torch.nn.init.zeros_(self.linear.weight)
+        torch.nn.init.zeros_(self.linear.bias)
+
+    def forward(self, logits: Tensor) -> Tensor:
+        return self.linear(logits.float()).squeeze(-1)
 
 
 def sequence_logprobs(model: AutoregressiveModel, tokens: Tensor, mask: Tensor) -> Tensor:

@@ -1,0 +1,55 @@
+"""A reward model r_φ(x, y) fitted to preference pairs by the Bradley–Terry likelihood.
+
+r_φ is a scalar head over a copy of the reference policy's backbone, read after the last
+completion token (Stiennon et al. 2020; Ouyang et al. 2022); training minimises
+−log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). Logged: the loss
+and the pair accuracy, held out as `val/reward_model_accuracy`. A checkpoint of this module is
+what PPO's `model.reward_model=` reads.
+"""
+import lightning as L
+import torch
+
+from divlab.alignment.policy import ScalarHead, load_reference_policy, read_sequence, trainable_copy
+from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, last_token_index, pair_accuracy
+from divlab.lightning_modules.optim import make_optimizer
+from divlab.validation import optimizer_lr
+
+
+class RewardModel(L.LightningModule):
+    family = "align"
+    divergence = "bradley_terry"
+
+    def __init__(self, data_shape, policy: dict, optimizer):
+        """`policy`: the reference policy spec (`load_reference_policy`) whose backbone r_φ starts from."""
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
+        reference = load_reference_policy(**policy)
+        self.backbone = trainable_copy(reference)
+        self.head = ScalarHead(reference.model.hparams.vocab_size)
+        self.optimizer = optimizer
+
+    def rewards(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """r_φ(x, y) per sequence [B], read where the backbone has seen the last completion token."""
+        outputs = read_sequence(self.backbone, tokens)
+        last = last_token_index(mask) + 1
+        return self.head(outputs[torch.arange(len(tokens), device=tokens.device), last])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self.preference_step(batch, "train")
+
+    def preference_step(self, batch: dict, split: str) -> torch.Tensor:
+        ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])
+        mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
+        chosen, rejected = self.rewards(ids, mask).chunk(2)
+        loss = bradley_terry_loss(chosen, rejected)
+        accuracy_key = "val/reward_model_accuracy" if split == "val" else f"{split}/accuracy"
+        self.log_dict({f"{split}/loss": loss.detach(), accuracy_key: pair_accuracy(chosen, rejected)},
+                      prog_bar=True, sync_dist=split != "train", batch_size=len(chosen))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.preference_step(batch, "val")
+
+    def configure_optimizers(self):
+        return make_optimizer(self.optimizer, self.parameters(), self.device)
