@@ -111,3 +111,36 @@ def test_a_run_that_stops_early_records_its_status(train_with, tmp_path, monkeyp
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == status and record["finished_at"]
     assert record["metrics"]["train/loss"] > 0
+
+
+def _leveldb_file(path: Path, records) -> bytes:
+    """A `.wandb` file holding each protobuf record whole (type FULL), as W&B writes short records."""
+    import struct
+    import zlib
+
+    from divlab.tracking.wandb_offline import FULL, HEADER
+
+    data = HEADER
+    for record in records:
+        payload = record.SerializeToString()
+        data += struct.pack("<IHB", zlib.crc32(payload), len(payload), FULL) + payload
+    path.write_bytes(data)
+    return data
+
+
+def test_offline_reader_waits_for_the_exit_record_and_ignores_a_half_written_tail(tmp_path):
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run_dir = tmp_path / "offline-run-x"
+    run_dir.mkdir()
+    run_record, summary, exit_record = pb.Record(), pb.Record(), pb.Record()
+    run_record.run.run_group = "study"
+    summary.summary.update.add(key="val/nll", value_json="1.5")
+    exit_record.exit.exit_code = 0
+    data = _leveldb_file(run_dir / "run-abc.wandb", [run_record, summary, exit_record])
+    run = read_offline_run(run_dir, wait_seconds=0)
+    assert (run.run_id, run.group, run.summary) == ("abc", "study", {"val/nll": 1.5})
+
+    (run_dir / "run-abc.wandb").write_bytes(data[:-3])  # the exit record is still being written
+    run = read_offline_run(run_dir, wait_seconds=0.3)
+    assert run.summary == {"val/nll": 1.5}

@@ -6,6 +6,7 @@ says whether `data` is a whole protobuf `Record` or its first/middle/last piece.
 """
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +26,8 @@ def iter_record_bytes(path: Path):
             pos += BLOCK - pos % BLOCK
             continue
         _, length, kind = struct.unpack_from("<IHB", data, pos)
-        if kind == 0 and length == 0:
-            break
+        if (kind == 0 and length == 0) or pos + 7 + length > len(data):
+            break  # zero padding, or a record still being written
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == FULL:
@@ -58,19 +59,37 @@ class OfflineRun:
         return [row[name] for row in self.history if name in row]
 
 
-def read_offline_run(run_dir: Path) -> OfflineRun:
-    """Parse one `offline-run-*` folder: run id, group, tags, config, history rows, summary, images."""
-    from wandb.proto import wandb_internal_pb2 as pb
+def read_offline_run(run_dir: Path, wait_seconds: float = 30.0) -> OfflineRun:
+    """Parse one `offline-run-*` folder: run id, group, tags, config, history rows, summary, images.
 
+    W&B's service may still be writing the file for a moment after `wandb.finish()` returns: until the
+    run's `exit` record is on disk, re-read for up to `wait_seconds` (a crashed run never writes one;
+    then what is there is returned).
+    """
     run_dir = Path(run_dir)
     files = sorted(run_dir.glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
-    run = OfflineRun(run_id=files[0].stem.removeprefix("run-"))
-    for payload in iter_record_bytes(files[0]):
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        run, exited = _parse_run_file(files[0])
+        if exited or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    run.images = sorted(str(p) for p in (run_dir / "files" / "media" / "images").glob("*.png"))
+    return run
+
+
+def _parse_run_file(path: Path) -> tuple[OfflineRun, bool]:
+    """The run in a `.wandb` file and whether its `exit` record has been written."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run, exited = OfflineRun(run_id=path.stem.removeprefix("run-")), False
+    for payload in iter_record_bytes(path):
         record = pb.Record()
         record.ParseFromString(payload)
         kind = record.WhichOneof("record_type")
+        exited = exited or kind == "exit"
         if kind == "run":
             run.group, run.tags = record.run.run_group, list(record.run.tags)
             run.config.update(_items(record.run.config.update))
@@ -80,8 +99,7 @@ def read_offline_run(run_dir: Path) -> OfflineRun:
             run.history.append(_items(record.history.item))
         elif kind == "summary":
             run.summary.update(_items(record.summary.update))
-    run.images = sorted(str(p) for p in (run_dir / "files" / "media" / "images").glob("*.png"))
-    return run
+    return run, exited
 
 
 def find_offline_runs(output_dir: Path) -> list[Path]:
