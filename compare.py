@@ -9,7 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from divlab.tracking.plots import plot_curves, plot_metric_bars, plot_quality_vs_coverage, plot_sample_panel
+from divlab.tracking.frontier import frontier_markdown, frontier_points, reference_reward
+from divlab.tracking.plots import (
+    plot_curves,
+    plot_metric_bars,
+    plot_quality_vs_coverage,
+    plot_reward_kl_frontier,
+    plot_sample_panel,
+)
 from divlab.tracking.runs import RunSelectionError, load_runs, run_label  # noqa: F401 (re-exported for tests)
 from divlab.tracking.table import build_table, to_markdown, write_csv
 
@@ -20,12 +27,16 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None) -> di
     table = build_table(runs, metrics)
     (out / "table.md").write_text(to_markdown(table))
     write_csv(table, out / "table.csv")
+    points = frontier_points(runs)
+    if points:  # alignment runs: one row per run (per β), which the seed-averaged table would merge
+        (out / "frontier.md").write_text(frontier_markdown(points, reference_reward(runs)))
     return {
         "table": table,
         "bars": plot_metric_bars(table, out / "metrics.png"),
         "curves": plot_curves(runs, out / "curves.png"),
         "tiles": plot_sample_panel(runs, out / "samples.png"),
         "quality_vs_coverage": plot_quality_vs_coverage(runs, out / "quality_vs_coverage.png"),
+        "frontier": plot_reward_kl_frontier(runs, out / "frontier.png"),
     }
 
 

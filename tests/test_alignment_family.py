@@ -210,6 +210,20 @@ def test_reward_model_then_ppo_on_its_scores_run_through_train(train_with, tmp_p
     assert (record["family"], record["divergence"]) == ("align", "ppo")
 
 
+def test_dpo_trains_on_a_users_jsonl_pairs(train_with, tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in PAIRS * 4) + "\n")
+    policy = [f"policy.default.{key}={value}" for key, value in TINY_POLICY.items()]
+    _, metrics = train_with("experiment=align_dpo", "data=preferences", f"data.path={path}", "data.val_fraction=0.25",
+                            "logger=csv", "debug=tiny", TINY_EVALUATION, *policy, out=tmp_path / "run")
+    assert {"val/implicit_reward_accuracy", "val/true_reward"} <= set(metrics)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x" * 60, "chosen": "a", "rejected": "b"}) + "\n" + path.read_text())
+    with pytest.raises(Exception, match="record 0: prompt is 60 tokens"):
+        train_with("experiment=align_dpo", "data=preferences", f"data.path={bad}", "logger=csv", "debug=tiny",
+                   TINY_EVALUATION, *policy, out=tmp_path / "bad")
+
+
 @pytest.mark.parametrize("member, target", [("dpo", "DPO"), ("ipo", "DPO"), ("hinge", "DPO"), ("ppo", "PPO")])
 def test_frontier_members_compose_with_beta_as_the_kl_coefficient(tmp_path, member, target):
     from tests.conftest import compose_config
@@ -246,3 +260,34 @@ def test_alignment_raises_the_true_reward_above_the_reference(train_with, experi
     _, metrics = train_with(f"experiment={experiment}", "logger=csv")
     assert metrics["val/true_reward"] > metrics["val/ref_true_reward"] + 0.03
     assert metrics["val/kl_to_ref"] > 0
+
+
+# ---- the frontier in compare.py ---------------------------------------------------------------
+
+
+def fake_run(tmp_path, divergence, beta, kl, reward):
+    metrics = {"val/true_reward": reward, "val/kl_to_ref": kl, "val/ref_true_reward": 0.02}
+    return {"family": "align", "divergence": divergence, "data": "controlled_sentiment", "seed": 0,
+            "status": "completed", "metrics": metrics, "config": {"align_beta": beta}, "run_dir": str(tmp_path)}
+
+
+def test_compare_draws_the_reward_kl_frontier_one_curve_per_method(tmp_path):
+    import compare
+
+    runs = [fake_run(tmp_path, d, b, kl, r) for d, b, kl, r in [
+        ("dpo", 1.0, 2.0, 0.05), ("dpo", 0.1, 12.0, 0.2), ("ppo", 0.1, 3.0, 0.15), ("ppo", 1.0, 0.5, 0.03)]]
+    written = compare.compare(runs, tmp_path / "out")
+    assert written["frontier"] == {"align/dpo": 2, "align/ppo": 2}
+    assert (tmp_path / "out" / "frontier.png").stat().st_size > 0
+    rows = (tmp_path / "out" / "frontier.md").read_text().splitlines()
+    assert rows[2] == "| reference π_ref | – | 0 | 0.0200 | – |"
+    assert rows[3:] == ["| align/dpo | 1 | 2.000 | 0.0500 | 0 |", "| align/dpo | 0.1 | 12.000 | 0.2000 | 0 |",
+                        "| align/ppo | 1 | 0.500 | 0.0300 | 0 |", "| align/ppo | 0.1 | 3.000 | 0.1500 | 0 |"]
+
+
+def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):
+    import compare
+
+    run = {**fake_run(tmp_path, "elbo", None, 0, 0), "family": "vae", "metrics": {"val/nll": 1.0}}
+    assert compare.compare([run], tmp_path / "out")["frontier"] is None
+    assert not (tmp_path / "out" / "frontier.png").exists() and not (tmp_path / "out" / "frontier.md").exists()

@@ -127,3 +127,33 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> tuple[str, str] | 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return quality, coverage
+
+
+def plot_reward_kl_frontier(runs: list[dict], path: Path) -> dict | None:
+    """True reward against KL(π‖π_ref), one curve per method (points by increasing KL, labelled β), the
+    reference policy as a star at KL = 0: the DPO paper's Figure 2. None (nothing drawn) without such runs."""
+    from divlab.tracking.frontier import frontier_points, reference_reward
+
+    points = frontier_points(runs)
+    if not points:
+        return None
+    methods = sorted({p.method for p in points})
+    colours = _colours(methods)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for method in methods:
+        curve = [p for p in points if p.method == method]
+        ax.plot([p.kl for p in curve], [p.reward for p in curve], marker="o", color=colours[method], label=method)
+        for p in curve:
+            if p.beta is not None:
+                ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    reference = reference_reward(runs)
+    if reference is not None:
+        ax.scatter([0.0], [reference], marker="*", s=160, color="black", zorder=3, label="reference π_ref")
+    ax.set_xlabel("KL(π ‖ π_ref) per sequence (nats)")
+    ax.set_ylabel("true reward of samples")
+    ax.set_title("reward–KL frontier", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return {method: sum(p.method == method for p in points) for method in methods}
