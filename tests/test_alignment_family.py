@@ -224,15 +224,18 @@ def test_dpo_trains_on_a_users_jsonl_pairs(train_with, tmp_path):
                    TINY_EVALUATION, *policy, out=tmp_path / "bad")
 
 
-@pytest.mark.parametrize("member, target", [("dpo", "DPO"), ("ipo", "DPO"), ("hinge", "DPO"), ("ppo", "PPO")])
+@pytest.mark.parametrize("member, target", [("dpo", "DPO"), ("ipo", "DPO"), ("hinge", "DPO"), ("ppo", "PPO"),
+                                            ("ppo_gt", "PPO")])
 def test_frontier_members_compose_with_beta_as_the_kl_coefficient(tmp_path, member, target):
     from tests.conftest import compose_config
 
     cfg = compose_config(tmp_path, ["experiment=align_frontier", f"align_member={member}", "align_beta=0.3"])
     assert cfg.model._target_.endswith(target)
-    assert (cfg.model.kl_coef if member == "ppo" else cfg.model.beta) == 0.3
-    if member != "ppo":
+    assert (cfg.model.kl_coef if target == "PPO" else cfg.model.beta) == 0.3
+    if target == "DPO":
         assert cfg.model.divergence == member
+    else:
+        assert cfg.model.reward_model == ("fit" if member == "ppo" else None)
 
 
 def test_frontier_sweeps_dpo_ipo_and_ppo_over_beta():
@@ -241,23 +244,25 @@ def test_frontier_sweeps_dpo_ipo_and_ppo_over_beta():
     from tests.conftest import CONFIG_DIR
 
     params = OmegaConf.load(CONFIG_DIR / "experiment" / "align_frontier.yaml").hydra.sweeper.params
-    assert set(params.align_member.split(",")) == {"dpo", "ipo", "ppo"}
+    assert set(params.align_member.split(",")) == {"dpo", "ipo", "ppo", "ppo_gt"}
     assert len({float(beta) for beta in params.align_beta.split(",")}) >= 3
 
 
-def test_a_frontier_member_trains(train_with):
-    _, metrics = train_with("experiment=align_frontier", "align_member=ppo", "model.ppo_epochs=1", TINY_EVALUATION,
-                            *TINY_OVERRIDES)
-    assert {"val/true_reward", "val/kl_to_ref"} <= set(metrics)
+def test_a_frontier_member_fits_its_reward_model_then_runs_ppo(train_with, tmp_path):
+    _, metrics = train_with("experiment=align_frontier", "align_member=ppo", "model.ppo_epochs=1",
+                            "model.reward_model_epochs=1", TINY_EVALUATION, *TINY_OVERRIDES)
+    assert {"val/true_reward", "val/kl_to_ref", "val/reward_model_accuracy"} <= set(metrics)
+    assert json.loads((tmp_path / "run.json").read_text())["divergence"] == "ppo"
 
 
 # ---- quality (slow): the default task, the default reference policy --------------------------
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", ["align_dpo", "align_ppo"])
-def test_alignment_raises_the_true_reward_above_the_reference(train_with, experiment):
-    _, metrics = train_with(f"experiment={experiment}", "logger=csv")
+@pytest.mark.parametrize("overrides", [["experiment=align_dpo"], ["experiment=align_ppo", "model.reward_model=null"]],
+                         ids=["dpo", "ppo_true_reward"])
+def test_alignment_raises_the_true_reward_above_the_reference(train_with, overrides):
+    _, metrics = train_with(*overrides, "logger=csv")
     assert metrics["val/true_reward"] > metrics["val/ref_true_reward"] + 0.03
     assert metrics["val/kl_to_ref"] > 0
 

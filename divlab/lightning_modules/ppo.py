@@ -1,8 +1,9 @@
 """RLHF with PPO: maximise E_{y∼π(·|x)}[r(x, y)] − β·KL(π(·|x) ‖ π_ref(·|x)) by policy gradients.
 
 Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 2019; Stiennon
-et al. 2020): roll out y ∼ π(·|x); score r(x, y) with the true reward (`reward_model: null`, the
-"PPO-GT" oracle of the DPO paper) or a trained reward model; per-token rewards
+et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
+run's preference pairs before training (`reward_model: fit`) or read from a checkpoint — or, with
+`reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); per-token rewards
 r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`kl_penalized_rewards`); a value head over the
 policy's backbone gives V_t and GAE(γ, λ) the advantages; then `ppo_epochs` passes over the
 rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the clipped value loss.
@@ -10,9 +11,11 @@ rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the cli
 (`manual_backward`), so precision plugins and DDP apply.
 
 Logged: train/score, train/kl_to_ref (on the rollouts), train/kl_coef, the two losses,
-train/clip_fraction, train/approx_kl; at every validation the true reward and KL of fresh samples,
-the reference's true reward and a text sample table (`policy.py`).
+train/clip_fraction, train/approx_kl; the reward model's held-out pair accuracy
+(`val/reward_model_accuracy`) when there is one; at every validation the true reward and KL of fresh
+samples, the reference's true reward and a text sample table (`policy.py`).
 """
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -36,12 +39,13 @@ from divlab.lightning_modules.alignment_objectives import (
     kl_penalized_rewards,
     masked_mean,
     masked_whiten,
+    pair_accuracy,
     ppo_policy_loss,
     ppo_value_loss,
     sequence_kl_estimate,
 )
 from divlab.lightning_modules.likelihoods import token_log_likelihoods
-from divlab.lightning_modules.reward_model import RewardModel
+from divlab.lightning_modules.reward_model import RewardModel, fit_reward_model
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
@@ -50,7 +54,6 @@ KL_CONTROLLERS = {"fixed": FixedKLController, "adaptive": AdaptiveKLController}
 
 class PPO(L.LightningModule):
     family = "align"
-    divergence = "ppo"
 
     def __init__(
         self,
@@ -62,6 +65,8 @@ class PPO(L.LightningModule):
         kl_target: float = 6.0,
         kl_horizon: int = 10_000,
         reward_model: str | None = None,
+        reward_model_epochs: int = 3,
+        reward_model_lr: float = 3.0e-4,
         completion_length: int = 32,
         ppo_epochs: int = 4,
         minibatch_size: int = 16,
@@ -73,22 +78,30 @@ class PPO(L.LightningModule):
         max_grad_norm: float = 1.0,
         evaluation: dict | None = None,
     ):
-        """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: a reward-model
-        checkpoint (`model=reward_model` run), or null for the true reward; `evaluation`: `PolicyEvaluator`."""
+        """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: `fit` (on the
+        run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, before PPO starts),
+        a checkpoint of a `model=reward_model` run, or null for the true reward; `evaluation`: `PolicyEvaluator`."""
         super().__init__()
         check_choice("model.kl_controller", kl_controller, KL_CONTROLLERS)
         check_positive("model.kl_coef", kl_coef, allow_zero=True)
-        for key in ("completion_length", "ppo_epochs", "minibatch_size", "clip_eps", "value_clip_eps", "max_grad_norm"):
+        for key in ("reward_model_epochs", "reward_model_lr", "completion_length", "ppo_epochs", "minibatch_size",
+                    "clip_eps", "value_clip_eps", "max_grad_norm"):
             check_positive(f"model.{key}", locals()[key])
         for key in ("vf_coef", "gamma", "lam"):
             check_positive(f"model.{key}", locals()[key], allow_zero=True)
         self.save_hyperparameters(ignore=["optimizer"])
+        # RLHF proper scores with a reward model; the true-reward oracle is its own curve on the frontier.
+        self.divergence = "ppo" if reward_model is not None else "ppo_gt"
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.automatic_optimization = False
         reference = load_reference_policy(**policy)
         self.policy = trainable_copy(reference)
         self.value_head = ScalarHead(reference.model.hparams.vocab_size)
-        self.frozen = (reference.model, load_reward_model(reward_model))  # not submodules: never trained or saved
+        if reward_model == "fit":
+            reward_model = RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr))
+        else:
+            reward_model = load_reward_model(reward_model)
+        self.frozen = (reference.model, reward_model)  # not submodules: not trained by PPO, not saved
         self.decode = reference.text.decode
         self.kl_control = (FixedKLController(kl_coef) if kl_controller == "fixed"
                            else AdaptiveKLController(kl_coef, kl_target, kl_horizon))
@@ -102,6 +115,11 @@ class PPO(L.LightningModule):
     def on_fit_start(self) -> None:
         for model in filter(None, self.frozen):
             model.to(self.device)
+        if self.hparams.reward_model == "fit":  # the full training split on every rank: the same r_φ everywhere
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                fit_reward_model(self.frozen[1], self.trainer.datamodule.train_dataloader(),
+                                 self.hparams.reward_model_epochs)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         prompts = equal_length_prompts(batch)
@@ -149,7 +167,11 @@ class PPO(L.LightningModule):
         return sentiment_reward(decode_completions(self.decode, tokens, prompt_length)).to(self.device)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """Measurement happens on fresh samples at the epoch's end (`on_validation_epoch_end`)."""
+        """The reward model's held-out pair accuracy; the policy is measured at the epoch's end."""
+        reward_model = self.frozen[1]
+        if reward_model is not None:
+            accuracy = pair_accuracy(*reward_model.pair_rewards(batch))
+            self.log("val/reward_model_accuracy", accuracy, sync_dist=True, batch_size=len(batch["index"]))
 
     def on_validation_epoch_end(self) -> None:
         self.evaluator.log(self, self.policy)

@@ -4,7 +4,8 @@ r_φ is a scalar head over a copy of the reference policy's backbone, read after
 completion token (Stiennon et al. 2020; Ouyang et al. 2022); training minimises
 −log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). Logged: the loss
 and the pair accuracy, held out as `val/reward_model_accuracy`. A checkpoint of this module is
-what PPO's `model.reward_model=` reads.
+what PPO's `model.reward_model=` reads; PPO with `model.reward_model=fit` fits one first with
+`fit_reward_model` on its own run's pairs.
 """
 import lightning as L
 import torch
@@ -38,10 +39,14 @@ class RewardModel(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.preference_step(batch, "train")
 
-    def preference_step(self, batch: dict, split: str) -> torch.Tensor:
+    def pair_rewards(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r_φ(x, y_w), r_φ(x, y_l)) [B] each, in one forward pass."""
         ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])
         mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
-        chosen, rejected = self.rewards(ids, mask).chunk(2)
+        return self.rewards(ids, mask).chunk(2)
+
+    def preference_step(self, batch: dict, split: str) -> torch.Tensor:
+        chosen, rejected = self.pair_rewards(batch)
         loss = bradley_terry_loss(chosen, rejected)
         accuracy_key = "val/reward_model_accuracy" if split == "val" else f"{split}/accuracy"
         self.log_dict({f"{split}/loss": loss.detach(), accuracy_key: pair_accuracy(chosen, rejected)},
@@ -53,3 +58,18 @@ class RewardModel(L.LightningModule):
 
     def configure_optimizers(self):
         return make_optimizer(self.optimizer, self.parameters(), self.device)
+
+
+def fit_reward_model(model: RewardModel, loader, epochs: int) -> RewardModel:
+    """A few epochs of the Bradley–Terry loss over `loader` outside a Trainer (PPO fits its reward model
+    this way before its own training starts); returns the model frozen, in eval mode."""
+    optimizer = model.configure_optimizers()
+    model.train()
+    for _ in range(epochs):
+        for batch in loader:
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            loss = bradley_terry_loss(*model.pair_rewards(batch))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return model.eval().requires_grad_(False)
