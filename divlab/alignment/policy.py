@@ -236,8 +236,8 @@ class PolicyEvaluator:
     """What DPO and PPO log at every validation: `val/true_reward`, `val/kl_to_ref`, `val/ref_true_reward`
     (the reference's own reward on the same prompts: the frontier's baseline) and a text sample table."""
 
-    def __init__(self, reference: ReferencePolicy, n_prompts: int, prompt_length: int, completion_length: int,
-                 n_texts: int = 8, seed: int = 0):
+    def __init__(self, reference: ReferencePolicy, n_prompts: int = 128, prompt_length: int = 8,
+                 completion_length: int = 32, n_texts: int = 8, seed: int = 0):
         self.reference = reference
         self.prompts = eval_prompts(reference, n_prompts, prompt_length, seed)
         self.completion_length, self.n_texts, self.seed = completion_length, n_texts, seed
