@@ -92,6 +92,12 @@ def test_sample_has_the_data_layout(kind):
         assert samples.min() >= -1 and samples.max() <= 1
 
 
+def test_wasserstein_gets_a_gradient_penalty_unless_told_otherwise():
+    assert make_gan(divergence="wasserstein").hparams.gp_weight == 10.0
+    assert make_gan(divergence="wasserstein", gp_weight=0.0).hparams.gp_weight == 0.0
+    assert make_gan(divergence="js").hparams.gp_weight == 0.0
+
+
 def test_hyperparameters_name_family_and_divergence():
     model = make_gan(divergence="hinge")
     assert (model.hparams.family, model.hparams.divergence) == ("gan", "hinge")

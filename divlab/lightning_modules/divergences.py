@@ -269,6 +269,9 @@ class Divergence:
     generator_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     estimate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     needs_critic: bool = True
+    # Gradient-penalty weight a module uses unless told otherwise: WGAN needs a Lipschitz critic
+    # (WGAN-GP, λ = 10, Gulrajani et al. 2017); the others train without one.
+    default_gp_weight: float = 0.0
 
     def __reduce__(self):
         return get_divergence, (self.name,)
@@ -290,7 +293,8 @@ DIVERGENCES: dict[str, Divergence] = {
         *(_f_gan(name) for name in F_DIVERGENCES),
         Divergence("minimax", gan_critic_loss, minimax_generator_loss, gan_estimate),
         Divergence("non_saturating", gan_critic_loss, non_saturating_generator_loss, gan_estimate),
-        Divergence("wasserstein", wasserstein_critic_loss, critic_score_generator_loss, wasserstein_estimate),
+        Divergence("wasserstein", wasserstein_critic_loss, critic_score_generator_loss, wasserstein_estimate,
+                   default_gp_weight=10.0),
         Divergence("hinge", hinge_critic_loss, critic_score_generator_loss, hinge_estimate),
         Divergence("least_squares", least_squares_critic_loss, least_squares_generator_loss, least_squares_estimate),
         Divergence("mmd", mmd_critic_loss, mmd_generator_loss, mmd_generator_loss, needs_critic=False),

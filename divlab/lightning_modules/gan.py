@@ -31,11 +31,13 @@ class GAN(L.LightningModule):
         divergence: str = "non_saturating",
         noise_dim: int = 64,
         n_critic: int = 1,
-        gp_weight: float = 0.0,
+        gp_weight: float | None = None,
         r1_gamma: float = 0.0,
     ):
         super().__init__()
         self.divergence = get_divergence(divergence)
+        if gp_weight is None:
+            gp_weight = self.divergence.default_gp_weight
         check_positive("model.noise_dim", noise_dim)
         check_positive("model.n_critic", n_critic)
         check_positive("model.gp_weight", gp_weight, allow_zero=True)
@@ -44,6 +46,7 @@ class GAN(L.LightningModule):
         self.hparams.update(
             family=self.family,
             divergence=divergence,
+            gp_weight=gp_weight,
             lr=optimizer_lr(generator_optimizer),
             critic_lr=optimizer_lr(critic_optimizer),
         )
