@@ -7,7 +7,7 @@ from PIL import Image
 
 import compare
 from divlab.tracking.runs import RunSelectionError, load_runs
-from divlab.tracking.table import build_table
+from divlab.tracking.table import build_table, to_markdown
 
 MEMBERS = {"vae": ["experiment=vae_ring8"], "gan/js": ["experiment=gan_ring8", "divergence=js"],
            "gan/wasserstein": ["experiment=gan_ring8", "divergence=wasserstein"]}
@@ -81,3 +81,11 @@ def test_runs_of_different_data_are_refused(study, train_with, tmp_path):
 def test_a_missing_metric_lists_the_available_ones(study):
     with pytest.raises(ValueError, match="available: .*test/"):
         build_table(load_runs([study]), ["val/unknown"])
+
+
+def test_divergence_estimates_are_reported_but_never_ranked(study):
+    table = build_table(load_runs([study]), ["train/divergence_estimate", "test/modes_covered"])
+    assert table.best("train/divergence_estimate") is None
+    assert table.best("test/modes_covered") is not None
+    header = to_markdown(table).splitlines()[0]
+    assert "| train/divergence_estimate |" in header and "test/modes_covered ↑" in header

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from divlab.tracking.runs import run_label  # noqa: E402
-from divlab.tracking.table import Table, higher_is_better  # noqa: E402
+from divlab.tracking.table import Table, higher_is_better, is_ranked  # noqa: E402
 
 CURVES = ("train/loss", "train/divergence_estimate", "val/loss", "val/nll")
 # (quality, coverage) metric-name fragments, in order of preference.
@@ -41,7 +41,8 @@ def plot_metric_bars(table: Table, path: Path) -> dict:
         stds = [table.rows[label][metric].std for label in present]
         ax.bar(range(len(present)), means, yerr=stds, color=[colours[label] for label in present], capsize=3)
         ax.set_xticks(range(len(present)), present, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{metric} ({'higher' if higher_is_better(metric) else 'lower'} is better)", fontsize=8)
+        verdict = ("higher" if higher_is_better(metric) else "lower") + " is better" if is_ranked(metric) else "per divergence"
+        ax.set_title(f"{metric} ({verdict})", fontsize=8)
         bars[metric] = len(present)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -10,6 +10,19 @@ from divlab.tracking.runs import run_label
 HIGHER_IS_BETTER = ("modes", "high_quality", "precision", "recall", "density", "coverage", "accuracy", "reward")
 
 
+# Each run's own divergence on its own scale (a JS bound, a critic gap, MMD²…): reported, never ranked.
+UNRANKED = ("divergence_estimate",)
+
+
+def is_ranked(metric: str) -> bool:
+    return not any(word in metric for word in UNRANKED)
+
+
+def direction(metric: str) -> str:
+    """'↑', '↓', or '' for a metric that is not comparable across runs."""
+    return ("↑" if higher_is_better(metric) else "↓") if is_ranked(metric) else ""
+
+
 def higher_is_better(metric: str) -> bool:
     return any(word in metric for word in HIGHER_IS_BETTER)
 
@@ -40,7 +53,7 @@ class Table:
 
     def best(self, metric: str) -> str | None:
         scored = {label: cells[metric].mean for label, cells in self.rows.items() if metric in cells}
-        if not scored:
+        if not scored or not is_ranked(metric):
             return None
         pick = max if higher_is_better(metric) else min
         return pick(scored, key=scored.get)
@@ -82,7 +95,7 @@ def _format(cell: Cell | None, bold: bool) -> str:
 
 
 def to_markdown(table: Table) -> str:
-    arrows = [f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in table.metrics]
+    arrows = [f"{m} {direction(m)}".rstrip() for m in table.metrics]
     lines = ["| run | n | " + " | ".join(arrows) + " |", "|---|---|" + "---|" * len(table.metrics)]
     best = {m: table.best(m) for m in table.metrics}
     for label, cells in table.rows.items():
