@@ -18,7 +18,8 @@ def describe_run(cfg: DictConfig, datamodule, model) -> None:
     family, divergence = model.hparams.get("family"), model.hparams.get("divergence")
     with open_dict(cfg):
         cfg.run.group = cfg.run.group or cfg.experiment_name or f"{family}-{divergence}-{datamodule.name}"
-        cfg.run.tags = [*cfg.tags, f"family:{family}", f"divergence:{divergence}", f"data:{datamodule.name}"]
+        cfg.run.tags = [*cfg.tags, f"family:{family}", f"divergence:{divergence}", f"data:{datamodule.name}",
+                        f"seed:{cfg.seed}"]
 
 
 def run(cfg: DictConfig) -> dict:

@@ -37,7 +37,7 @@ def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_
     assert len(runs) == 1 and record["wandb"]["mode"] == "offline"
     run = read_offline_run(runs[0])
     assert run.run_id == record["wandb"]["id"]
-    assert run.group == "vae_ring8" and {"family:vae", "divergence:elbo", "data:ring8"} <= set(run.tags)
+    assert run.group == "vae_ring8" and {"family:vae", "divergence:elbo", "data:ring8", "seed:3"} <= set(run.tags)
     assert run.config["model"]["latent_dim"] == cfg.model.latent_dim
     assert run.metric("val/nll")[-1] == pytest.approx(record["metrics"]["val/nll"], rel=1e-5)
     assert len(run.metric("train/loss")) == 3
