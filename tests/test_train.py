@@ -144,3 +144,10 @@ def test_offline_reader_waits_for_the_exit_record_and_ignores_a_half_written_tai
     (run_dir / "run-abc.wandb").write_bytes(data[:-3])  # the exit record is still being written
     run = read_offline_run(run_dir, wait_seconds=0.3)
     assert run.summary == {"val/nll": 1.5}
+
+
+@pytest.mark.parametrize("study, generator", [("study_ring8", "mlp.MLP"), ("study_grid25", "mlp.MLP"),
+                                              ("study_fashion_mnist", "dcgan.DCGANGenerator")])
+def test_study_members_get_networks_for_the_studys_data(tmp_path, study, generator):
+    cfg = compose_config(tmp_path, [f"experiment={study}", "study_member=gan_js"])
+    assert cfg.model.generator._target_.endswith(generator) and cfg.model.divergence == "js"
