@@ -62,6 +62,21 @@ def evaluation():
 # ---- DPO --------------------------------------------------------------------------------------
 
 
+def one_dpo_step(model, batch):
+    """One optimiser step of `model` on `batch`: the loss and π's (chosen, rejected) log-probs before and after."""
+    optimizer = model.configure_optimizers()
+
+    def logps():
+        with torch.no_grad():
+            return model.policy_logprobs(batch).chunk(2)
+
+    before = logps()
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    optimizer.step()
+    return loss, before, logps()
+
+
 @pytest.mark.parametrize("divergence", ["dpo", "ipo", "hinge"])
 @pytest.mark.parametrize("pair", PAIRS)
 def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, divergence, pair):
@@ -69,18 +84,8 @@ def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, diverge
     sgd = functools.partial(torch.optim.SGD, lr=1e-3)
     model = DPO((48,), policy_spec, sgd, divergence=divergence, beta=0.5, evaluation=evaluation())
     batch = preference_batch(load_reference_policy(**policy_spec), [pair])
-    optimizer = model.configure_optimizers()
-
-    def logps():
-        with torch.no_grad():
-            return model.policy_logprobs(batch).chunk(2)
-
-    chosen0, rejected0 = logps()
-    loss = model.training_step(batch, 0)
+    loss, (chosen0, rejected0), (chosen1, rejected1) = one_dpo_step(model, batch)
     assert torch.isfinite(loss)
-    loss.backward()
-    optimizer.step()
-    chosen1, rejected1 = logps()
     assert chosen1.item() > chosen0.item() and rejected1.item() < rejected0.item()
     # π_ref is untouched (π started equal to it) and its log-probabilities were cached by record
     ref = sequence_logprobs(model.reference, batch["chosen_ids"], batch["chosen_mask"])

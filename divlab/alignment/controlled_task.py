@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from divlab.alignment.policy import decode_completions, load_reference_policy, rollout
-from divlab.datamodules.preferences import PreferenceDataModule, controlled_preference_records, corpus_prefixes
+from divlab.alignment.policy import decode_completions, load_reference_policy, rollout, token_prefixes
+from divlab.datamodules.preferences import PreferenceDataModule, controlled_preference_records
 from divlab.validation import check_positive
 
 
@@ -35,7 +35,9 @@ def controlled_sentiment(
     for key in ("n_prompts", "prompt_length", "completion_length"):
         check_positive(f"data.{key}", locals()[key])
     reference = load_reference_policy(**policy)
-    settings = {"policy": reference.ckpt_path, "policy_mtime": os.path.getmtime(reference.ckpt_path),
+    path = reference.ckpt_path  # a file or directory, or a Hugging Face Hub name (policy.hf_model)
+    mtime = os.path.getmtime(path) if os.path.exists(path) else None
+    settings = {"policy": path, "policy_mtime": mtime,
                 "n_prompts": n_prompts, "prompt_length": prompt_length, "completion_length": completion_length,
                 "label_temperature": label_temperature, "seed": seed}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -62,8 +64,7 @@ def sample_records(reference, n_prompts: int, prompt_length: int, completion_len
     """Prompts from the policy's training text, two completions each from π_ref, Bradley–Terry labels."""
     text = reference.text
     corpus = text.decode(text.tokens["train"][:1_000_000])
-    prompts = corpus_prefixes(corpus, n_prompts, prompt_length, torch.Generator().manual_seed(seed))
-    prompts = [text.decode(text.encode(p)[:prompt_length]) for p in prompts]
+    prompts = [text.decode(ids) for ids in token_prefixes(text, corpus, n_prompts, prompt_length, seed)]
 
     def sample_pairs(prompts: list[str], n: int) -> list[list[str]]:
         ids = torch.stack([text.encode(p) for p in prompts]).repeat_interleave(n, 0)

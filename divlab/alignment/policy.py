@@ -1,7 +1,8 @@
 """The alignment family's policies: the frozen reference π_ref, and what every method measures on π.
 
 π_ref is a checkpoint of the sequence family (`model=ar`, any backbone), given as
-`policy.ckpt_path=<run>/checkpoints/<name>.ckpt`; its run's `run.json` (written by train.py beside
+`policy.ckpt_path=<run>/checkpoints/<name>.ckpt` (or a Hugging Face causal LM, `policy.hf_model=`:
+`hf_policy.py`); its run's `run.json` (written by train.py beside
 `checkpoints/`) says which backbone and which text data (and so which tokenizer) it was trained
 with. When no checkpoint is given, a small character-level GPT of the `char_gpt` recipe is trained
 on Shakespeare once and cached under `<data_dir>/alignment/`: the full `char_gpt` run (4×128, 2,000
@@ -16,6 +17,7 @@ import copy
 import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -48,9 +50,16 @@ class ReferencePolicy(NamedTuple):
 
 
 def load_reference_policy(ckpt_path: str | None = None, data_dir: str = "~/.cache/divlab/data",
-                          default: dict | None = None) -> ReferencePolicy:
-    """π_ref from `ckpt_path`, or the default policy (trained once, cached under `data_dir/alignment`)."""
+                          default: dict | None = None, hf_model: str | None = None) -> ReferencePolicy:
+    """π_ref from `ckpt_path`, a Hugging Face causal LM `hf_model` (`hf_policy.py`), or the default policy
+    (trained once, cached under `data_dir/alignment`)."""
     data_dir = str(Path(data_dir).expanduser())
+    if hf_model is not None:
+        if ckpt_path is not None:
+            raise ValueError("give policy.ckpt_path or policy.hf_model, not both")
+        from divlab.alignment.hf_policy import load_hf_policy  # needs the optional transformers
+
+        return load_hf_policy(str(hf_model), data_dir)
     if ckpt_path is None:
         ckpt_path = str(default_policy_checkpoint(data_dir, {**DEFAULT_POLICY, **(default or {})}))
     return _load(str(Path(ckpt_path).expanduser()), data_dir)
@@ -202,9 +211,22 @@ def decode_completions(decode, tokens: Tensor, prompt_length: int) -> list[str]:
 
 def eval_prompts(reference: ReferencePolicy, n: int, length: int, seed: int = 0) -> Tensor:
     """`n` fixed prompts of `length` tokens: prefixes at word starts of the policy's validation text."""
-    text = reference.text.decode(reference.text.tokens["val"][:200_000])
-    prompts = corpus_prefixes(text, n, length, torch.Generator().manual_seed(seed))
-    return torch.stack([reference.text.encode(p)[:length] for p in prompts])
+    return token_prefixes(reference.text, reference.text.decode(reference.text.tokens["val"][:200_000]), n, length, seed)
+
+
+def token_prefixes(text, corpus: str, n: int, length: int, seed: int) -> Tensor:
+    """[n, length] token ids of prefixes at word starts of `corpus`, tokenised by `text`.
+
+    Cut from `length` characters at character level; a subword tokenizer's prefixes are cut from
+    4× its mean characters per token (`text.chars_per_token`), then to `length` tokens.
+    """
+    ratio = getattr(text, "chars_per_token", 1.0)
+    chars = length if ratio == 1 else math.ceil(4 * ratio * length)
+    prefixes = corpus_prefixes(corpus, n, chars, torch.Generator().manual_seed(seed))
+    prompts = [text.encode(p)[:length] for p in prefixes]
+    if min(len(p) for p in prompts) < length:
+        raise ValueError(f"a prompt of {chars} characters has fewer than {length} tokens; use a shorter prompt_length")
+    return torch.stack(prompts)
 
 
 class PolicyEvaluation(NamedTuple):
