@@ -14,10 +14,11 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 class _HeaderMergingWriter(ExperimentWriter):
     def _record_new_keys(self) -> set[str]:
-        if self._fs.isfile(self.metrics_file_path):
+        # Only a writer that has not written yet can disagree with the header on disk.
+        if not self.metrics_keys and self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as file:
                 header = next(csv.reader(file), [])
-            self.metrics_keys = sorted(set(self.metrics_keys) | set(header))
+            self.metrics_keys = sorted(header)
         return super()._record_new_keys()
 
 
