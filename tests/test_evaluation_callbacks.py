@@ -119,15 +119,35 @@ def test_identical_sets_score_one_and_disjoint_sets_zero(digits, tmp_path):
                     image_callback(tmp_path, n), tmp_path)
     for name in ("precision", "recall", "coverage"):
         assert same[f"test/{name}_digits"] == 1.0
-    assert same["test/density_digits"] == pytest.approx(1.0, abs=0.25)
+    assert same["test/density_digits"] == pytest.approx(brute_force_self_density(digits, n, k=5), rel=1e-6)
     assert abs(same["test/fid_digits"]) < 1e-6
 
     noise = run_test(FixedModel(uniform_noise((1, 8, 8)), False), digits, image_callback(tmp_path, n), tmp_path)
     # Identical sets: unbiased MMD² is slightly negative (its kernel sum drops only the diagonal).
     assert abs(same["test/kid_digits"]) < 0.05 * noise["test/kid_digits"]
+    # Subsets of half the samples: the std is a spread over subsets, not round-off (was ~1e-7 of KID).
+    assert noise["test/kid_std_digits"] > 1e-3 * noise["test/kid_digits"]
     assert noise["test/fid_digits"] > 10 and noise["test/coverage_digits"] < 0.2
     assert noise["time/test/fid_digits_seconds"] >= 0 and noise["time/test/real_features_digits_seconds"] >= 0
     assert len(list((tmp_path / "cache").glob("digits_test_n250_digits_*.pt"))) == 1
+
+
+def brute_force_self_density(data, n: int, k: int) -> float:
+    """Density (Naeem et al. 2020) of the real set against itself, by the definition with numpy:
+    (1/kM) Σ_j Σ_i 1[‖Y_j − X_i‖ ≤ distance from X_i to its k-th nearest other real point]."""
+    import numpy as np
+    from scipy.spatial.distance import cdist
+
+    net, _ = load_feature_net(data.name)
+    x = extract_features(net, data.real_samples("test", n), "cpu").double().numpy()
+    distances = cdist(x, x)
+    radii = np.sort(distances, axis=1)[:, k]  # column 0 is the point itself
+    return float((distances <= radii[:, None]).sum() / (k * n))
+
+
+def test_kid_subset_size_that_leaves_no_random_subsets_is_refused():
+    with pytest.raises(ValueError, match="kid_subset_size=1000.*at most 50"):
+        ImageFeatureMetrics(n_samples=100, kid_subset_size=1000)
 
 
 def test_feature_scores_on_synthetic_gaussians_reach_their_extremes(tmp_path):

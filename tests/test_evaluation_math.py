@@ -20,6 +20,7 @@ from divlab.evaluation import (
     jensen_shannon,
     kde_log_prob,
     kernel_inception_distance,
+    kid_subset_size,
     loo_bandwidth,
     mmd2_unbiased,
     mode_scores,
@@ -163,12 +164,36 @@ def test_mmd2_matches_brute_force_unbiased_cubic_kernel():
     assert mmd2_unbiased(x, y).item() == pytest.approx(brute_force_mmd2(x.numpy(), y.numpy()), rel=1e-10)
 
 
-def test_kid_on_full_sets_is_the_brute_force_mmd2():
+def test_kid_mean_over_subsets_converges_to_the_full_set_brute_force_mmd2():
+    # A U-statistic averaged over random sub-samples is the full-sample U-statistic in expectation.
     x = correlated_features(40, 6, seed=9)
     y = correlated_features(40, 6, seed=10, shift=0.2)
-    mean, std = kernel_inception_distance(x, y, subsets=3, subset_size=40, generator=gen(0))
-    assert mean.item() == pytest.approx(brute_force_mmd2(x.numpy(), y.numpy()), rel=1e-10)
-    assert std.item() < 1e-12
+    subsets = 4000
+    mean, std = kernel_inception_distance(x, y, subsets=subsets, subset_size=None, generator=gen(0))
+    full = brute_force_mmd2(x.numpy(), y.numpy())
+    assert abs(mean.item() - full) < 4 * std.item() / math.sqrt(subsets)
+    assert std.item() > 0.05 * abs(full)
+
+
+def test_kid_subsets_take_at_most_half_the_smaller_set():
+    assert kid_subset_size(1000, 1000) == 500
+    assert kid_subset_size(1000, 300, requested=1000) == 150
+    assert kid_subset_size(1000, 1000, requested=100) == 100
+    with pytest.raises(ValueError, match="at least 4"):
+        kid_subset_size(3, 100)
+
+
+def test_kid_std_is_a_real_spread_that_shrinks_with_more_samples():
+    # With 1,000 rows and subsets of 1,000 every subset was the whole set: std ≈ 1e-7 round-off.
+    def kid(n):
+        x = torch.randn(n, 16, generator=gen(21))
+        y = torch.randn(n, 16, generator=gen(22)) + 0.3
+        return kernel_inception_distance(x, y, subsets=50, generator=gen(0))
+
+    mean_small, std_small = kid(200)
+    mean_large, std_large = kid(1000)
+    assert std_large.item() > 1e-3 * mean_large.item()
+    assert std_large.item() < 0.7 * std_small.item()
 
 
 def test_kid_is_near_zero_for_one_distribution_and_positive_when_shifted():
@@ -184,12 +209,12 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_when_shifted():
 def test_torchmetrics_kid_with_custom_feature_net_matches_ours():
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     real, fake = images(50, seed=13), images(50, seed=14, shift=0.3)
-    metric = feature_kid_metric(net, num_features=10, subsets=2, subset_size=50)
+    metric = feature_kid_metric(net, num_features=10, subsets=2, subset_size=50)  # the whole set, twice
     metric.update(real, real=True)
     metric.update(fake, real=False)
     with torch.no_grad():
-        expected, _ = kernel_inception_distance(net(real), net(fake), subsets=1, subset_size=50)
-    assert metric.compute()[0].item() == pytest.approx(expected.item(), rel=1e-3)
+        expected = brute_force_mmd2(net(real).double().numpy(), net(fake).double().numpy())
+    assert metric.compute()[0].item() == pytest.approx(expected, rel=1e-3)
 
 
 # Precision / recall, density / coverage

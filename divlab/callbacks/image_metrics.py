@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
 from divlab.evaluation.feature_nets import FEATURE_SPACES, file_hash, load_feature_net
-from divlab.evaluation.frechet import feature_fid_metric, feature_kid_metric
+from divlab.evaluation.frechet import feature_fid_metric, feature_kid_metric, kid_subset_size
 from divlab.evaluation.manifold import density_coverage, precision_recall
 from divlab.validation import check_positive
 
@@ -67,6 +67,10 @@ class ImageFeatureMetrics(PeriodicEvaluation):
     feature_net: "auto" (the shipped classifier of the dataset), a path to weights for the
     dataset's shipped architecture, or "inception" (needs `inception_weights`, a local
     torch-fidelity `pt_inception-2015-12-05` file; nothing is ever downloaded).
+
+    KID: the mean and std of MMD² over `kid_subsets` random subsets of `kid_subset_size` rows of
+    each set; null (the default) takes half the smaller set, so the subsets differ and the std
+    is a real spread (`divlab.evaluation.frechet.kid_subset_size`).
     """
 
     def __init__(
@@ -76,7 +80,7 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         every_n_epochs: int = 1,
         metrics: tuple[str, ...] = METRICS,
         kid_subsets: int = 50,
-        kid_subset_size: int = 1000,
+        kid_subset_size: int | None = None,
         precision_recall_k: int = 3,
         density_coverage_k: int = 5,
         feature_net: str = "auto",
@@ -93,7 +97,16 @@ class ImageFeatureMetrics(PeriodicEvaluation):
             raise ValueError(f"unknown callbacks.image_metrics.metrics {sorted(unknown)}; valid: {', '.join(METRICS)}")
         self.metrics = tuple(metrics)
         self.kid_subsets = check_positive("callbacks.image_metrics.kid_subsets", kid_subsets)
-        self.kid_subset_size = check_positive("callbacks.image_metrics.kid_subset_size", kid_subset_size)
+        if kid_subset_size is not None:
+            check_positive("callbacks.image_metrics.kid_subset_size", kid_subset_size)
+            half = min(self.n_samples, self.n_real) // 2
+            if kid_subset_size > half:
+                raise ValueError(
+                    f"callbacks.image_metrics.kid_subset_size={kid_subset_size} leaves no random subsets of "
+                    f"{min(self.n_samples, self.n_real)} samples (KID's std would be round-off): use at most {half} "
+                    "(half the samples) or null for that default"
+                )
+        self.kid_subset_size = kid_subset_size
         self.pr_k = check_positive("callbacks.image_metrics.precision_recall_k", precision_recall_k)
         self.dc_k = check_positive("callbacks.image_metrics.density_coverage_k", density_coverage_k)
         if feature_net == "inception" and not inception_weights:
@@ -173,7 +186,7 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         if "kid" in self.metrics:
             with timer(f"kid_{suffix}"), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                subset_size = min(self.kid_subset_size, len(real), len(fake))
+                subset_size = kid_subset_size(len(real), len(fake), self.kid_subset_size)
                 kid = feature_kid_metric(identity, num_features=real.shape[1], subsets=self.kid_subsets,
                                          subset_size=subset_size, sync_on_compute=False)
                 kid.update(real, real=True)

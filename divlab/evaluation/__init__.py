@@ -10,6 +10,7 @@ from divlab.evaluation.frechet import (
     frechet_distance,
     frechet_distance_gaussians,
     kernel_inception_distance,
+    kid_subset_size,
     mmd2_unbiased,
 )
 from divlab.evaluation.manifold import density_coverage, precision_recall
@@ -40,6 +41,7 @@ __all__ = [
     "jensen_shannon",
     "kde_log_prob",
     "kernel_inception_distance",
+    "kid_subset_size",
     "loo_bandwidth",
     "mmd2_unbiased",
     "mode_scores",

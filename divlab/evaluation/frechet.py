@@ -76,22 +76,36 @@ def mmd2_unbiased(x: Tensor, y: Tensor, degree: int = 3, coef: float = 1.0) -> T
     )
 
 
+def kid_subset_size(n1: int, n2: int, requested: int | None = None) -> int:
+    """Rows per KID subset: `requested`, at most half the smaller set (default: that half).
+
+    KID's standard deviation is the spread of MMD²ᵤ over random subsets (torch-fidelity draws 100
+    subsets of 1,000 from 50,000 images). A subset as large as the whole set is the set reordered,
+    every estimate is the same number and the "std" is float round-off, so subsets here take at
+    most ⌊min(n₁, n₂)/2⌋ rows: two subsets then share about half their rows, a genuine spread.
+    """
+    half = min(n1, n2) // 2
+    if half < 2:
+        raise ValueError(f"KID needs at least 4 samples of each set, got {n1} and {n2}")
+    return half if requested is None else min(requested, half)
+
+
 def kernel_inception_distance(
     features1: Tensor,
     features2: Tensor,
     subsets: int = 100,
-    subset_size: int = 1000,
+    subset_size: int | None = 1000,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
     """KID (Bińkowski et al. 2018): mean and (population) std of MMD²ᵤ with the cubic kernel.
 
-    Each of `subsets` estimates uses m = min(subset_size, n₁, n₂) rows drawn without
-    replacement from each set; the mean is unbiased for MMD², so it is ≈ 0 (and can be
-    slightly negative) when both sets come from one distribution.
+    Each of `subsets` estimates uses m = `kid_subset_size(n₁, n₂, subset_size)` rows (at most
+    half the smaller set) drawn without replacement from each set; the mean is unbiased for MMD²,
+    so it is ≈ 0 (and can be slightly negative) when both sets come from one distribution.
     """
     x = features1.reshape(features1.shape[0], -1)
     y = features2.reshape(features2.shape[0], -1)
-    m = min(subset_size, x.shape[0], y.shape[0])
+    m = kid_subset_size(x.shape[0], y.shape[0], subset_size)
     estimates = torch.stack([
         mmd2_unbiased(
             x[torch.randperm(x.shape[0], generator=generator)[:m]],
