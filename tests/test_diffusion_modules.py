@@ -111,6 +111,9 @@ def test_exact_vlb_is_the_math_bound_and_images_get_a_probability_bound(tmp_path
     assert torch.allclose(log_likelihood, -bound.total)
     assert bound.per_step.shape == (4, 50) and (log_likelihood < 0).all()
     assert module.log_likelihood_is_exact is False and module.log_likelihood_bound == "vlb"
+    assert module.log_likelihood_is_discrete is True
+    module.hparams.decoder = "gaussian"  # a bound on a density: bits/dim not comparable with 8-bit ones
+    assert module.log_likelihood_is_discrete is False
 
 
 def test_sampled_vlb_is_an_unbiased_estimate_of_the_exact_sum(tmp_path):
@@ -135,7 +138,12 @@ def test_score_image_likelihood_is_dequantised_ode_likelihood(tmp_path):
     expected = ode_log_likelihood(module.net, module.sde, x_tilde, "rademacher", rtol=1e-2, atol=1e-2) + log_volume
     assert torch.allclose(log_likelihood, expected)
     assert torch.allclose(log_volume, torch.full((3,), 64 * math.log(2 / 255)))
-    assert module.log_likelihood_is_exact is True
+    # Dequantised: a lower bound on the 8-bit probability, not the exact density (run.json said exact).
+    assert module.log_likelihood_is_exact is False and module.log_likelihood_bound == "dequantization"
+    assert module.log_likelihood_is_discrete is True
+    module.hparams.dequantize = False
+    assert module.log_likelihood_is_exact is True and module.log_likelihood_bound is None
+    assert module.log_likelihood_is_discrete is False
     with torch.inference_mode():
         assert torch.isfinite(module.log_likelihood(x)).all()
 

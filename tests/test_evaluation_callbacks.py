@@ -260,3 +260,34 @@ def test_toy_metrics_are_logged_once_under_ddp_spawn(train_with, tmp_path):
     rows = list(csv.DictReader(next(tmp_path.glob("csv/**/metrics.csv")).open()))
     assert sum(1 for row in rows if row.get("val/modes_covered")) == 1
     assert len(list((tmp_path / "toy_metrics").glob("val_step*.png"))) == 1
+
+
+# ---------------------------------------------------------------- likelihood units
+
+
+class UniformImageModel(L.LightningModule):
+    """Uniform over [−1, 1]^D as a density (log p = −D log 2: 1 bit/dim) or over the 256 grey levels
+    as a probability (log P = −D log 256: exactly 8 bits/dim)."""
+
+    def __init__(self, discrete: bool):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.log_likelihood_is_discrete = discrete
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        dims = x[0].numel()
+        return torch.full((len(x),), -dims * math.log(256 if self.log_likelihood_is_discrete else 2))
+
+    def test_step(self, batch, batch_idx):
+        return None
+
+
+@pytest.mark.parametrize("discrete, unit, bits", [(True, "bpd", 8.0), (False, "bpd_continuous", 1.0)])
+def test_image_bits_per_dim_of_a_density_never_pass_for_8_bit_bits(digits, tmp_path, discrete, unit, bits):
+    from divlab.callbacks.likelihood import LikelihoodEvaluator
+
+    metrics = run_test(UniformImageModel(discrete), digits, LikelihoodEvaluator(max_test_batches=1), tmp_path)
+    assert metrics[f"test/{unit}"] == pytest.approx(bits, rel=1e-6)
+    other = "bpd_continuous" if discrete else "bpd"
+    assert f"test/{other}" not in metrics
+    assert ("test/nll" in metrics) == discrete and ("test/nll_continuous" in metrics) == (not discrete)

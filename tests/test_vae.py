@@ -71,3 +71,10 @@ def test_bad_hyperparameters_fail_early_with_the_value(kwargs, message):
     args = dict(encoder=MLP, decoder=MLP, optimizer=ADAM) | kwargs
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         VAE((2,), **args)
+
+
+@pytest.mark.parametrize("likelihood, discrete", [("discretized_gaussian", True), ("bernoulli", True),
+                                                  ("gaussian", False)])
+def test_only_the_gaussian_decoder_gives_a_density(likelihood, discrete):
+    vae = VAE((2,), functools.partial(MLP, hidden=8), functools.partial(MLP, hidden=8), ADAM, likelihood=likelihood)
+    assert vae.log_likelihood_is_discrete is discrete

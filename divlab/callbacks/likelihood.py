@@ -1,4 +1,12 @@
-"""Evaluate `log_likelihood(x)` on validation/test batches: nats per example and bits per dim/token."""
+"""Evaluate `log_likelihood(x)` on validation/test batches: nats per example and bits per dim/token.
+
+Bits/dim of images are only comparable across families when every model gives a probability of
+the same 8-bit values (a discretised decoder, a dequantisation bound, an autoregressive model over
+grey levels). A continuous density on [−1, 1] is not such a probability: its −log₂ p per dimension
+sits about log₂(127.5) ≈ 7 bits lower and can be negative. Families say which they compute
+(`log_likelihood_is_discrete`); a density on image data is logged under its own names,
+`<split>/nll_continuous` and `<split>/bpd_continuous`, so no table ranks it against 8-bit bits/dim.
+"""
 import math
 import time
 
@@ -13,8 +21,17 @@ from divlab.validation import check_positive
 UNITS = {"image": "bpd", "sequence": "bits_per_token"}
 
 
+def metric_names(kind: str | None, discrete: bool) -> tuple[str, str | None]:
+    """(nll name, per-dimension name) for data of `kind` and a discrete probability or a density."""
+    unit = UNITS.get(kind)
+    if kind == "image" and not discrete:
+        return "nll_continuous", "bpd_continuous"
+    return "nll", unit
+
+
 class LikelihoodEvaluator(L.Callback):
-    """Logs `<split>/nll` (nats per example) and the kind's bits-per-dimension unit.
+    """Logs `<split>/nll` (nats per example) and the kind's bits-per-dimension unit
+    (`<split>/nll_continuous`, `<split>/bpd_continuous` for a density on image data).
 
     Families without `log_likelihood` (GANs) are skipped with a one-line notice. Validation runs
     every `every_n_epochs` epochs; the time spent is logged as `time/<split>/likelihood_seconds`.
@@ -40,11 +57,12 @@ class LikelihoodEvaluator(L.Callback):
             return
         start = time.perf_counter()
         nll = -pl_module.log_likelihood(batch).mean()
-        pl_module.log(f"{split}/nll", nll, on_epoch=True, on_step=False, sync_dist=True)
         datamodule = trainer.datamodule
-        unit = UNITS.get(getattr(datamodule, "kind", None))
+        kind = getattr(datamodule, "kind", None)
+        nll_name, unit = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))
+        pl_module.log(f"{split}/{nll_name}", nll, on_epoch=True, on_step=False, sync_dist=True)
         if unit is not None:
-            dims = math.prod(datamodule.sample_shape) if unit == "bpd" else batch.shape[-1]
+            dims = math.prod(datamodule.sample_shape) if kind == "image" else batch.shape[-1]
             pl_module.log(f"{split}/{unit}", bits_per_dim(nll, dims), on_epoch=True, on_step=False, sync_dist=True)
         self._seconds[split] += time.perf_counter() - start
 

@@ -38,6 +38,7 @@ class AutoregressiveModel(L.LightningModule):
     family = "ar"
     divergence = "forward_kl"
     log_likelihood_is_exact = True
+    log_likelihood_is_discrete = True  # a probability of the tokens (grey levels), never a density
 
     def __init__(
         self,

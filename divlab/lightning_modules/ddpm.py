@@ -53,6 +53,11 @@ class DDPM(DenoisingFamily):
     log_likelihood_is_exact = False
     log_likelihood_bound = "vlb"
 
+    @property
+    def log_likelihood_is_discrete(self) -> bool:
+        """With the `discretized` decoder, a bound on the 8-bit image's probability; with `gaussian`, on a density."""
+        return self.hparams.decoder == "discretized"
+
     def __init__(
         self,
         data_shape,

@@ -44,7 +44,20 @@ class ScoreSDE(DenoisingFamily):
     SAMPLERS = SAMPLERS
     family = "score"
     divergence = "dsm"
-    log_likelihood_is_exact = True
+
+    @property
+    def log_likelihood_is_exact(self) -> bool:
+        """The ODE density itself (estimated without bias by the Hutchinson trace), unless dequantised."""
+        return not self.hparams.dequantize
+
+    @property
+    def log_likelihood_bound(self) -> str | None:
+        """With `dequantize`, E_u log p(x + u) + D log(2/255) is a lower bound on the 8-bit probability."""
+        return "dequantization" if self.hparams.dequantize else None
+
+    @property
+    def log_likelihood_is_discrete(self) -> bool:
+        return bool(self.hparams.dequantize)
 
     def __init__(
         self,

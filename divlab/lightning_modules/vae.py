@@ -73,6 +73,11 @@ class VAE(L.LightningModule):
     log_likelihood_is_exact = False
     log_likelihood_bound = "iwae"
 
+    @property
+    def log_likelihood_is_discrete(self) -> bool:
+        """A probability of the data's values (8-bit or binary), or with `likelihood=gaussian` a density."""
+        return self.hparams.likelihood != "gaussian"
+
     def __init__(
         self,
         data_shape,
