@@ -128,6 +128,12 @@ def test_sampled_vlb_is_an_unbiased_estimate_of_the_exact_sum(tmp_path):
     assert (sampled.mean() - exact.mean()).abs() < 4 * standard_error
 
 
+@pytest.mark.parametrize("sampler, matches", [("pc", False), ("ode", True)])
+def test_score_log_likelihood_describes_only_the_ode_samplers_samples(tmp_path, sampler, matches):
+    # The toy metrics score samples with log_likelihood only when both describe one distribution.
+    assert build(tmp_path, "score", f"model.sampler={sampler}").log_likelihood_matches_sample is matches
+
+
 def test_score_image_likelihood_is_dequantised_ode_likelihood(tmp_path):
     module = build(tmp_path, "score_unet")
     x = batch(IMAGE, n=3)

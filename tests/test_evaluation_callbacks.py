@@ -59,6 +59,17 @@ def test_true_mixture_has_zero_kl_and_all_modes(ring8, tmp_path, log_q):
     assert list((tmp_path / "toy_metrics").glob("test_step*.png"))
 
 
+def test_auto_log_q_never_scores_samples_with_another_distributions_density(ring8, tmp_path):
+    # Samples from one mode, log_likelihood of the true mixture (like PC samples scored with the ODE density).
+    one_mode = GaussianMixture2D(ring8.centres[:1], ring8.sigma)
+    model = FixedModel(one_mode, with_log_likelihood=False)
+    model.log_likelihood = ring8.distribution.log_prob
+    model.log_likelihood_matches_sample = False
+    metrics = run_test(model, ring8, ToyDivergences(n_samples=1000, n_data=1000, plot=False), tmp_path)
+    assert metrics["test/kl_exact_q"] == 0
+    assert metrics["test/reverse_kl"] == pytest.approx(math.log(8), abs=0.1)  # KDE of the samples: log K
+
+
 @pytest.mark.parametrize("with_log_likelihood", [True, False])
 def test_collapsed_model_covers_one_mode_with_asymmetric_kl(ring8, tmp_path, with_log_likelihood):
     one_mode = GaussianMixture2D(ring8.centres[:1], ring8.sigma)

@@ -25,8 +25,10 @@ class ToyDivergences(PeriodicEvaluation):
     """Scores `pl_module.sample(n_samples)` (2,500 by default, the VEEGAN/PacGAN protocol) against
     a toy mixture with known `log_prob`, every `every_n_epochs` validation epochs and at test.
 
-    log q: `log_q="auto"` uses the model's `log_likelihood` when `log_likelihood_is_exact`, else
-    a Gaussian KDE of the model samples whose bandwidth is `bandwidth`: "loo" (leave-one-out
+    log q: `log_q="auto"` uses the model's `log_likelihood` when `log_likelihood_is_exact` and its
+    samples come from that same distribution (`log_likelihood_matches_sample`, default true: a
+    score model's predictor–corrector samples do not follow its probability-flow ODE density),
+    else a Gaussian KDE of the model samples whose bandwidth is `bandwidth`: "loo" (leave-one-out
     maximum likelihood over multiples of Scott's rule, the default: Scott's rule alone
     oversmooths σ = 0.01 modes), "scott", or a number. `log_q="kde"` always uses the KDE;
     `log_q="model"` always uses `log_likelihood` (an ELBO then gives a bound, not an estimate).
@@ -67,7 +69,9 @@ class ToyDivergences(PeriodicEvaluation):
         return True
 
     def _model_log_q(self, pl_module):
-        exact = bool(getattr(pl_module, "log_likelihood_is_exact", False))
+        # Samples and log q must describe one distribution, or KL(Q‖P) mixes two models.
+        exact = bool(getattr(pl_module, "log_likelihood_is_exact", False)) and bool(
+            getattr(pl_module, "log_likelihood_matches_sample", True))
         has = hasattr(pl_module, "log_likelihood")
         if self.log_q == "model" or (self.log_q == "auto" and has and exact):
             if not has:

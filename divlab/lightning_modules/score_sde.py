@@ -56,6 +56,11 @@ class ScoreSDE(DenoisingFamily):
         return "dequantization" if self.hparams.dequantize else None
 
     @property
+    def log_likelihood_matches_sample(self) -> bool:
+        """`log_likelihood` is the probability-flow ODE's density: only the `ode` sampler draws from it."""
+        return self.hparams.sampler == "ode"
+
+    @property
     def log_likelihood_is_discrete(self) -> bool:
         return bool(self.hparams.dequantize)
 
