@@ -77,12 +77,14 @@ def one_dpo_step(model, batch):
     return loss, before, logps()
 
 
-@pytest.mark.parametrize("divergence", ["dpo", "ipo", "hinge"])
+@pytest.mark.parametrize("divergence, length_normalize", [("dpo", False), ("ipo", False), ("ipo", True),
+                                                          ("hinge", False)])
 @pytest.mark.parametrize("pair", PAIRS)
-def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, divergence, pair):
+def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, divergence, length_normalize, pair):
     # One plain gradient step on one pair: the change follows the gradient (Adam's first step would not).
     sgd = functools.partial(torch.optim.SGD, lr=1e-3)
-    model = DPO((48,), policy_spec, sgd, divergence=divergence, beta=0.5, evaluation=evaluation())
+    model = DPO((48,), policy_spec, sgd, divergence=divergence, beta=0.5, length_normalize=length_normalize,
+                evaluation=evaluation())
     batch = preference_batch(load_reference_policy(**policy_spec), [pair])
     loss, (chosen0, rejected0), (chosen1, rejected1) = one_dpo_step(model, batch)
     assert torch.isfinite(loss)

@@ -51,6 +51,24 @@ def test_preference_losses_match_closed_forms(variant, beta):
 
 
 @pytest.mark.parametrize("variant", sorted(CLOSED_FORMS))
+def test_length_normalised_losses_use_per_token_log_ratios(variant):
+    beta = 0.5
+    t = torch.tensor
+    chosen_lengths, rejected_lengths = t([2.0, 4.0]), t([5.0, 1.0])
+    out = ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), beta, variant,
+                      chosen_lengths, rejected_lengths)
+    chosen_ratios = [(p - r) / n for p, r, n in zip(POLICY_CHOSEN, REF_CHOSEN, [2, 4])]
+    rejected_ratios = [(p - r) / n for p, r, n in zip(POLICY_REJECTED, REF_REJECTED, [5, 1])]
+    margins = [c - r for c, r in zip(chosen_ratios, rejected_ratios)]
+    assert margins != pytest.approx(MARGINS)  # normalising changes these margins
+    expected = sum(CLOSED_FORMS[variant](h, beta) for h in margins) / len(margins)
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    assert out.chosen_rewards.tolist() == pytest.approx([beta * c for c in chosen_ratios])
+    with pytest.raises(ValueError, match="both"):
+        ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), beta, variant, chosen_lengths)
+
+
+@pytest.mark.parametrize("variant", sorted(CLOSED_FORMS))
 def test_preference_gradient_raises_chosen_and_lowers_rejected(variant):
     chosen = torch.tensor(POLICY_CHOSEN, requires_grad=True)
     rejected = torch.tensor(POLICY_REJECTED, requires_grad=True)
@@ -205,11 +223,12 @@ def test_kl_controllers():
     fixed = ao.FixedKLController(0.05)
     assert fixed.update(kl=100.0, n_steps=64) == 0.05
     adaptive = ao.AdaptiveKLController(value=0.1, target=6.0, horizon=1000)
-    # KL twice the target: error clipped to +0.2, β ← β(1 + 0.1·0.2·100/1000)
-    assert adaptive.update(kl=12.0, n_steps=100) == pytest.approx(0.1 * 1.002)
-    assert adaptive.update(kl=3.0, n_steps=100) == pytest.approx(0.1 * 1.002 * 0.998)  # −0.5 clipped to −0.2
-    before = adaptive.value
-    assert adaptive.update(kl=6.0, n_steps=100) == before
+    # The sequence TRL's / OpenRLHF's AdaptiveKLController gives, by hand: β ← β(1 + clip(KL/6 − 1, ±0.2)·100/1000).
+    assert adaptive.update(kl=12.0, n_steps=100) == pytest.approx(0.102, rel=1e-12)  # +1 clipped to +0.2: ×1.02
+    assert adaptive.update(kl=3.0, n_steps=100) == pytest.approx(0.09996, rel=1e-12)  # −0.5 clipped to −0.2: ×0.98
+    assert adaptive.update(kl=6.6, n_steps=100) == pytest.approx(0.1009596, rel=1e-12)  # +0.1: ×1.01
+    assert adaptive.update(kl=6.0, n_steps=100) == pytest.approx(0.1009596, rel=1e-12)  # on target: unchanged
+    assert adaptive.update(kl=5.7, n_steps=500) == pytest.approx(0.09843561, rel=1e-12)  # −0.05·0.5: ×0.975
     with pytest.raises(ValueError, match="target"):
         ao.AdaptiveKLController(value=0.1, target=0.0)
 

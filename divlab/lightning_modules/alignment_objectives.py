@@ -115,10 +115,17 @@ def dpo_loss(
     ref_rejected_logps: Tensor,
     beta: float,
     variant: str = "dpo",
+    chosen_lengths: Tensor | None = None,
+    rejected_lengths: Tensor | None = None,
 ) -> DPOOutput:
     """Preference loss on sequence log-probabilities [B], with the log-ratio margin
 
         h = [log π(y_w|x) − log π_ref(y_w|x)] − [log π(y_l|x) − log π_ref(y_l|x)],
+
+    or, given the completions' token counts |y_w|, |y_l| [B] (length normalisation, as TRL's and
+    most public IPO implementations do), of per-token log-ratios:
+
+        h = [log π(y_w|x) − log π_ref(y_w|x)]/|y_w| − [log π(y_l|x) − log π_ref(y_l|x)]/|y_l|,
 
     - `dpo`   −log σ(β·h)           (Rafailov et al. 2023, eq. 7);
     - `ipo`   (h − 1/(2β))²          (Azar et al. 2023, eq. 17; β is their τ, the KL strength);
@@ -128,8 +135,13 @@ def dpo_loss(
     """
     loss_fn = PREFERENCE_LOSSES[check_choice("preference loss variant", variant, PREFERENCE_LOSSES)]
     check_positive("beta", beta)
+    if (chosen_lengths is None) != (rejected_lengths is None):
+        raise ValueError("give both chosen_lengths and rejected_lengths (length normalisation) or neither")
     chosen_logratio = policy_chosen_logps - ref_chosen_logps
     rejected_logratio = policy_rejected_logps - ref_rejected_logps
+    if chosen_lengths is not None:
+        chosen_logratio = chosen_logratio / chosen_lengths
+        rejected_logratio = rejected_logratio / rejected_lengths
     loss = loss_fn(chosen_logratio - rejected_logratio, beta).mean()
     return DPOOutput(loss, beta * chosen_logratio.detach(), beta * rejected_logratio.detach())
 
@@ -228,21 +240,22 @@ class FixedKLController:
 class AdaptiveKLController:
     """Adaptive β that steers the observed KL towards `target` (Ziegler et al. 2019, §2.2):
 
-        e = clip(KL/target − 1, −0.2, 0.2),     β ← β (1 + K_β · e · n_steps/horizon),
+        e = clip(KL/target − 1, −0.2, 0.2),     β ← β (1 + e · n_steps/horizon),
 
-    with `n_steps` the samples (sequences) in the batch just seen and K_β = 0.1 in the paper.
+    with `n_steps` the samples (sequences) in the batch just seen. The paper writes the gain as
+    K_β = 0.1; its code (lm-human-preferences `AdaptiveKLController`), TRL and OpenRLHF apply it as
+    n_steps/horizon, which is the form here: a gain on top of that would damp the update twice.
     """
 
     value: float
     target: float
     horizon: int = 10_000
-    k_beta: float = 0.1
 
     def __post_init__(self):
-        for key in ("value", "target", "horizon", "k_beta"):
+        for key in ("value", "target", "horizon"):
             check_positive(f"kl_controller.{key}", getattr(self, key))
 
     def update(self, kl: float, n_steps: int) -> float:
         error = min(max(kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + self.k_beta * error * n_steps / self.horizon
+        self.value *= 1.0 + error * n_steps / self.horizon
         return self.value

@@ -4,7 +4,9 @@ RLHF's optimum π*(y|x) ∝ π_ref(y|x)·exp(r(x, y)/β) turns a reward into a l
 r = β log π/π_ref + const, so the Bradley–Terry likelihood of the pairs becomes a loss on π alone
 (Rafailov et al. 2023): L = −log σ(β·h), h = log π(y_w|x)/π_ref(y_w|x) − log π(y_l|x)/π_ref(y_l|x).
 `divergence=ipo|hinge` swap −log σ for IPO's squared loss or SLiC's hinge
-(`alignment_objectives.dpo_loss`). π starts at π_ref; π_ref's log-probabilities are computed
+(`alignment_objectives.dpo_loss`). `length_normalize=true` divides each log-ratio by its
+completion's token count (TRL's IPO); the default, false, uses summed log-probabilities (the DPO
+and IPO papers' sequence-level form). π starts at π_ref; π_ref's log-probabilities are computed
 without gradients and cached by record (the pairs are fixed).
 
 Logged: the loss and DPO's implicit rewards β·log π/π_ref of chosen and rejected completions,
@@ -24,7 +26,7 @@ class DPO(L.LightningModule):
     family = "align"
 
     def __init__(self, data_shape, policy: dict, optimizer, divergence: str = "dpo", beta: float = 0.1,
-                 evaluation: dict | None = None):
+                 length_normalize: bool = False, evaluation: dict | None = None):
         """`policy`: the reference policy spec (`load_reference_policy`); `evaluation`: `PolicyEvaluator` settings."""
         super().__init__()
         check_choice("model.divergence", divergence, PREFERENCE_LOSSES)
@@ -51,7 +53,9 @@ class DPO(L.LightningModule):
     def preference_step(self, batch: dict, split: str) -> torch.Tensor:
         chosen, rejected = self.policy_logprobs(batch).chunk(2)
         ref_chosen, ref_rejected = self.reference_logprobs(batch).unbind(-1)
-        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.divergence)
+        lengths = ((batch["chosen_mask"].sum(-1), batch["rejected_mask"].sum(-1)) if self.hparams.length_normalize
+                   else (None, None))
+        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.divergence, *lengths)
         self.log(f"{split}/loss", out.loss.detach(), prog_bar=True, sync_dist=split != "train", batch_size=len(chosen))
         self.log_dict({
             f"{split}/implicit_reward_chosen": out.chosen_rewards.mean(),
