@@ -5,6 +5,7 @@ conditional expectation a network would learn is linear in x_t and known exactly
 """
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,6 +28,7 @@ from divlab.lightning_modules.diffusion import (
     uniform_dequantize,
     variational_bound,
 )
+from divlab.lightning_modules.diffusion.ddpm_sampling import ddim_timesteps
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -352,3 +354,24 @@ def test_image_shaped_batches_flow_through_every_function(target):
     assert dsm_loss(model, sde, x0, generator=g).shape == (3,)
     assert pc_sample(model, sde, (3, 1, 4, 4), steps=5, generator=g).shape == (3, 1, 4, 4)
     assert torch.isfinite(ode_log_likelihood(model, sde, x0, rtol=1e-3, atol=1e-3, generator=g)).all()
+
+
+# --- DDIM timesteps ------------------------------------------------------------------------------
+
+# diffusers' DDIMScheduler(num_train_timesteps=1000, timestep_spacing="linspace").set_timesteps(n).timesteps
+DIFFUSERS_LINSPACE_TIMESTEPS = {
+    10: [999, 888, 777, 666, 555, 444, 333, 222, 111, 0],
+    15: [999, 928, 856, 785, 714, 642, 571, 500, 428, 357, 285, 214, 143, 71, 0],
+}
+
+
+@pytest.mark.parametrize("steps", sorted(DIFFUSERS_LINSPACE_TIMESTEPS))
+def test_ddim_timesteps_equal_the_reference_spacing_exactly(steps):
+    assert ddim_timesteps(1000, steps) == DIFFUSERS_LINSPACE_TIMESTEPS[steps]
+
+
+def test_ddim_timesteps_match_float64_linspace_for_every_step_count():
+    for T in (50, 1000):
+        for steps in range(2, T + 1):
+            expected = np.linspace(0, T - 1, steps).round()[::-1].astype(int).tolist()
+            assert ddim_timesteps(T, steps) == expected, (T, steps)

@@ -1,4 +1,5 @@
 """Reverse-process samplers for a trained DDPM: ancestral (Ho et al. 2020) and DDIM (Song et al. 2021a)."""
+import numpy as np
 import torch
 
 from divlab.lightning_modules.diffusion.ddpm import REVERSE_LOG_VARIANCES, p_mean_variance, predict_x0_eps
@@ -40,11 +41,17 @@ def ddpm_sample(
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """τ: `steps` timesteps evenly spaced over 0..T−1, including both ends, in descending order."""
+    """τ: `steps` timesteps evenly spaced over 0..T−1, including both ends, in descending order.
+
+    The spacing of diffusers' DDIM scheduler with `timestep_spacing="linspace"`,
+    `np.linspace(0, T − 1, steps).round()[::-1]`, computed in float64 as there: float32 (as
+    `torch.linspace` gives by default) rounds some ties the other way, e.g. T = 1000, 15 steps gave
+    499 where the reference has 500.
+    """
     check_positive("DDIM steps", steps)
     if steps > T:
         raise ValueError(f"DDIM steps ({steps}) must be <= T ({T})")
-    return torch.linspace(T - 1, 0, steps).round().long().tolist()
+    return [int(t) for t in np.linspace(0, T - 1, steps, dtype=np.float64).round()[::-1]]
 
 
 def ddim_sigma(alpha_bar: Tensor, alpha_bar_prev: Tensor, eta: float) -> Tensor:
