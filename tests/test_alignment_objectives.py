@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -204,6 +205,39 @@ def test_gae_lambda_zero_is_one_step_td_error():
             next_value = values[b, t + 1].item() if t != steps[-1] else 0.0  # V = 0 after the episode ends
             delta = rewards[b, t].item() + gamma * next_value - values[b, t].item()
             assert advantages[b, t].item() == pytest.approx(delta, abs=1e-5)
+
+
+def test_gae_intermediate_lambda_is_the_explicit_sum_of_discounted_td_errors():
+    # A_t = Σ_{l≥0} (γλ)^l δ_{t+l} within the episode (Schulman et al. 2016, eq. 16), summed directly.
+    rewards, values, mask = _toy_rollout()
+    gamma, lam = 0.9, 0.7
+    advantages, returns = ao.gae(rewards, values, mask, gamma=gamma, lam=lam)
+    for b in range(2):
+        steps = _completion(mask[b])
+        deltas = {t: rewards[b, t].item() + gamma * (values[b, t + 1].item() if t != steps[-1] else 0.0)
+                  - values[b, t].item() for t in steps}
+        for t in steps:
+            expected = sum((gamma * lam) ** (k - t) * deltas[k] for k in steps if k >= t)
+            assert advantages[b, t].item() == pytest.approx(expected, abs=1e-5)
+            assert returns[b, t].item() == pytest.approx(expected + values[b, t].item(), abs=1e-5)
+
+
+def test_gae_two_step_episode_by_hand():
+    # r = (1, 2), V = (0.5, 0.25), γ = 0.9, λ = 0.5: δ₁ = 2 − 0.25 = 1.75, δ₀ = 1 + 0.9·0.25 − 0.5 = 0.725,
+    # A₁ = 1.75, A₀ = 0.725 + 0.45·1.75 = 1.5125.
+    rewards, values = torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[9.0, 0.5, 0.25]])
+    advantages, _ = ao.gae(rewards, values, torch.tensor([[0, 1, 1]]), gamma=0.9, lam=0.5)
+    assert advantages[0].tolist() == pytest.approx([0.0, 1.5125, 1.75])
+
+
+def test_masked_whiten_uses_only_valid_tokens():
+    x = torch.tensor([[1.0, 2.0, 1e6], [4.0, -1e6, 7.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 1]])
+    valid = np.array([1.0, 2.0, 4.0, 7.0])
+    mean, std = valid.mean(), valid.std()  # 3.5 and √5.25: population std over the 4 valid tokens
+    whitened = ao.masked_whiten(x, mask)
+    assert whitened[mask.bool()].tolist() == pytest.approx(((valid - mean) / std).tolist(), rel=1e-6)
+    assert (whitened[~mask.bool()] == 0).all()
 
 
 def test_kl_penalized_rewards_put_the_score_on_the_last_completion_token():
