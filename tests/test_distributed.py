@@ -1,5 +1,6 @@
 """The same run on 2 CPU processes (ddp_spawn, gloo) and under bf16-mixed precision."""
 import json
+import math
 
 import pytest
 import torch
@@ -21,4 +22,7 @@ def test_vae_trains_in_bf16_mixed(train_with, tmp_path):
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "completed"
     assert record["config"]["trainer"]["precision"] == "bf16-mixed"
-    assert 0 < record["metrics"]["val/bpd"] < 9
+    metrics = record["metrics"]
+    # nats per image over 784 dims and ln 2: a nats/bits mix-up (÷ 784 only) fails here.
+    assert metrics["val/bpd"] == pytest.approx(metrics["val/nll"] / (784 * math.log(2)), rel=1e-5)
+    assert 1 < metrics["val/bpd"] < 8
