@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
-from divlab.lightning_modules.networks.mamba import Mamba, SelectiveSSM, selective_scan, selective_step
+from divlab.lightning_modules.networks.mamba import (
+    Mamba,
+    SelectiveSSM,
+    selective_discretise,
+    selective_scan,
+    selective_step,
+)
 from divlab.lightning_modules.networks.s4d import S4D, S4DLayer, s4d_kernel, zoh_discretise
 from divlab.lightning_modules.networks.ssm_scan import chunked_scan, sequential_scan
 
@@ -58,6 +64,45 @@ def test_selective_scan_equals_step_by_step_recurrence_with_gradients(length, ch
         results.append((y, last, *torch.autograd.grad(loss, (u, delta, B, C, layer.A_log, layer.D))))
     for reference, chunked in zip(*results):
         torch.testing.assert_close(chunked, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_mamba_discretisation_of_scalar_systems_is_the_closed_form():
+    # Ā = exp(ΔA) (zero-order hold), B̄u = ΔBu (Euler, as Mamba): Δ = 0.3, A = −0.7, B = 2, u = 1.5.
+    a, b = selective_discretise(torch.tensor([[1.5]]), torch.tensor([[0.3]]), torch.tensor([[-0.7]]),
+                                torch.tensor([[2.0]]))
+    assert a.item() == pytest.approx(0.8105842459701871, rel=1e-6)  # e^{−0.21}
+    assert b.item() == pytest.approx(0.9, rel=1e-6)
+    # Channels d and states n pair up as [d, n]: Δ_d A_{dn} and Δ_d u_d B_n.
+    u, delta = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.3, 0.5]])
+    A, B = torch.tensor([[-1.2, -0.1, -3.0], [-0.4, -2.0, -0.05]]), torch.tensor([[0.5, -1.0, 2.0]])
+    a, b = selective_discretise(u, delta, A, B)
+    for d in range(2):
+        for n in range(3):
+            assert a[0, d, n].item() == pytest.approx(math.exp(delta[0, d].item() * A[d, n].item()), rel=1e-6)
+            assert b[0, d, n].item() == pytest.approx(delta[0, d].item() * u[0, d].item() * B[0, n].item(), rel=1e-6)
+
+
+def test_selective_scan_of_a_constant_scalar_system_is_the_geometric_sum():
+    # Constant Δ, A, B, C, u = 1: h_t = ΔB (1 − e^{ΔA t})/(1 − e^{ΔA}), y_t = C h_t + D.
+    length, dt, a, b, c, d = 9, 0.4, -0.8, 1.5, 0.7, 0.2
+    ones = torch.ones(1, length, 1)
+    y, last = selective_scan(ones, dt * ones, torch.tensor([[a]]), b * ones, c * ones, torch.tensor([d]), 4)
+    decay = math.exp(dt * a)
+    h = [dt * b * (1 - decay ** t) / (1 - decay) for t in range(1, length + 1)]
+    assert y[0, :, 0].tolist() == pytest.approx([c * ht + d for ht in h], rel=1e-5)
+    assert last.item() == pytest.approx(h[-1], rel=1e-5)
+
+
+@pytest.mark.parametrize("init, imag", [
+    ("lin", [0.0, math.pi, 2 * math.pi, 3 * math.pi]),  # S4D-Lin: π n
+    ("inv", [17.82535362629228, 4.244131815783875, 1.5278874536821956, 0.3637827270671892]),  # (N/π)(N/(2n+1) − 1)
+])
+def test_s4d_initialisation_is_the_papers_formula(init, imag):
+    # Gu et al. 2022 (S4D), §4: A_n = −½ + i·imag_n for n < N/2, with N = 8 here; every channel alike.
+    A = S4DLayer(3, d_state=8, init=init).A()
+    assert A.shape == (3, 4)
+    torch.testing.assert_close(A.real, torch.full((3, 4), -0.5))
+    torch.testing.assert_close(A.imag, torch.tensor(imag).expand(3, 4))
 
 
 @pytest.mark.parametrize("init", ["lin", "inv"])
