@@ -1,4 +1,5 @@
 import functools
+import math
 
 import pytest
 import torch
@@ -78,3 +79,48 @@ def test_bad_hyperparameters_fail_early_with_the_value(kwargs, message):
 def test_only_the_gaussian_decoder_gives_a_density(likelihood, discrete):
     vae = VAE((2,), functools.partial(MLP, hidden=8), functools.partial(MLP, hidden=8), ADAM, likelihood=likelihood)
     assert vae.log_likelihood_is_discrete is discrete
+
+
+class LinearGaussianDecoder(torch.nn.Module):
+    """p(x | z) = N(w z + b, σ² I) for a 1-d latent and 2-d data."""
+
+    def __init__(self, w, b, sigma):
+        super().__init__()
+        self.w, self.b, self.log_sigma = torch.tensor(w), torch.tensor(b), math.log(sigma)
+
+    def forward(self, z):
+        mean = z * self.w + self.b
+        return torch.cat([mean, torch.full_like(mean, self.log_sigma)], dim=1)
+
+
+class ExactPosteriorEncoder(torch.nn.Module):
+    """q(z | x) = p(z | x) = N(s² wᵀ(x − b)/σ², s²), s² = 1/(1 + wᵀw/σ²): far from the prior (s² = 1/21)."""
+
+    def __init__(self, w, b, sigma):
+        super().__init__()
+        self.w, self.b, self.sigma2 = torch.tensor(w), torch.tensor(b), sigma**2
+        self.var = 1.0 / (1.0 + (self.w @ self.w).item() / self.sigma2)
+
+    def forward(self, x):
+        mean = self.var * ((x - self.b) @ self.w)[:, None] / self.sigma2
+        return torch.cat([mean, torch.full_like(mean, math.log(self.var))], dim=1)
+
+
+def test_elbo_and_iwae_equal_the_exact_marginal_with_the_exact_posterior():
+    # Linear-Gaussian model: p(x) = N(b, w wᵀ + σ² I) in closed form; with q = p(z|x) every importance
+    # weight is p(x), so the IWAE bound is exact for every K (a wrong log q term shifts it).
+    w, b, sigma = [2.0, 1.0], [0.3, -0.2], 0.5
+    vae = VAE((2,), lambda in_shape, out_shape: ExactPosteriorEncoder(w, b, sigma),
+              lambda in_shape, out_shape: LinearGaussianDecoder(w, b, sigma), ADAM, latent_dim=1, likelihood="gaussian")
+    x = torch.tensor([[1.0, 0.5], [-2.0, 0.3], [0.0, 0.0]])
+    cov = torch.outer(torch.tensor(w), torch.tensor(w)) + sigma**2 * torch.eye(2)
+    exact = torch.distributions.MultivariateNormal(torch.tensor(b), cov).log_prob(x)
+    torch.manual_seed(0)
+    for k in (1, 16):
+        torch.testing.assert_close(vae.log_likelihood(x, k), exact, atol=1e-4, rtol=1e-5)
+    # The training ELBO (reconstruction + analytic KL) is exact only in expectation over z.
+    draws = -vae.negative_elbo(x.repeat_interleave(20_000, 0))[0].view(3, -1).double()
+    standard_error = draws.std(1) / math.sqrt(draws.shape[1])
+    assert ((draws.mean(1) - exact.double()).abs() < 4 * standard_error).all()
+    assert (standard_error < 0.02).all()
+    assert vae.encode(x)[1][0].item() == pytest.approx(math.log(1 / 21), rel=1e-6)
