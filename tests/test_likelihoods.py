@@ -12,15 +12,20 @@ from divlab.lightning_modules.likelihoods import (
 )
 
 
-def test_standard_normal_kl_matches_monte_carlo():
-    torch.manual_seed(0)
-    mean, logvar = torch.tensor([0.7, -1.2]), torch.tensor([-0.5, 0.8])
-    z = mean + (0.5 * logvar).exp() * torch.randn(400_000, 2)
-    log_q = gaussian_log_prob(z, mean, 0.5 * logvar)
-    log_p = gaussian_log_prob(z, torch.zeros(2), torch.zeros(2))
-    mc = (log_q - log_p).mean(0)
-    torch.testing.assert_close(mc, standard_normal_kl(mean, logvar), atol=0.01, rtol=0.01)
-    torch.testing.assert_close(normal_kl(mean, logvar, torch.zeros(2), torch.zeros(2)), standard_normal_kl(mean, logvar))
+def test_gaussian_log_prob_is_torch_distributions_normal():
+    x, mean, log_scale = torch.tensor([0.3, -2.0, 5.0]), torch.tensor([0.0, -1.5, 4.0]), torch.tensor([0.2, -1.0, 1.5])
+    expected = torch.distributions.Normal(mean, log_scale.exp()).log_prob(x)
+    torch.testing.assert_close(gaussian_log_prob(x, mean, log_scale), expected)
+
+
+def test_normal_kls_match_torch_distributions():
+    mean1, logvar1 = torch.tensor([0.7, -1.2, 0.0]), torch.tensor([-0.5, 0.8, 2.0])
+    mean2, logvar2 = torch.tensor([-0.3, 0.4, 1.0]), torch.tensor([0.3, -1.1, 0.0])
+    q = torch.distributions.Normal(mean1, (0.5 * logvar1).exp())
+    reference = torch.distributions.kl_divergence(q, torch.distributions.Normal(mean2, (0.5 * logvar2).exp()))
+    torch.testing.assert_close(normal_kl(mean1, logvar1, mean2, logvar2), reference)
+    standard = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0))
+    torch.testing.assert_close(standard_normal_kl(mean1, logvar1), standard)
 
 
 def test_discretized_gaussian_is_a_distribution_over_the_8bit_grid():
