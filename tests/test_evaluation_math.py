@@ -250,12 +250,16 @@ def test_manifold_metrics_match_brute_force_double_loop(chunk_size):
     assert 0 < expected["precision"] < 1 and 0 < expected["coverage"] < 1
 
 
-def test_manifold_metrics_for_identical_sets():
-    x = torch.randn(300, 4, generator=gen(17), dtype=torch.float64)
-    precision, recall = precision_recall(x, x, k=3)
-    density, coverage = density_coverage(x, x, k=5)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_manifold_metrics_for_identical_sets(dtype):
+    # Each real ball holds its centre and its k nearest neighbours: density is exactly (k + 1)/k, also
+    # in float32 and across chunks (the boundary point must get the same distance in radius and count).
+    x = torch.randn(300, 64, generator=gen(17), dtype=torch.float64).to(dtype)
+    same = x.flip(0)  # the same points in another order, so other blocks compute their distances
+    precision, recall = precision_recall(x, same, k=3, chunk_size=128)
+    density, coverage = density_coverage(x, same, k=5, chunk_size=128)
     assert (precision.item(), recall.item(), coverage.item()) == (1.0, 1.0, 1.0)
-    assert density.item() == pytest.approx(6 / 5, abs=0.01)
+    assert density.item() == 6 / 5
 
 
 def test_manifold_metrics_are_near_one_for_two_samples_of_one_distribution():
