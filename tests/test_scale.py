@@ -1,0 +1,91 @@
+"""Scale-out on the engines clusters run: SLURM (Hydra's submitit launcher, Lightning's SLURM
+environment), torchrun, FSDP's config. The DDP equivalence of each family is in test_ddp_equivalence.py."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import CONFIG_DIR, ROOT
+
+# What SLURM sets for task 3 of `sbatch --nodes=2 --ntasks-per-node=2` (the second task on node08).
+SLURM_TASK_3_OF_2_NODES_X_2 = {
+    "SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "3", "SLURM_LOCALID": "1",
+    "SLURM_NODEID": "1", "SLURM_JOB_NAME": "train", "SLURM_JOB_ID": "1234", "SLURM_NODELIST": "node[07-08]",
+}
+
+
+def compose_with_hydra(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=["paths.output_dir=/tmp/unused", "hydra.sweep.dir=/tmp/sweep", *overrides],
+                       return_hydra_config=True)
+
+
+def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = compose_with_hydra(["hydra/launcher=slurm", "trainer=ddp", "trainer.num_nodes=2", "trainer.devices=4",
+                              "hydra.launcher.partition=gpu"])
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
+    assert launcher["partition"] == "gpu" and launcher["max_num_timeout"] > 0
+
+
+def test_lightning_derives_world_size_and_ranks_from_slurm_variables(monkeypatch):
+    for name, value in SLURM_TASK_3_OF_2_NODES_X_2.items():
+        monkeypatch.setenv(name, value)
+    trainer = L.Trainer(accelerator="cpu", strategy="ddp", devices=2, num_nodes=2, logger=False)
+    environment = trainer.strategy.cluster_environment
+    assert type(environment).__name__ == "SLURMEnvironment"
+    assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)
+    assert environment.main_address == "node07"  # the first node of the allocation hosts rank 0
+
+
+def test_fsdp_config_composes_and_names_its_gpu_requirement_on_cpu():
+    cfg = compose_with_hydra(["trainer=fsdp", "experiment=char_gpt"])
+    assert cfg.trainer.strategy == "fsdp" and cfg.trainer.accelerator == "gpu"
+    with pytest.raises(ValueError, match="requires a GPU accelerator"):  # Lightning's FSDP is CUDA-only
+        L.Trainer(accelerator="cpu", strategy=cfg.trainer.strategy, devices=2, logger=False)
+
+
+def run_command(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow  # two training jobs as submitit subprocesses: ~1 min on 2 shared cores
+def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    run_command([sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", "experiment=gan_ring8",
+                 "debug=tiny", "logger=csv", "seed=0,1", f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={sweep}",
+                 "hydra.launcher.timeout_min=10"], cwd=tmp_path)
+    records = [json.loads((sweep / str(job) / "run.json").read_text()) for job in (0, 1)]
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert [r["seed"] for r in records] == [0, 1]
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # submitit ran both jobs
+
+
+@pytest.mark.slow  # two processes started by torchrun: ~40 s on 2 shared cores
+def test_torchrun_two_processes_train_one_run(tmp_path):
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    run_dir = tmp_path / "run"
+    run_command([torchrun, "--nproc_per_node", "2", "--master_port", "29533", str(ROOT / "train.py"), "trainer=ddp",
+                 "trainer.accelerator=cpu", "experiment=gan_ring8", "debug=tiny", "logger=csv",
+                 f"paths.log_dir={tmp_path}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["config"]["trainer"]["strategy"] == "ddp" and record["config"]["trainer"]["devices"] == 2
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 6  # 3 batches × (critic + generator step): each rank did the same steps
