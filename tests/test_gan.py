@@ -162,3 +162,61 @@ def test_ring8_non_saturating_covers_at_least_six_modes(train_with, tmp_path):
     torch.manual_seed(0)
     scores = mode_scores(model.eval().sample(2500), datamodule.centres, datamodule.sigma)
     assert scores.modes_covered >= 6, scores
+
+
+# ---------------------------------------------------------------- packing, critic options
+
+
+def test_pack_puts_consecutive_samples_side_by_side():
+    from divlab.lightning_modules.gan import pack
+
+    points = torch.arange(10.0).view(5, 2)  # 5 samples of 2-d points; the 5th does not fill a pack of 2
+    assert pack(points, 2).tolist() == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+    images = torch.arange(4 * 1 * 2 * 2.0).view(4, 1, 2, 2)
+    packed = pack(images, 2)
+    assert packed.shape == (2, 2, 2, 2)
+    assert torch.equal(packed[1, 0], images[2, 0]) and torch.equal(packed[1, 1], images[3, 0])
+
+
+@pytest.mark.parametrize("kind", ["points", "image"])
+@pytest.mark.parametrize("divergence", ["js", "wasserstein", "hinge"])
+def test_packed_critic_sees_m_samples_and_every_divergence_trains(kind, divergence):
+    torch.manual_seed(0)
+    model = make_gan(kind, divergence=divergence, packing=4)
+    shape = NETWORKS[kind][0]
+    assert model.critic(torch.zeros(3, 4 * shape[0], *shape[1:])).shape == (3,)  # in_shape = packed shape
+    assert model.score(torch.zeros(16, *shape)).shape == (4,)  # 16 samples → 4 critic scores
+    generator, critic = snapshot(model.generator), snapshot(model.critic)
+    fit(model, batches(kind, 2))
+    assert changed(generator, model.generator) and changed(critic, model.critic)
+
+
+def test_packing_needs_a_critic_and_whole_batches():
+    with pytest.raises(ValueError, match="model.packing=2 .* 'mmd' has none"):
+        make_gan(divergence="mmd", packing=2)
+    with pytest.raises(ValueError, match="model.packing=3 needs training batches of a multiple of it, got a batch of 16"):
+        fit(make_gan(divergence="js", packing=3), batches("points", 1))
+
+
+def test_spectral_norm_critic_layers_have_unit_largest_singular_value():
+    torch.manual_seed(0)
+    critic = MLP((2,), (), hidden=64, depth=3, spectral_norm=True)
+    for _ in range(30):  # power iteration refines σ on every forward pass in training mode
+        critic(torch.randn(8, 2))
+    critic.eval()
+    for layer in critic.net:
+        if isinstance(layer, torch.nn.Linear):
+            assert torch.linalg.matrix_norm(layer.weight, ord=2).item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_maxout_takes_the_max_over_pieces_by_hand():
+    from divlab.lightning_modules.networks.maxout import Maxout, MaxoutMLP
+
+    layer = Maxout(2, 1, pieces=3)
+    with torch.no_grad():
+        layer.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
+        layer.linear.bias.zero_()
+    assert layer(torch.tensor([[2.0, -1.0], [-3.0, 0.5]])).tolist() == [[2.0], [2.5]]  # max(2, −1, −1), max(−3, .5, 2.5)
+    critic = MaxoutMLP((8,), (), hidden=200, depth=3, pieces=5, init_std=0.02)
+    assert critic(torch.randn(4, 8)).shape == (4,)
+    assert critic.hidden[0].linear.weight.std().item() == pytest.approx(0.02, rel=0.05)

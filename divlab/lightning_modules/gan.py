@@ -5,6 +5,10 @@ Wasserstein, hinge, least squares; see `divergences.py`): every batch the critic
 that bound, every `n_critic`-th batch the generator takes a step down the divergence's generator
 loss. `mmd` needs no critic: the generator minimises MMD² between data and samples directly.
 
+Packing (PacGAN, Lin et al. 2018): with `packing=m` the critic judges m samples at once, concatenated
+along features (channels for images), so it sees the diversity of a batch and can penalise a
+generator that drops modes; it applies to every critic-based divergence.
+
 Logged: `train/divergence_estimate` (the critic's current bound, before its step),
 `train/critic_loss`, `train/generator_loss`; on validation/test batches against as many fresh
 samples, `<split>/divergence_estimate` and `<split>/loss` = MMD² (kernels scaled to the data's
@@ -16,6 +20,20 @@ import torch
 from divlab.lightning_modules.divergences import get_divergence, gradient_penalty, mmd2_dimension_scaled, r1_penalty
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.validation import check_positive, optimizer_lr
+
+
+def pack(samples: torch.Tensor, m: int) -> torch.Tensor:
+    """[B, C, ...] → [B/m, m·C, ...]: m consecutive samples side by side along the first feature axis.
+
+    A batch that m does not divide loses its last B mod m samples (validation batches only: training
+    batches are whole, and their size must be a multiple of m).
+    """
+    usable = samples.shape[0] - samples.shape[0] % m
+    return samples[:usable].reshape(usable // m, m * samples.shape[1], *samples.shape[2:])
+
+
+def packed_shape(data_shape: tuple, m: int) -> tuple:
+    return (m * data_shape[0], *data_shape[1:])
 
 
 class GAN(L.LightningModule):
@@ -33,9 +51,14 @@ class GAN(L.LightningModule):
         n_critic: int = 1,
         gp_weight: float | None = None,
         r1_gamma: float = 0.0,
+        packing: int = 1,
     ):
         super().__init__()
         self.divergence = get_divergence(divergence)
+        check_positive("model.packing", packing)
+        if packing > 1 and not self.divergence.needs_critic:
+            raise ValueError(f"model.packing={packing} packs samples for a critic, and divergence {divergence!r} has "
+                             "none; use packing=1 or a critic-based divergence")
         if gp_weight is None:
             gp_weight = self.divergence.default_gp_weight
         check_positive("model.noise_dim", noise_dim)
@@ -53,11 +76,15 @@ class GAN(L.LightningModule):
         self.automatic_optimization = False
         self.data_shape = tuple(data_shape)
         self.generator = generator(in_shape=(noise_dim,), out_shape=self.data_shape)
-        self.critic = critic(in_shape=self.data_shape, out_shape=()) if self.divergence.needs_critic else None
+        self.critic = (critic(in_shape=packed_shape(self.data_shape, packing), out_shape=())
+                       if self.divergence.needs_critic else None)
         self.generator_optimizer = generator_optimizer
         self.critic_optimizer = critic_optimizer
 
     def training_step(self, x: torch.Tensor, batch_idx: int) -> None:
+        if x.shape[0] % self.hparams.packing:
+            raise ValueError(f"model.packing={self.hparams.packing} needs training batches of a multiple of it, "
+                             f"got a batch of {x.shape[0]}; set data.batch_size accordingly")
         optimizers = self.optimizers()
         generator_opt, critic_opt = optimizers if self.critic is not None else (optimizers, None)
         generator_turn = (batch_idx + 1) % self.hparams.n_critic == 0
@@ -85,14 +112,18 @@ class GAN(L.LightningModule):
 
         In float32: bf16's 8-bit mantissa is too coarse for batch means of log-probabilities.
         """
-        return (samples.flatten(1) if self.critic is None else self.critic(samples)).float()
+        if self.critic is None:
+            return samples.flatten(1).float()
+        return self.critic(pack(samples, self.hparams.packing)).float()
 
     def critic_penalty(self, x: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | float:
+        """Gradient penalties at packed inputs: the critic's gradient is taken where it is evaluated."""
         penalty = 0.0
+        m = self.hparams.packing
         if self.hparams.gp_weight:
-            penalty = penalty + self.hparams.gp_weight * gradient_penalty(self.critic, x, fake)
+            penalty = penalty + self.hparams.gp_weight * gradient_penalty(self.critic, pack(x, m), pack(fake, m))
         if self.hparams.r1_gamma:
-            penalty = penalty + 0.5 * self.hparams.r1_gamma * r1_penalty(self.critic, x)
+            penalty = penalty + 0.5 * self.hparams.r1_gamma * r1_penalty(self.critic, pack(x, m))
         return penalty
 
     def optimizer_step(self, optimizer, loss: torch.Tensor) -> None:

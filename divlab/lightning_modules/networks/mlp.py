@@ -6,16 +6,24 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    def __init__(self, in_shape, out_shape, hidden: int = 256, depth: int = 2, activation: str = "silu"):
+    """`depth` hidden layers of `hidden` units. Options for critics: `spectral_norm` (Miyato et al.
+    2018: every weight divided by its largest singular value, by power iteration, so the network is
+    1-Lipschitz per layer) and `init_std` (weights N(0, init_std²), biases 0, as DCGAN and PacGAN)."""
+
+    def __init__(self, in_shape, out_shape, hidden: int = 256, depth: int = 2, activation: str = "silu",
+                 spectral_norm: bool = False, init_std: float | None = None):
         super().__init__()
         self.out_shape = tuple(out_shape)
         act = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}[activation]
         widths = [math.prod(in_shape)] + [hidden] * depth
+        linears = [nn.Linear(w_in, w_out) for w_in, w_out in zip(widths, widths[1:] + [math.prod(self.out_shape)])]
         layers = []
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(w_in, w_out), act()]
-        layers.append(nn.Linear(widths[-1], math.prod(self.out_shape)))
-        self.net = nn.Sequential(*layers)
+        for linear in linears:
+            if init_std is not None:
+                nn.init.normal_(linear.weight, std=init_std)
+                nn.init.zeros_(linear.bias)
+            layers += [nn.utils.parametrizations.spectral_norm(linear) if spectral_norm else linear, act()]
+        self.net = nn.Sequential(*layers[:-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1)).view(-1, *self.out_shape)
