@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from divlab.validation import check_choice
+
 
 class Maxout(nn.Module):
     def __init__(self, in_features: int, out_features: int, pieces: int, init_std: float | None = None):
@@ -20,11 +22,16 @@ class Maxout(nn.Module):
 
 
 class MaxoutMLP(nn.Module):
-    """`depth` maxout layers of `hidden` units with `pieces` pieces each, then a linear output."""
+    """`depth` maxout layers of `hidden` units with `pieces` pieces each, then a linear output.
+
+    Same keys as `MLP` (hidden, depth, activation, init_std), so a config swaps one for the other;
+    `activation` can only be "maxout": the max over pieces is the nonlinearity.
+    """
 
     def __init__(self, in_shape, out_shape, hidden: int = 200, depth: int = 3, pieces: int = 5,
-                 init_std: float | None = None):
+                 activation: str = "maxout", init_std: float | None = None):
         super().__init__()
+        check_choice("critic activation of a maxout network", activation, ("maxout",))
         self.out_shape = tuple(out_shape)
         widths = [math.prod(in_shape)] + [hidden] * depth
         self.hidden = nn.Sequential(*(Maxout(a, b, pieces, init_std) for a, b in zip(widths[:-1], widths[1:])))
