@@ -2,18 +2,21 @@
 scatter plot of the samples over the true density.
 
 Logged (nats; `<split>` is `val` or `test`):
-  `<split>/modes_covered`, `<split>/high_quality_percent`, `<split>/mode_kl` (the protocol's
-  reverse KL of the mode histogram against uniform weights), `<split>/forward_kl`,
+  `<split>/modes_covered`, `<split>/high_quality_percent`, `<split>/mode_reverse_kl` (PacGAN's
+  "reverse KL": of the high-quality samples' mode histogram against uniform weights), `<split>/forward_kl`,
   `<split>/reverse_kl`, `<split>/js`, and `<split>/kl_exact_q` (1 when log q is the model's exact
   `log_likelihood`, 0 when it is a KDE of its samples); wall times as `time/<split>/toy_*_seconds`.
+The mode histogram itself (high-quality samples per mode) goes to `toy_metrics/<split>_step*.json`
+with a bar plot beside the scatter plot, whose modes carry their 3σ circles.
 """
+import json
 from pathlib import Path
 
 import torch
 
 from divlab.callbacks.media import log_image_file
 from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
-from divlab.callbacks.render import save_scatter_over_density
+from divlab.callbacks.render import save_mode_histogram, save_scatter_over_density
 from divlab.evaluation.toy import loo_bandwidth, mode_scores, scott_bandwidth, toy_divergences
 from divlab.validation import check_choice, check_positive
 
@@ -103,22 +106,36 @@ class ToyDivergences(PeriodicEvaluation):
         metrics = {
             "modes_covered": scores.modes_covered,
             "high_quality_percent": scores.high_quality_percent,
-            "mode_kl": scores.reverse_kl,  # +inf when no sample is high quality
+            "mode_reverse_kl": scores.reverse_kl,  # +inf when no sample is high quality
             **{name: value.item() for name, value in divergences.items()},
             "kl_exact_q": float(log_q is not None),
         }
+        if trainer.is_global_zero:
+            self._save_histogram(trainer, split, scores.counts)
         if self.plot:
             with timer("toy_plot"):
-                self._plot(trainer, samples, split, metrics)
+                self._plot(trainer, samples, split, metrics, scores.counts)
         return metrics
 
-    def _plot(self, trainer, samples, split: str, metrics: dict) -> Path:
+    def _path(self, trainer, split: str, suffix: str) -> Path:
         folder = Path(trainer.default_root_dir) / self.dirname
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{split}_step{trainer.global_step:07d}.png"
+        return folder / f"{split}_step{trainer.global_step:07d}{suffix}"
+
+    def _save_histogram(self, trainer, split: str, counts) -> None:
+        datamodule = trainer.datamodule
+        record = {"step": trainer.global_step, "split": split, "threshold_sigmas": self.threshold,
+                  "centres": datamodule.centres.tolist(), "mode_histogram": counts.tolist()}
+        self._path(trainer, split, ".json").write_text(json.dumps(record, indent=1))
+
+    def _plot(self, trainer, samples, split: str, metrics: dict, counts) -> Path:
+        path = self._path(trainer, split, ".png")
         title = (f"{split} step {trainer.global_step}: {metrics['modes_covered']} modes, "
-                 f"{metrics['high_quality_percent']:.0f}% HQ\nKL(P‖Q) {metrics['forward_kl']:.3g}, "
-                 f"KL(Q‖P) {metrics['reverse_kl']:.3g}, JS {metrics['js']:.3f}")
-        save_scatter_over_density(samples, path, trainer.datamodule, title=title)
+                 f"{metrics['high_quality_percent']:.0f}% HQ, mode KL {metrics['mode_reverse_kl']:.3g}\n"
+                 f"KL(P‖Q) {metrics['forward_kl']:.3g}, KL(Q‖P) {metrics['reverse_kl']:.3g}, JS {metrics['js']:.3f}")
+        save_scatter_over_density(samples, path, trainer.datamodule, title=title, threshold=self.threshold)
         log_image_file(trainer, f"{split}/toy_samples", path, caption=title)
+        histogram = self._path(trainer, split, "_modes.png")
+        save_mode_histogram(counts, len(samples), histogram, title=f"{split} step {trainer.global_step}")
+        log_image_file(trainer, f"{split}/mode_histogram", histogram, caption=title)
         return path

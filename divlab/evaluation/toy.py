@@ -38,7 +38,12 @@ def nearest_mode(samples: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def mode_histogram_kl(counts: Tensor) -> Tensor:
-    """KL(q̂ ‖ U) = Σₖ q̂ₖ log(K q̂ₖ) with q̂ₖ = countsₖ / Σ counts (0 log 0 = 0); +∞ if no counts."""
+    """KL(q̂ ‖ U) = Σₖ q̂ₖ log(K q̂ₖ) with q̂ₖ = countsₖ / Σ counts (0 log 0 = 0); +∞ if no counts.
+
+    The "reverse KL" of the PacGAN paper's Table 1 (Lin et al. 2018): q̂ is the histogram of the
+    high-quality samples over their nearest modes, U uniform over the K modes; it equals
+    log K − H(q̂), with H(q̂) the "entropy of coverage" their code (`MetricLogger`) records.
+    """
     total = counts.sum()
     if total == 0:
         return torch.tensor(math.inf, dtype=torch.float64)
