@@ -95,10 +95,11 @@ class GAN(L.LightningModule):
         estimate = self.divergence.estimate(out_real, out_fake)
         if critic_opt is not None:
             critic_loss = self.divergence.critic_loss(out_real, out_fake) + self.critic_penalty(x, fake)
-            # DDP without find_unused_parameters needs every parameter in every backward: the
-            # generator joins the critic's with a zero gradient.
-            touch_generator = sum(p.sum() for p in self.generator.parameters()) * 0.0
-            self.optimizer_step(critic_opt, critic_loss + touch_generator)
+            # DDP without find_unused_parameters needs every parameter in every backward: there the
+            # generator joins the critic's with a zero gradient (a cost a single process is spared).
+            if self.trainer.world_size > 1:
+                critic_loss = critic_loss + sum(p.sum() for p in self.generator.parameters()) * 0.0
+            self.optimizer_step(critic_opt, critic_loss)
             self.log("train/critic_loss", critic_loss.detach())
         self.log("train/divergence_estimate", estimate.detach(), prog_bar=True)
 
