@@ -99,13 +99,13 @@ class GAN(L.LightningModule):
             # generator joins the critic's with a zero gradient (a cost a single process is spared).
             if self.trainer.world_size > 1:
                 critic_loss = critic_loss + sum(p.sum() for p in self.generator.parameters()) * 0.0
-            self.optimizer_step(critic_opt, critic_loss)
+            self.descend(critic_opt, critic_loss)
             self.log("train/critic_loss", critic_loss.detach())
         self.log("train/divergence_estimate", estimate.detach(), prog_bar=True)
 
         if generator_turn:
             generator_loss = self.divergence.generator_loss(out_real.detach(), self.score(fake))
-            self.optimizer_step(generator_opt, generator_loss)
+            self.descend(generator_opt, generator_loss)
             self.log("train/generator_loss", generator_loss.detach())
 
     def score(self, samples: torch.Tensor) -> torch.Tensor:
@@ -127,7 +127,8 @@ class GAN(L.LightningModule):
             penalty = penalty + 0.5 * self.hparams.r1_gamma * r1_penalty(self.critic, pack(x, m))
         return penalty
 
-    def optimizer_step(self, optimizer, loss: torch.Tensor) -> None:
+    def descend(self, optimizer, loss: torch.Tensor) -> None:
+        """One step of `optimizer` down `loss` (named apart from Lightning's `optimizer_step` hook)."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
