@@ -220,3 +220,18 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
     critic = MaxoutMLP((8,), (), hidden=200, depth=3, pieces=5, init_std=0.02)
     assert critic(torch.randn(4, 8)).shape == (4,)
     assert critic.hidden[0].linear.weight.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+@pytest.mark.parametrize("recipe, expected", [
+    ("pacgan", {"packing": 4, "noise_dim": 2, "critic_target": "MaxoutMLP", "batch_size": 100}),
+    ("wgan_gp", {"n_critic": 5, "gp_weight": 0.1, "divergence": "wasserstein", "batch_size": 256}),
+    ("sngan_hinge", {"n_critic": 5, "divergence": "hinge", "spectral_norm": True}),
+])
+def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recipe, expected):
+    cfg, _ = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
+                        *([] if recipe != "pacgan" else ["data.n_train=1000"]))
+    model = cfg.model
+    actual = {"packing": model.packing, "noise_dim": model.noise_dim, "n_critic": model.n_critic,
+              "gp_weight": model.gp_weight, "divergence": cfg.divergence, "batch_size": cfg.data.batch_size,
+              "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm")}
+    assert {key: actual[key] for key in expected} == expected
