@@ -84,7 +84,7 @@ def main() -> None:
 
     checkpoint = args.checkpoint or train_default_checkpoint(Path(tempfile.mkdtemp(prefix="ddim_vs_ddpm_")))
     module, data = load(checkpoint)
-    h, shape = module.hparams, (args.n, *module.data_shape)
+    shape = (args.n, *module.data_shape)
     features = feature_maps()
     test_images = data.real_samples("test", args.n)
     with torch.no_grad():
@@ -94,11 +94,11 @@ def main() -> None:
     def generator():
         return torch.Generator().manual_seed(args.seed)
 
-    samplers = [("ddpm", module.schedule.T, lambda: ddpm_sample(module.denoiser, module.schedule, shape, h.target,
-                                                                h.variance, h.clip_denoised, generator()))]
+    samplers = [("ddpm", module.schedule.T,
+                 lambda: ddpm_sample(module.denoiser, module.schedule, shape, module.reverse, generator()))]
     for steps in args.steps:
         samplers.append((f"ddim eta={args.eta:g}", steps, lambda s=steps: ddim_sample(
-            module.denoiser, module.schedule, shape, s, args.eta, h.target, h.clip_denoised, generator())))
+            module.denoiser, module.schedule, shape, s, args.eta, module.reverse, generator())))
 
     print(f"checkpoint {checkpoint}; {args.n} samples; T = {module.schedule.T}; "
           f"torch threads {torch.get_num_threads()}")

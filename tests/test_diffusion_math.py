@@ -11,6 +11,7 @@ import torch
 
 from divlab.lightning_modules.diffusion import (
     VESDE,
+    ReverseProcess,
     VPSDE,
     ddim_sample,
     ddpm_sample,
@@ -309,7 +310,8 @@ def expected_vlb_gap(schedule) -> float:
 def test_vlb_upper_bounds_the_exact_nll_by_the_expected_gap():
     schedule = make_schedule("linear", 1000)
     x0 = gaussian_data(1000, seed=9)
-    bound = variational_bound(eps_oracle_vectorised(ddpm_scales(schedule)), schedule, x0, decoder="gaussian",
+    bound = variational_bound(eps_oracle_vectorised(ddpm_scales(schedule)), schedule, x0,
+                              ReverseProcess(decoder="gaussian"),
                               timesteps_per_call=100, generator=torch.Generator().manual_seed(10))
     gap = bound.total - (-torch.distributions.MultivariateNormal(MEAN, COV).log_prob(x0))
     standard_error = gap.std() / math.sqrt(len(gap))
@@ -342,7 +344,8 @@ def test_vlb_discretized_decoder_changes_only_the_decoder_term():
     schedule = make_schedule("cosine", 50)
     x0 = (gaussian_data(200, seed=11).clamp(-1, 1) * 127.5).round() / 127.5
     model = eps_oracle_vectorised(ddpm_scales(schedule))
-    bounds = {d: variational_bound(model, schedule, x0, decoder=d, generator=torch.Generator().manual_seed(12))
+    bounds = {d: variational_bound(model, schedule, x0, ReverseProcess(decoder=d),
+                                   generator=torch.Generator().manual_seed(12))
               for d in ("gaussian", "discretized")}
     assert torch.allclose(bounds["gaussian"].per_step[:, 1:], bounds["discretized"].per_step[:, 1:])
     assert (bounds["discretized"].per_step[:, 0] >= 0).all()
@@ -363,11 +366,12 @@ def test_image_shaped_batches_flow_through_every_function(target):
     model = lambda x, t: 0.1 * x + 0.01 * t.float().view(-1, 1, 1, 1)
     g = torch.Generator().manual_seed(14)
     assert diffusion_loss(model, schedule, x0, target, g).shape == (3,)
-    for sample in (ddpm_sample(model, schedule, (3, 1, 4, 4), target, clip_denoised=True, generator=g),
-                   ddim_sample(model, schedule, (3, 1, 4, 4), steps=5, eta=0.5, target=target, clip_denoised=True,
+    reverse = ReverseProcess(target, clip_denoised=True)
+    for sample in (ddpm_sample(model, schedule, (3, 1, 4, 4), reverse, generator=g),
+                   ddim_sample(model, schedule, (3, 1, 4, 4), steps=5, eta=0.5, reverse=reverse,
                                generator=g)):
         assert sample.shape == (3, 1, 4, 4) and sample.abs().max() <= 1
-    bound = variational_bound(model, schedule, x0, target, clip_denoised=True, timesteps_per_call=7, generator=g)
+    bound = variational_bound(model, schedule, x0, reverse, timesteps_per_call=7, generator=g)
     assert bound.total.shape == (3,) and torch.isfinite(bound.total).all() and (bound.total > 0).all()
     sde = VPSDE()
     assert dsm_loss(model, sde, x0, generator=g).shape == (3,)

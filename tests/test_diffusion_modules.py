@@ -14,7 +14,7 @@ import torch
 from hydra.errors import InstantiationException
 
 from conftest import compose_config
-from divlab.lightning_modules.diffusion import ode_log_likelihood, uniform_dequantize, variational_bound
+from divlab.lightning_modules.diffusion import ReverseProcess, ode_log_likelihood, uniform_dequantize, variational_bound
 
 POINTS = (2,)
 IMAGE = (1, 8, 8)
@@ -107,7 +107,8 @@ def test_exact_vlb_is_the_math_bound_and_images_get_a_probability_bound(tmp_path
     torch.manual_seed(1)
     log_likelihood = module.log_likelihood(x)
     torch.manual_seed(1)
-    bound = variational_bound(module.denoiser, module.schedule, x, decoder="discretized", clip_denoised=True)
+    bound = variational_bound(module.denoiser, module.schedule, x,
+                              ReverseProcess(decoder="discretized", clip_denoised=True))
     assert torch.allclose(log_likelihood, -bound.total)
     assert bound.per_step.shape == (4, 50) and (log_likelihood < 0).all()
     assert module.log_likelihood_is_exact is False and module.log_likelihood_bound == "vlb"

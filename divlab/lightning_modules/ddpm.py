@@ -12,9 +12,7 @@ import torch
 
 from divlab.lightning_modules.diffusion import (
     BETA_SCHEDULES,
-    DECODERS,
-    REVERSE_LOG_VARIANCES,
-    TARGETS,
+    ReverseProcess,
     ddim_sample,
     ddpm_sample,
     diffusion_loss,
@@ -29,17 +27,13 @@ LOSSES = ("simple", "vlb")
 
 
 def _ancestral(module: "DDPM", shape) -> torch.Tensor:
-    h = module.hparams
-    return ddpm_sample(
-        module.denoiser, module.schedule, shape, h.target, h.variance, h.clip_denoised, device=module.device
-    )
+    return ddpm_sample(module.denoiser, module.schedule, shape, module.reverse, device=module.device)
 
 
 def _ddim(module: "DDPM", shape) -> torch.Tensor:
     h = module.hparams
-    return ddim_sample(
-        module.denoiser, module.schedule, shape, h.sample_steps, h.eta, h.target, h.clip_denoised, device=module.device
-    )
+    return ddim_sample(module.denoiser, module.schedule, shape, h.sample_steps, h.eta, module.reverse,
+                       device=module.device)
 
 
 # `ddpm`: ancestral sampling over all T steps; `ddim`: `sample_steps` steps with stochasticity `eta`.
@@ -78,10 +72,8 @@ class DDPM(DenoisingFamily):
         super().__init__()
         check_positive("model.T", T)
         check_choice("model.schedule", schedule, BETA_SCHEDULES)
-        check_choice("model.target", target, TARGETS)
+        ReverseProcess(target, variance, decoder, clip_denoised)  # checks the four choices
         check_choice("model.loss", loss, LOSSES)
-        check_choice("model.variance", variance, REVERSE_LOG_VARIANCES)
-        check_choice("model.decoder", decoder, DECODERS)
         check_choice("model.sampler", sampler, SAMPLERS)
         check_positive("model.eta", eta, allow_zero=True)
         if sampler == "ddpm" and sample_steps not in (None, T):
@@ -100,6 +92,12 @@ class DDPM(DenoisingFamily):
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
         self.optimizer = optimizer
 
+    @property
+    def reverse(self) -> ReverseProcess:
+        """The reverse process the bound and the samplers read (from the hyperparameters)."""
+        h = self.hparams
+        return ReverseProcess(h.target, h.variance, h.decoder, h.clip_denoised)
+
     def denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network's prediction of the target at integer timesteps t [B]."""
         return self.net(x_t, t.float() / self.schedule.T)
@@ -108,8 +106,7 @@ class DDPM(DenoisingFamily):
         """Per-example objective [B]: L_simple for the target, or the VLB from one sampled KL term."""
         h = self.hparams
         if h.loss == "vlb":
-            return sampled_variational_bound(self.denoiser, self.schedule, x, 1, h.target, h.variance, h.decoder,
-                                             h.clip_denoised, generator=generator)
+            return sampled_variational_bound(self.denoiser, self.schedule, x, 1, self.reverse, generator=generator)
         return diffusion_loss(self.denoiser, self.schedule, x, h.target, generator)
 
     @torch.no_grad()
@@ -120,8 +117,7 @@ class DDPM(DenoisingFamily):
         sampled KL terms (`sampled_variational_bound`). With the `discretized` decoder, x must lie
         on the 8-bit grid of [−1, 1] and the bound is on the probability of the 8-bit image itself.
         """
-        h = self.hparams
-        options = dict(target=h.target, variance=h.variance, decoder=h.decoder, clip_denoised=h.clip_denoised)
-        if h.vlb_timesteps is None:
-            return -variational_bound(self.denoiser, self.schedule, x, **options).total
-        return -sampled_variational_bound(self.denoiser, self.schedule, x, h.vlb_timesteps, **options)
+        steps = self.hparams.vlb_timesteps
+        if steps is None:
+            return -variational_bound(self.denoiser, self.schedule, x, self.reverse).total
+        return -sampled_variational_bound(self.denoiser, self.schedule, x, steps, self.reverse)

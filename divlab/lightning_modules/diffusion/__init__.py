@@ -1,7 +1,9 @@
 """Diffusion (DDPM, DDIM) and score-based SDE math as pure tensor functions; networks are callables
 model(x_t, t) → tensor shaped like x_t."""
 from divlab.lightning_modules.diffusion.ddpm import (
+    DECODERS,
     REVERSE_LOG_VARIANCES,
+    ReverseProcess,
     diffusion_loss,
     p_mean_variance,
     predict_x0_eps,
@@ -27,7 +29,6 @@ from divlab.lightning_modules.diffusion.sde import VESDE, VPSDE, marginal_mean_s
 from divlab.lightning_modules.diffusion.sde_likelihood import TRACE_ESTIMATORS, ode_log_likelihood, uniform_dequantize
 from divlab.lightning_modules.diffusion.sde_sampling import ode_sample, pc_sample
 from divlab.lightning_modules.diffusion.vlb import (
-    DECODERS,
     VariationalBound,
     prior_kl,
     sampled_variational_bound,

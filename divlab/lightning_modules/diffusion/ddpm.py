@@ -4,10 +4,13 @@ Timesteps are integers t = 0..T−1 (the paper's 1..T); the network is called as
 with t a LongTensor [B] and returns a tensor shaped like x_t holding the chosen target
 (`eps`, `x0` or `v`, see `parameterization`).
 """
+from dataclasses import dataclass
+
 import torch
 
 from divlab.lightning_modules.diffusion.parameterization import TARGETS, prediction_to_x0_eps, regression_target
 from divlab.lightning_modules.diffusion.schedules import NoiseSchedule, gather
+from divlab.lightning_modules.likelihoods import discretized_gaussian_log_likelihood, gaussian_log_prob
 from divlab.validation import check_choice
 
 Tensor = torch.Tensor
@@ -53,6 +56,27 @@ def _fixed_large(schedule: NoiseSchedule) -> Tensor:
 # Ho et al. 2020 §3.2; both borrow β̃_2 at t = 1 so the decoder's variance is positive.
 REVERSE_LOG_VARIANCES = {"fixed_small": _fixed_small, "fixed_large": _fixed_large}
 
+# p_θ(x_0 | x_1): discretised to the 8-bit grid of [−1, 1] for images (Ho et al. eq. 13), or continuous.
+DECODERS = {"discretized": discretized_gaussian_log_likelihood, "gaussian": gaussian_log_prob}
+
+
+@dataclass(frozen=True)
+class ReverseProcess:
+    """How p_θ(x_{t−1} | x_t) is read off the network, checked once and shared by the bound and the
+    samplers: the prediction `target` (eps | x0 | v), the reverse `variance` (fixed_small: β̃_t,
+    fixed_large: β_t), the `decoder` p_θ(x_0 | x_1) (discretized | gaussian), and `clip_denoised`
+    (x̂_0 clamped to [−1, 1], for images)."""
+
+    target: str = "eps"
+    variance: str = "fixed_small"
+    decoder: str = "discretized"
+    clip_denoised: bool = False
+
+    def __post_init__(self):
+        check_choice("model.target", self.target, TARGETS)
+        check_choice("model.variance", self.variance, REVERSE_LOG_VARIANCES)
+        check_choice("model.decoder", self.decoder, DECODERS)
+
 
 def predict_x0_eps(
     model, schedule: NoiseSchedule, x_t: Tensor, t: Tensor, target: str = "eps", clip_denoised: bool = False
@@ -67,18 +91,12 @@ def predict_x0_eps(
 
 
 def p_mean_variance(
-    model,
-    schedule: NoiseSchedule,
-    x_t: Tensor,
-    t: Tensor,
-    target: str = "eps",
-    variance: str = "fixed_small",
-    clip_denoised: bool = False,
+    model, schedule: NoiseSchedule, x_t: Tensor, t: Tensor, reverse: ReverseProcess = ReverseProcess()
 ) -> tuple[Tensor, Tensor, Tensor]:
     """p_θ(x_{t−1} | x_t) = N(μ̃_t(x_t, x̂_0(x_t, t)), σ_t² I); returns (mean, log σ_t², x̂_0)."""
-    x0, _ = predict_x0_eps(model, schedule, x_t, t, target, clip_denoised)
+    x0, _ = predict_x0_eps(model, schedule, x_t, t, reverse.target, reverse.clip_denoised)
     mean, _, _ = q_posterior_mean_variance(schedule, x0, x_t, t)
-    log_variance = gather(REVERSE_LOG_VARIANCES[variance](schedule), t, x_t).expand_as(x_t)
+    log_variance = gather(REVERSE_LOG_VARIANCES[reverse.variance](schedule), t, x_t).expand_as(x_t)
     return mean, log_variance, x0
 
 

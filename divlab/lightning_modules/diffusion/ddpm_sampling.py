@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from divlab.lightning_modules.diffusion.ddpm import REVERSE_LOG_VARIANCES, p_mean_variance, predict_x0_eps
+from divlab.lightning_modules.diffusion.ddpm import ReverseProcess, p_mean_variance, predict_x0_eps
 from divlab.lightning_modules.diffusion.schedules import NoiseSchedule
-from divlab.validation import check_choice, check_positive
+from divlab.validation import check_positive
 
 Tensor = torch.Tensor
 
@@ -22,20 +22,15 @@ def ddpm_sample(
     model,
     schedule: NoiseSchedule,
     shape,
-    target: str = "eps",
-    variance: str = "fixed_small",
-    clip_denoised: bool = False,
+    reverse: ReverseProcess = ReverseProcess(),
     generator: torch.Generator | None = None,
     device=None,
 ) -> Tensor:
     """Ancestral sampling, Ho et al. Alg. 2: x_T ~ N(0, I), x_{t−1} = μ_θ(x_t, t) + σ_t z for t = T..1,
     with z = 0 at t = 1."""
-    check_choice("reverse variance", variance, REVERSE_LOG_VARIANCES)
     x = _randn(shape, generator, device)
     for t in reversed(range(schedule.T)):
-        mean, log_variance, _ = p_mean_variance(
-            model, schedule, x, _timestep(t, shape[0], x.device), target, variance, clip_denoised
-        )
+        mean, log_variance, _ = p_mean_variance(model, schedule, x, _timestep(t, shape[0], x.device), reverse)
         x = mean + (0.5 * log_variance).exp() * _randn(shape, generator, x.device) if t > 0 else mean
     return x
 
@@ -66,8 +61,7 @@ def ddim_sample(
     shape,
     steps: int = 50,
     eta: float = 0.0,
-    target: str = "eps",
-    clip_denoised: bool = False,
+    reverse: ReverseProcess = ReverseProcess(),
     generator: torch.Generator | None = None,
     device=None,
 ) -> Tensor:
@@ -75,14 +69,15 @@ def ddim_sample(
 
     x_{τ−1} = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev − σ_τ²) ε̂ + σ_τ z,  ᾱ_prev = 1 after the last step.
 
-    η = 0 is deterministic given x_T; η = 1 with steps = T is ancestral DDPM with σ_t² = β̃_t.
+    η = 0 is deterministic given x_T; η = 1 with steps = T is ancestral DDPM with σ_t² = β̃_t. Of
+    `reverse`, DDIM reads the target and clipping (its variance is σ_τ(η), its last step the mean).
     """
     check_positive("eta", eta, allow_zero=True)
     x = _randn(shape, generator, device)
     taus = ddim_timesteps(schedule.T, steps)
     for tau, tau_prev in zip(taus, taus[1:] + [-1]):
         t = _timestep(tau, shape[0], x.device)
-        x0, eps = predict_x0_eps(model, schedule, x, t, target, clip_denoised)
+        x0, eps = predict_x0_eps(model, schedule, x, t, reverse.target, reverse.clip_denoised)
         alpha_bar = schedule.alphas_cumprod[tau]
         alpha_bar_prev = schedule.alphas_cumprod[tau_prev] if tau_prev >= 0 else alpha_bar.new_tensor(1.0)
         sigma = ddim_sigma(alpha_bar, alpha_bar_prev, eta)

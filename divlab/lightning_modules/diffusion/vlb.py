@@ -15,18 +15,18 @@ from typing import NamedTuple
 import torch
 
 from divlab.lightning_modules.diffusion.ddpm import (
+    DECODERS,
+    ReverseProcess,
     p_mean_variance,
     q_mean_variance,
     q_posterior_mean_variance,
     q_sample,
 )
 from divlab.lightning_modules.diffusion.schedules import NoiseSchedule
-from divlab.lightning_modules.likelihoods import discretized_gaussian_log_likelihood, gaussian_log_prob, normal_kl
-from divlab.validation import check_choice, check_positive
+from divlab.lightning_modules.likelihoods import normal_kl
+from divlab.validation import check_positive
 
 Tensor = torch.Tensor
-
-DECODERS = {"discretized": discretized_gaussian_log_likelihood, "gaussian": gaussian_log_prob}
 
 
 class VariationalBound(NamedTuple):
@@ -54,19 +54,16 @@ def step_terms(
     schedule: NoiseSchedule,
     x0: Tensor,
     t: Tensor,
-    target: str = "eps",
-    variance: str = "fixed_small",
-    decoder: str = "discretized",
-    clip_denoised: bool = False,
+    reverse: ReverseProcess = ReverseProcess(),
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """L_t for each example's own timestep t [B]: the decoder NLL where t = 0, else the KL term."""
     eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x_t = q_sample(schedule, x0, t, eps)
     true_mean, _, true_log_variance = q_posterior_mean_variance(schedule, x0, x_t, t)
-    mean, log_variance, _ = p_mean_variance(model, schedule, x_t, t, target, variance, clip_denoised)
+    mean, log_variance, _ = p_mean_variance(model, schedule, x_t, t, reverse)
     kl = _sum_dims(normal_kl(true_mean, true_log_variance, mean, log_variance))
-    decoder_nll = -_sum_dims(DECODERS[decoder](x0, mean, 0.5 * log_variance))
+    decoder_nll = -_sum_dims(DECODERS[reverse.decoder](x0, mean, 0.5 * log_variance))
     return torch.where(t == 0, decoder_nll, kl)
 
 
@@ -75,22 +72,17 @@ def step_terms_grid(
     schedule: NoiseSchedule,
     x0: Tensor,
     t: Tensor,
-    target: str = "eps",
-    variance: str = "fixed_small",
-    decoder: str = "discretized",
-    clip_denoised: bool = False,
+    reverse: ReverseProcess = ReverseProcess(),
     timesteps_per_call: int = 16,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """`step_terms` for timesteps t [K, B] (row k holds one timestep per example) → [K, B]; each model
     call evaluates `timesteps_per_call` rows for the whole batch at once."""
-    check_choice("decoder", decoder, DECODERS)
     check_positive("timesteps_per_call", timesteps_per_call)
     rows = []
     for chunk in t.split(timesteps_per_call):
         x0_rep = x0.repeat(len(chunk), *([1] * (x0.dim() - 1)))
-        terms = step_terms(model, schedule, x0_rep, chunk.flatten(), target, variance, decoder, clip_denoised,
-                           generator)
+        terms = step_terms(model, schedule, x0_rep, chunk.flatten(), reverse, generator)
         rows.append(terms.view(chunk.shape))
     return torch.cat(rows)
 
@@ -99,18 +91,14 @@ def variational_bound(
     model,
     schedule: NoiseSchedule,
     x0: Tensor,
-    target: str = "eps",
-    variance: str = "fixed_small",
-    decoder: str = "discretized",
-    clip_denoised: bool = False,
+    reverse: ReverseProcess = ReverseProcess(),
     timesteps_per_call: int = 16,
     generator: torch.Generator | None = None,
 ) -> VariationalBound:
     """The full bound, summed exactly over all T timesteps; each model call evaluates
     `timesteps_per_call` timesteps for the whole batch at once."""
     t = torch.arange(schedule.T, device=x0.device)[:, None].expand(schedule.T, x0.shape[0])
-    per_step = step_terms_grid(model, schedule, x0, t, target, variance, decoder, clip_denoised, timesteps_per_call,
-                               generator).T
+    per_step = step_terms_grid(model, schedule, x0, t, reverse, timesteps_per_call, generator).T
     prior = prior_kl(schedule, x0)
     return VariationalBound(total=prior + per_step.sum(1), prior=prior, per_step=per_step)
 
@@ -120,10 +108,7 @@ def sampled_variational_bound(
     schedule: NoiseSchedule,
     x0: Tensor,
     timesteps: int,
-    target: str = "eps",
-    variance: str = "fixed_small",
-    decoder: str = "discretized",
-    clip_denoised: bool = False,
+    reverse: ReverseProcess = ReverseProcess(),
     timesteps_per_call: int = 16,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -142,6 +127,5 @@ def sampled_variational_bound(
     draws = [s[torch.randint(len(s), (B,), device=x0.device, generator=generator)] for s in strata]
     t = torch.stack([torch.zeros_like(draws[0]), *draws])
     weights = torch.tensor([1.0] + [float(len(s)) for s in strata], device=x0.device, dtype=x0.dtype)
-    terms = step_terms_grid(model, schedule, x0, t, target, variance, decoder, clip_denoised, timesteps_per_call,
-                            generator)
+    terms = step_terms_grid(model, schedule, x0, t, reverse, timesteps_per_call, generator)
     return prior_kl(schedule, x0) + (weights[:, None] * terms).sum(0)
