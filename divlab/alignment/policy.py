@@ -33,6 +33,7 @@ from torch import Tensor
 from divlab.alignment.true_reward import sentiment_reward
 from divlab.callbacks.media import log_text_samples
 from divlab.datamodules.preferences import PreferenceDataModule, corpus_prefixes
+from divlab.eval_mode import eval_mode
 from divlab.lightning_modules.alignment_objectives import sequence_kl_estimate
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
 from divlab.tracking.run_record import RUN_FILE
@@ -198,10 +199,8 @@ def sequence_logprobs(model: AutoregressiveModel, tokens: Tensor, mask: Tensor) 
 
 def rollout(model: AutoregressiveModel, prompts: Tensor, max_new_tokens: int) -> tuple[Tensor, Tensor]:
     """y ∼ π(·|x) at temperature 1 (so log-ratios on it estimate KL): tokens [B, P + L] and completion mask."""
-    was_training = model.training
-    model.eval()
-    tokens = model.sample(prompts.shape[0], prompt=prompts, max_new_tokens=max_new_tokens)
-    model.train(was_training)
+    with eval_mode(model):
+        tokens = model.sample(prompts.shape[0], prompt=prompts, max_new_tokens=max_new_tokens)
     return tokens, completion_mask(prompts.shape[1], tokens.shape[1], tokens.shape[0], tokens.device)
 
 

@@ -10,22 +10,18 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from divlab.eval_mode import eval_mode
 from divlab.validation import check_positive
 
 
 @torch.no_grad()
 def seeded_samples(pl_module, n: int, seed: int, batch_size: int = 1000) -> torch.Tensor:
     """`pl_module.sample` in eval mode, in batches, from a fixed seed that leaves the training RNG untouched."""
-    was_training = pl_module.training
     devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-    pl_module.eval()
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            return torch.cat([pl_module.sample(min(batch_size, n - start)).float().cpu()
-                              for start in range(0, n, batch_size)])
-    finally:
-        pl_module.train(was_training)
+    with eval_mode(pl_module), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return torch.cat([pl_module.sample(min(batch_size, n - start)).float().cpu()
+                          for start in range(0, n, batch_size)])
 
 
 class Timer:

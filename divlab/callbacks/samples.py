@@ -7,6 +7,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from divlab.callbacks.media import log_image_file, log_text_samples
 from divlab.callbacks.render import RENDERERS
+from divlab.eval_mode import eval_mode
 from divlab.validation import check_positive
 
 
@@ -32,11 +33,8 @@ class SampleLogger(L.Callback):
         render = RENDERERS.get(getattr(datamodule, "kind", None))
         if render is None:
             return None
-        was_training = pl_module.training
-        pl_module.eval()
-        with torch.no_grad():
+        with eval_mode(pl_module), torch.no_grad():
             samples = pl_module.sample(self.n_samples).cpu()
-        pl_module.train(was_training)
         folder = Path(trainer.default_root_dir) / self.dirname
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"samples_step{trainer.global_step:07d}.png"

@@ -17,6 +17,7 @@ import torch
 from divlab.callbacks.media import log_image_file
 from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
 from divlab.callbacks.render import save_mode_histogram, save_scatter_over_density
+from divlab.eval_mode import eval_mode
 from divlab.evaluation.toy import loo_bandwidth, mode_scores, scott_bandwidth, toy_divergences
 from divlab.validation import check_choice, check_positive
 
@@ -82,13 +83,9 @@ class ToyDivergences(PeriodicEvaluation):
 
             @torch.no_grad()
             def log_q(x):
-                was_training = pl_module.training
-                pl_module.eval()
-                try:
+                with eval_mode(pl_module):
                     return torch.cat([pl_module.log_likelihood(b.to(pl_module.device)).double().cpu()
                                       for b in x.float().split(1000)])
-                finally:
-                    pl_module.train(was_training)
 
             return log_q
         return None
