@@ -10,6 +10,8 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from divlab.lightning_modules.divergences import mmd2_from_kernels
+
 
 def feature_statistics(features: Tensor) -> tuple[Tensor, Tensor]:
     """μ = (1/n) Σ xᵢ and Σ = (1/(n−1)) Σ (xᵢ − μ)(xᵢ − μ)ᵀ of features (n, d), in float64."""
@@ -65,15 +67,8 @@ def mmd2_unbiased(x: Tensor, y: Tensor, degree: int = 3, coef: float = 1.0) -> T
     MMD²ᵤ = 1/(m(m−1)) Σ_{i≠j} k(xᵢ, xⱼ) + 1/(n(n−1)) Σ_{i≠j} k(yᵢ, yⱼ) − 2/(mn) Σᵢⱼ k(xᵢ, yⱼ).
     """
     x, y = x.double(), y.double()
-    m, n = x.shape[0], y.shape[0]
-    k_xx = polynomial_kernel(x, x, degree, coef)
-    k_yy = polynomial_kernel(y, y, degree, coef)
-    k_xy = polynomial_kernel(x, y, degree, coef)
-    return (
-        (k_xx.sum() - k_xx.diagonal().sum()) / (m * (m - 1))
-        + (k_yy.sum() - k_yy.diagonal().sum()) / (n * (n - 1))
-        - 2 * k_xy.mean()
-    )
+    return mmd2_from_kernels(polynomial_kernel(x, x, degree, coef), polynomial_kernel(y, y, degree, coef),
+                             polynomial_kernel(x, y, degree, coef))
 
 
 def kid_subset_size(n1: int, n2: int, requested: int | None = None) -> int:

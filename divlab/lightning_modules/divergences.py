@@ -211,6 +211,19 @@ def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tenso
     return _critic_gradient(critic, real).pow(2).sum(dim=1).mean()
 
 
+def mmd2_from_kernels(k_xx: torch.Tensor, k_yy: torch.Tensor, k_xy: torch.Tensor) -> torch.Tensor:
+    """The unbiased U-statistic of Gretton et al. 2012, eq. 3, from the three kernel matrices:
+
+    MMD²_u = Σ_{i≠j} k(xᵢ, xⱼ)/(n(n−1)) + Σ_{i≠j} k(yᵢ, yⱼ)/(m(m−1)) − 2 Σ_{i,j} k(xᵢ, yⱼ)/(nm).
+    """
+    n, m = k_xx.shape[0], k_yy.shape[0]
+    return (
+        (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1))
+        + (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
+        - 2.0 * k_xy.mean()
+    )
+
+
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, bandwidths: Sequence[float]) -> torch.Tensor:
     """Unbiased MMD²(P, Q) with k(a, b) = Σ_h exp(−‖a − b‖²/(2h²)) (Gretton et al. 2012, eq. 3).
 
@@ -223,12 +236,7 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, bandwidths: Sequence[float])
     sq_dist = torch.cdist(z, z).pow(2)
     gamma = torch.tensor([1.0 / (2.0 * h**2) for h in bandwidths], dtype=z.dtype, device=z.device)
     k = torch.exp(-sq_dist.unsqueeze(-1) * gamma).sum(-1)
-    k_xx, k_yy, k_xy = k[:n, :n], k[n:, n:], k[:n, n:]
-    return (
-        (k_xx.sum() - k_xx.diagonal().sum()) / (n * (n - 1))
-        + (k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
-        - 2.0 * k_xy.mean()
-    )
+    return mmd2_from_kernels(k[:n, :n], k[n:, n:], k[:n, n:])
 
 
 MMD_BANDWIDTH_SCALES = (0.125, 0.25, 0.5, 1.0, 2.0)

@@ -11,6 +11,11 @@ import torch.nn.functional as F
 LOG_2PI = math.log(2 * math.pi)
 
 
+def sum_over_dims(x: torch.Tensor) -> torch.Tensor:
+    """Per-element terms [B, ...] → one value per example [B]."""
+    return x.flatten(1).sum(1)
+
+
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """log N(x; μ, σ²) = −½ log 2π − log σ − (x − μ)² / 2σ²  (σ = exp(log_scale))."""
     return -0.5 * LOG_2PI - log_scale - 0.5 * ((x - mean) * torch.exp(-log_scale)) ** 2

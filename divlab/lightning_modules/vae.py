@@ -2,7 +2,6 @@
 
 −ELBO(x) = E_q(z|x)[−log p_θ(x|z)] + β · KL(q(z|x) ‖ N(0, I)); β = 1 gives the bound.
 """
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -147,8 +146,8 @@ class VAE(L.LightningModule):
         log_w = []
         for _ in range(k):
             z = mean + std * torch.randn_like(mean)
-            log_q = -0.5 * (((z - mean) / std) ** 2 + logvar + math.log(2 * math.pi)).sum(1)
-            log_prior = -0.5 * (z**2 + math.log(2 * math.pi)).sum(1)
+            log_q = gaussian_log_prob(z, mean, 0.5 * logvar).sum(1)
+            log_prior = gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
             log_w.append(self.log_px_given_z(x, z) + log_prior - log_q)
         return importance_weighted_bound(torch.stack(log_w))
 

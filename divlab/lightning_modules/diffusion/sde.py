@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from divlab.lightning_modules.likelihoods import gaussian_log_prob, sum_over_dims
 from divlab.validation import check_positive
 
 Tensor = torch.Tensor
@@ -17,10 +18,6 @@ Tensor = torch.Tensor
 def expand_as_data(v: Tensor, x: Tensor) -> Tensor:
     """[B] → [B, 1, ..., 1] to broadcast against x."""
     return v.view(-1, *([1] * (x.dim() - 1)))
-
-
-def _sum_dims(x: Tensor) -> Tensor:
-    return x.flatten(1).sum(1)
 
 
 class VPSDE:
@@ -61,7 +58,7 @@ class VPSDE:
 
     def prior_log_prob(self, x: Tensor) -> Tensor:
         """log N(x; 0, I) per example."""
-        return _sum_dims(-0.5 * math.log(2 * math.pi) - 0.5 * x**2)
+        return sum_over_dims(gaussian_log_prob(x, torch.zeros_like(x), torch.zeros_like(x)))
 
     def langevin_alpha(self, t: Tensor, dt: float) -> Tensor:
         """α_i = 1 − β_i with β_i = β(t) dt, the discrete DDPM α the Langevin step size scales by (Song Alg. 5).
@@ -106,7 +103,7 @@ class VESDE:
 
     def prior_log_prob(self, x: Tensor) -> Tensor:
         """log N(x; 0, σ_max² I) per example."""
-        return _sum_dims(-0.5 * math.log(2 * math.pi * self.sigma_max**2) - 0.5 * (x / self.sigma_max) ** 2)
+        return sum_over_dims(gaussian_log_prob(x, torch.zeros_like(x), torch.full_like(x, math.log(self.sigma_max))))
 
     def langevin_alpha(self, t: Tensor, dt: float) -> Tensor:
         return torch.ones_like(t)

@@ -23,7 +23,7 @@ from divlab.lightning_modules.diffusion.ddpm import (
     q_sample,
 )
 from divlab.lightning_modules.diffusion.schedules import NoiseSchedule
-from divlab.lightning_modules.likelihoods import normal_kl
+from divlab.lightning_modules.likelihoods import normal_kl, sum_over_dims
 from divlab.validation import check_positive
 
 Tensor = torch.Tensor
@@ -38,15 +38,11 @@ class VariationalBound(NamedTuple):
     per_step: Tensor
 
 
-def _sum_dims(x: Tensor) -> Tensor:
-    return x.flatten(1).sum(1)
-
-
 def prior_kl(schedule: NoiseSchedule, x0: Tensor) -> Tensor:
     """L_T = KL(q(x_T | x_0) ‖ N(0, I)), summed over dimensions."""
     t = torch.full((x0.shape[0],), schedule.T - 1, dtype=torch.long, device=x0.device)
     mean, variance = q_mean_variance(schedule, x0, t)
-    return _sum_dims(normal_kl(mean, variance.log(), torch.zeros_like(mean), torch.zeros_like(mean)))
+    return sum_over_dims(normal_kl(mean, variance.log(), torch.zeros_like(mean), torch.zeros_like(mean)))
 
 
 def step_terms(
@@ -62,8 +58,8 @@ def step_terms(
     x_t = q_sample(schedule, x0, t, eps)
     true_mean, _, true_log_variance = q_posterior_mean_variance(schedule, x0, x_t, t)
     mean, log_variance, _ = p_mean_variance(model, schedule, x_t, t, reverse)
-    kl = _sum_dims(normal_kl(true_mean, true_log_variance, mean, log_variance))
-    decoder_nll = -_sum_dims(DECODERS[reverse.decoder](x0, mean, 0.5 * log_variance))
+    kl = sum_over_dims(normal_kl(true_mean, true_log_variance, mean, log_variance))
+    decoder_nll = -sum_over_dims(DECODERS[reverse.decoder](x0, mean, 0.5 * log_variance))
     return torch.where(t == 0, decoder_nll, kl)
 
 
