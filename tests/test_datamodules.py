@@ -64,3 +64,12 @@ def test_missing_data_dir_without_download_names_the_fix(tmp_path, monkeypatch):
 def test_bad_data_options_fail_early(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_incomplete_torchvision_data_names_the_settings(tmp_path):
+    from divlab.datamodules.images import ImageDataModule
+
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)  # a folder left by an interrupted download
+    data = ImageDataModule("mnist", data_dir=str(tmp_path), download=False)
+    with pytest.raises(FileNotFoundError, match=r"MNIST is missing or incomplete under data.data_dir=.*data.download=true"):
+        data.setup()

@@ -38,7 +38,13 @@ def install_shipped_fashion_mnist(data_dir: Path) -> bool:
 
 
 def _torchvision_split(cls, data_dir: Path, train: bool, download: bool):
-    dataset = cls(str(data_dir), train=train, download=download)
+    try:
+        dataset = cls(str(data_dir), train=train, download=download)
+    except RuntimeError as error:  # torchvision's "Dataset not found or corrupted. You can use download=True"
+        raise FileNotFoundError(
+            f"{cls.__name__} is missing or incomplete under data.data_dir={str(data_dir)!r} ({error}); pass "
+            "data.data_dir=DIR that holds it, or data.download=true (needs internet)"
+        ) from error
     images = torch.as_tensor(dataset.data)
     images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
     return images.contiguous(), torch.as_tensor(dataset.targets)
