@@ -151,3 +151,17 @@ def test_offline_reader_waits_for_the_exit_record_and_ignores_a_half_written_tai
 def test_study_members_get_networks_for_the_studys_data(tmp_path, study, generator):
     cfg = compose_config(tmp_path, [f"experiment={study}", "study_member=gan_js"])
     assert cfg.model.generator._target_.endswith(generator) and cfg.model.divergence == "js"
+
+
+def test_progress_is_logged_as_lines_when_output_is_not_a_terminal(train_with, caplog):
+    import logging
+
+    from divlab.callbacks.progress import LogLinesProgress, progress_bar
+
+    assert isinstance(progress_bar(), LogLinesProgress)  # pytest captures stdout: not a TTY
+    with caplog.at_level(logging.INFO, logger="divlab.progress"):
+        train_with("experiment=gan_ring8", "debug=tiny", "logger=csv", "callbacks.progress_bar.every_n_steps=1")
+    lines = [r.getMessage() for r in caplog.records if r.name == "divlab.progress"]
+    assert sum("epoch 0 batch" in line and "train/generator_loss" in line for line in lines) == 3
+    assert any("validation:" in line and "time/val/" in line for line in lines)
+    assert any(line.startswith("test:") and "test/modes_covered" in line for line in lines)

@@ -1,0 +1,71 @@
+"""Progress a person can follow wherever the output goes: Rich's live bar on a terminal; in a log
+file or a batch job's output (not a TTY), plain log lines through Python's logging, so they also land
+in the run's `train.log`: every `every_n_steps` steps the step, epoch, speed and the latest training
+losses, and after each validation every logged metric (timings `time/...` included)."""
+import logging
+import sys
+import time
+
+import torch
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+
+from divlab.validation import check_positive
+
+log = logging.getLogger("divlab.progress")
+
+
+def progress_bar(every_n_steps: int = 50) -> ProgressBar:
+    """`RichProgressBar` when stdout is a terminal, else `LogLinesProgress(every_n_steps)`."""
+    return RichProgressBar() if sys.stdout.isatty() else LogLinesProgress(every_n_steps)
+
+
+def _format(metrics: dict, prefixes: tuple[str, ...]) -> str:
+    items = []
+    for name, value in sorted(metrics.items()):
+        if name.startswith(prefixes) and isinstance(value, torch.Tensor) and value.numel() == 1:
+            items.append(f"{name} {value.item():.4g}")
+    return ", ".join(items)
+
+
+class LogLinesProgress(ProgressBar):
+    """A progress 'bar' made of log lines (a ProgressBar, so Lightning adds no bar of its own)."""
+
+    def __init__(self, every_n_steps: int = 50):
+        super().__init__()
+        self.every_n_steps = check_positive("callbacks.progress_bar.every_n_steps", every_n_steps)
+        self._enabled = True
+        self._start = None
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+        limit = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        log.info("training %s from step %d%s", type(pl_module).__name__, trainer.global_step,
+                 f" to step {limit}" if limit else f" for {trainer.max_epochs} epochs")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not (self._enabled and trainer.is_global_zero) or (batch_idx + 1) % self.every_n_steps:
+            return
+        seconds = time.perf_counter() - self._start
+        log.info("epoch %d batch %d/%s step %d (%.1f s): %s", trainer.current_epoch, batch_idx + 1,
+                 trainer.num_training_batches, trainer.global_step, seconds,
+                 _format(trainer.callback_metrics, ("train/",)))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._enabled and trainer.is_global_zero and not trainer.sanity_checking:
+            log.info("epoch %d step %d validation: %s", trainer.current_epoch, trainer.global_step,
+                     _format(trainer.callback_metrics, ("val/", "time/")))
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if self._enabled and trainer.is_global_zero:
+            log.info("test: %s", _format(trainer.callback_metrics, ("test/", "time/")))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._enabled and trainer.is_global_zero:
+            log.info("training ended at step %d after %.1f s", trainer.global_step,
+                     time.perf_counter() - (self._start or time.perf_counter()))
