@@ -129,6 +129,28 @@ def test_sampled_vlb_is_an_unbiased_estimate_of_the_exact_sum(tmp_path):
     assert (sampled.mean() - exact.mean()).abs() < 4 * standard_error
 
 
+def test_fixed_step_ode_bounds_the_network_calls_of_sampling_and_likelihood(tmp_path):
+    # rk4 with 4 steps: 4 steps × 4 stages, whatever the network (adaptive dopri5 may take hundreds).
+    module = build(tmp_path, "score", "model.sampler=ode", "model.ode_method=rk4", "model.ode_steps=4").eval()
+    calls = []
+    net_forward = module.net.forward
+    module.net.forward = lambda x, t: calls.append(1) or net_forward(x, t)
+    assert module.sample(5).shape == (5, *POINTS)
+    assert len(calls) == 16
+    calls.clear()
+    assert torch.isfinite(module.log_likelihood(batch(POINTS, n=3))).all() and len(calls) == 16
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.ode_method=rk4"], "fixed-step ODE method 'rk4' needs model.ode_steps >= 1"),
+    (["model.ode_steps=8"], "model.ode_steps=8 applies to fixed-step methods"),
+    (["model.ode_method=leapfrog"], "unknown model.ode_method 'leapfrog'; valid choices: .*rk4"),
+])
+def test_ode_solver_settings_are_checked_when_built(tmp_path, overrides, message):
+    with pytest.raises(Exception, match=message):
+        build(tmp_path, "score", *overrides)
+
+
 @pytest.mark.parametrize("sampler, matches", [("pc", False), ("ode", True)])
 def test_score_log_likelihood_describes_only_the_ode_samplers_samples(tmp_path, sampler, matches):
     # The toy metrics score samples with log_likelihood only when both describe one distribution.

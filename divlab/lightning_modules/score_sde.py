@@ -20,6 +20,7 @@ from divlab.lightning_modules.diffusion import (
     pc_sample,
     uniform_dequantize,
 )
+from divlab.lightning_modules.diffusion.ode import solver_options
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 SDES = {"vp": VPSDE, "ve": VESDE}
@@ -31,12 +32,11 @@ def _predictor_corrector(module: "ScoreSDE", shape) -> torch.Tensor:
 
 
 def _probability_flow(module: "ScoreSDE", shape) -> torch.Tensor:
-    tol = module.hparams.ode_tolerance
-    return ode_sample(module.net, module.sde, shape, rtol=tol, atol=tol, device=module.device)
+    return ode_sample(module.net, module.sde, shape, device=module.device, **module.ode_solver)
 
 
 # `pc`: `sample_steps` Euler–Maruyama steps, each after `corrector_steps` Langevin steps at `snr`;
-# `ode`: the probability-flow ODE with dopri5 at `ode_tolerance`.
+# `ode`: the probability-flow ODE with `ode_method` (dopri5 at `ode_tolerance`, or `ode_steps` fixed steps).
 SAMPLERS = {"pc": _predictor_corrector, "ode": _probability_flow}
 
 
@@ -78,6 +78,8 @@ class ScoreSDE(DenoisingFamily):
         trace: str = "rademacher",
         dequantize: bool = False,
         ode_tolerance: float = 1e-5,
+        ode_method: str = "dopri5",
+        ode_steps: int | None = None,
     ):
         super().__init__()
         check_choice("model.sde", sde, SDES)
@@ -87,12 +89,20 @@ class ScoreSDE(DenoisingFamily):
         check_positive("model.snr", snr, allow_zero=True)
         check_positive("model.corrector_steps", corrector_steps, allow_zero=True)
         check_positive("model.ode_tolerance", ode_tolerance)
+        solver_options(ode_method, ode_steps, 0.0, 1.0)  # checks the method and its steps
         self.save_hyperparameters(ignore=["net", "optimizer"])
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.data_shape = tuple(data_shape)
         self.sde = SDES[sde](**(sde_kwargs or {}))
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
         self.optimizer = optimizer
+
+    @property
+    def ode_solver(self) -> dict:
+        """Keyword arguments of the probability-flow ODE solves (sampling and likelihood)."""
+        h = self.hparams
+        return dict(rtol=h.ode_tolerance, atol=h.ode_tolerance, method=h.ode_method,
+                    options=solver_options(h.ode_method, h.ode_steps, 0.0, 1.0))
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-example DSM loss [B], E_{t, z} mean_dims ‖ε_θ(x_t, t) − z‖²."""
@@ -115,5 +125,5 @@ class ScoreSDE(DenoisingFamily):
         # The divergence needs autograd, which Lightning's test loop (torch.inference_mode) switches off.
         with torch.inference_mode(False):
             x = x.clone()
-            log_p = ode_log_likelihood(self.net, self.sde, x, h.trace, rtol=h.ode_tolerance, atol=h.ode_tolerance)
+            log_p = ode_log_likelihood(self.net, self.sde, x, h.trace, **self.ode_solver)
         return log_p + log_volume
