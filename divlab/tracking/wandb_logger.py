@@ -34,7 +34,8 @@ def resolve_mode(mode: str | None, probe_timeout: float = 3.0) -> str:
     """`mode` if given, else $WANDB_MODE, else online only with an API key and a reachable server."""
     mode = mode or os.environ.get("WANDB_MODE")
     if mode:
-        return check_choice("logger.wandb.mode", "disabled" if mode == "dryrun" else mode, MODES)
+        # W&B itself treats `dryrun` as `offline` (the name older releases used).
+        return check_choice("logger.wandb.mode", "offline" if mode == "dryrun" else mode, MODES)
     base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     return "online" if _has_api_key() and _reachable(base_url, probe_timeout) else "offline"
 
