@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, load_checkpoint, resolve_ckpt_path
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
+from divlab.tracking.wandb_logger import GlobalStepWandbLogger
 from divlab.validation import check_int, check_positive
 
 log = logging.getLogger("divlab.train")
@@ -117,6 +118,8 @@ def run(cfg: DictConfig) -> dict:
                                       plugins=[AtomicCheckpointIO()])
     for logger in loggers:
         logger.log_hyperparams(config)
+        if isinstance(logger, GlobalStepWandbLogger):
+            logger.key_steps_by(trainer, resume_step)
 
     failed = True
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from divlab.validation import check_choice
 
@@ -40,6 +41,33 @@ def resolve_mode(mode: str | None, probe_timeout: float = 3.0) -> str:
     return "online" if _has_api_key() and _reachable(base_url, probe_timeout) else "offline"
 
 
+# Set in each offline folder of a resumed run: the global step of the checkpoint it resumed from. Rows an earlier
+# folder logged past it belong to the attempt that was killed; `wandb_offline.merged_history` drops them.
+RESUME_KEY = "resumed_at_step"
+
+
+class GlobalStepWandbLogger(WandbLogger):
+    """Lightning's WandbLogger, logging every row at the trainer's global step (W&B's `_step`).
+
+    Lightning's logger step restarts with each offline folder's own counter; keyed by the global step (the one
+    checkpoints and run.json use) the rows of a resumed run line up with those logged before it.
+    """
+
+    _trainer = None
+
+    def key_steps_by(self, trainer, resume_step: int | None = None) -> None:
+        self._trainer = trainer
+        if resume_step is not None:
+            self.experiment.config.update({RESUME_KEY: int(resume_step)}, allow_val_change=True)
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        if self._trainer is None:
+            return super().log_metrics(metrics, step)
+        step = self._trainer.global_step
+        self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
+
+
 def make_wandb_logger(
     save_dir: str,
     project: str = "divlab",
@@ -55,7 +83,7 @@ def make_wandb_logger(
     mode = resolve_mode(mode)
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    return GlobalStepWandbLogger(
         save_dir=save_dir,
         project=project,
         group=group,
