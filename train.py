@@ -119,7 +119,7 @@ def run(cfg: DictConfig) -> dict:
     for logger in loggers:
         logger.log_hyperparams(config)
         if isinstance(logger, GlobalStepWandbLogger):
-            logger.key_steps_by(trainer, resume_step)
+            logger.key_steps_by(trainer, resume_step, record.record["history"])
 
     failed = True
     try:

@@ -329,14 +329,19 @@ def test_run_directories_of_launches_in_the_same_second_differ(tmp_path):
 # 12. run.json mode; checkpoint temps beside their target ---------------------------------------------------------------
 
 def test_run_json_is_readable_by_others_and_strict_json(tmp_path):
-    from divlab.tracking.run_record import write_json_atomic
+    import math
+
+    from divlab.tracking.run_record import read_run_record, write_json_atomic
 
     write_json_atomic(tmp_path / "run.json", {"metrics": {"a": float("inf"), "b": float("nan"), "c": 1.0}})
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "run.json").stat().st_mode & 0o777 == 0o666 & ~umask
     text = (tmp_path / "run.json").read_text()
-    assert json.loads(text, parse_constant=lambda c: pytest.fail(c))["metrics"] == {"a": None, "b": None, "c": 1.0}
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c))["metrics"] == {"a": "Infinity", "b": "NaN",
+                                                                                    "c": 1.0}
+    metrics = read_run_record(tmp_path)["metrics"]
+    assert metrics["a"] == math.inf and math.isnan(metrics["b"]) and metrics["c"] == 1.0
 
 
 def test_a_kill_during_a_checkpoint_write_leaves_the_old_file_and_no_temp_elsewhere(tmp_path, monkeypatch):

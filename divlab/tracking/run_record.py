@@ -5,7 +5,8 @@ A rerun in the same output directory appends to the record it finds there: its a
 logged after its last checkpoint, are replaced by the rerun's). Until the rerun starts training or testing,
 the file on disk is left as it was, so a rerun that fails early damages nothing.
 
-The file is strict JSON: a non-finite number (NaN, ±inf) is written as null.
+The file is strict JSON: a non-finite number is written as the string "NaN", "Infinity" or "-Infinity"
+(Python's own spellings), and `read_run_record` turns those in `metrics`, `best` and `history` back into floats.
 """
 import json
 import logging
@@ -27,10 +28,13 @@ MAX_HISTORY = 2000
 log = logging.getLogger("divlab.run_record")
 
 
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
 def _strict(value):
-    """`value` with every non-finite float replaced by None, so `json.dump(allow_nan=False)` accepts it."""
+    """`value` with every non-finite float spelled as a string, so `json.dump(allow_nan=False)` accepts it."""
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
         return {key: _strict(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -70,6 +74,12 @@ def read_run_record(output_dir: Path) -> dict | None:
         raise RunRecordError(f"{path} is not valid JSON ({error}); fix or move it away") from None
     if not isinstance(record, dict):
         raise RunRecordError(f"{path} holds a JSON {type(record).__name__}, not a run record; fix or move it away")
+    for key in ("metrics", "best"):
+        if isinstance(record.get(key), dict):
+            record[key] = {name: NON_FINITE.get(v, v) if isinstance(v, str) else v for name, v in record[key].items()}
+    if isinstance(record.get("history"), dict):
+        record["history"] = {name: [[step, NON_FINITE.get(v, v) if isinstance(v, str) else v] for step, v in series]
+                             for name, series in record["history"].items()}
     return record
 
 

@@ -55,10 +55,33 @@ class GlobalStepWandbLogger(WandbLogger):
 
     _trainer = None
 
-    def key_steps_by(self, trainer, resume_step: int | None = None) -> None:
+    def key_steps_by(self, trainer, resume_step: int | None = None, history: dict | None = None) -> None:
+        """Log at `trainer`'s global step from now on. Resuming from `resume_step`: mark this folder with it and
+        re-log the rows of `history` (run.json's, `{name: [[step, value], ...]}`) that W&B lost up to that step
+        (a kill -9 loses what the W&B service had not yet written)."""
         self._trainer = trainer
-        if resume_step is not None:
-            self.experiment.config.update({RESUME_KEY: int(resume_step)}, allow_val_change=True)
+        if resume_step is None:
+            return
+        self.experiment.config.update({RESUME_KEY: int(resume_step)}, allow_val_change=True)
+        logged = self._last_logged_step()
+        rows: dict[int, dict] = {}
+        for name, series in (history or {}).items():
+            for step, value in series:
+                if logged < step <= resume_step and isinstance(value, (int, float)):
+                    rows.setdefault(int(step), {})[name] = value
+        for step in sorted(rows):
+            self.experiment.log(dict(rows[step], **{"trainer/global_step": step}), step=step)
+
+    def _last_logged_step(self) -> int:
+        """The last step W&B holds for this run: the server's, online; the earlier offline folders', offline."""
+        from divlab.tracking.wandb_offline import find_offline_runs, merged_history
+
+        if self.experiment.settings.mode == "online":
+            return int(self.experiment.step) - 1
+        current = Path(self.experiment.dir).parent.name
+        earlier = [f for f in find_offline_runs(self.save_dir) if f.name != current]
+        rows = merged_history(self.save_dir, folders=earlier, wait_seconds=0.0)
+        return max((int(row["_step"]) for row in rows), default=-1)
 
     @rank_zero_only
     def log_metrics(self, metrics, step: int | None = None) -> None:

@@ -106,7 +106,8 @@ def find_offline_runs(output_dir: Path) -> list[Path]:
     return sorted(Path(output_dir).glob("wandb/offline-run-*"))
 
 
-def merged_history(output_dir: Path, resume_key: str = "resumed_at_step") -> list[dict]:
+def merged_history(output_dir: Path, resume_key: str = "resumed_at_step", folders: list[Path] | None = None,
+                   wait_seconds: float = 30.0) -> list[dict]:
     """The history of a run resumed across several offline folders (one per attempt), one row per step.
 
     Folders are read oldest first; a folder whose config holds `resume_key` (the global step it resumed from)
@@ -116,7 +117,7 @@ def merged_history(output_dir: Path, resume_key: str = "resumed_at_step") -> lis
     folders = find_offline_runs(output_dir)
     rows: dict[int, dict] = {}
     for index, folder in enumerate(folders):
-        run = read_offline_run(folder, wait_seconds=30.0 if index == len(folders) - 1 else 0.0)
+        run = read_offline_run(folder, wait_seconds=wait_seconds if index == len(folders) - 1 else 0.0)
         resumed_at = run.config.get(resume_key)
         if isinstance(resumed_at, dict):  # W&B stores config values as {"value": ...}
             resumed_at = resumed_at.get("value")
