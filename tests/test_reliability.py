@@ -133,6 +133,30 @@ def test_rerun_appends_history_and_a_failing_rerun_leaves_everything_as_it_was(t
     assert len(third["attempts"]) == 3 and third["history"]["train/loss"] == second["history"]["train/loss"]
 
 
+def test_a_rerun_failing_before_training_keeps_the_saved_hydra_config(tmp_path):
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from divlab.tracking.run_record import KeepSavedConfig
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "run.json").write_text('{"status": "completed"}')
+    (tmp_path / ".hydra" / "config.yaml").write_text("model: vae\n")
+    config = OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path)}, "output_subdir": ".hydra",
+                                         "runtime": {"output_dir": str(tmp_path)}}})
+    callback = KeepSavedConfig()
+    callback.on_run_start(config=config)
+    (tmp_path / ".hydra" / "config.yaml").write_text("model: gan\n")  # what Hydra saves for the rerun
+    callback.on_job_end(config=config, job_return=JobReturn(status=JobStatus.FAILED))
+    assert (tmp_path / ".hydra" / "config.yaml").read_text() == "model: vae\n"
+
+    callback.on_run_start(config=config)
+    (tmp_path / ".hydra" / "config.yaml").write_text("model: vae\nseed: 1\n")
+    (tmp_path / "run.json").write_text('{"status": "failed"}')  # this rerun trained, then failed: its config stays
+    callback.on_job_end(config=config, job_return=JobReturn(status=JobStatus.FAILED))
+    assert (tmp_path / ".hydra" / "config.yaml").read_text() == "model: vae\nseed: 1\n"
+
+
 # 4. Resume falls back to the newest readable checkpoint -------------------------------------------------------------
 
 def test_torn_last_checkpoint_falls_back_to_the_newest_readable_one(train_with, tmp_path, caplog):
@@ -184,6 +208,28 @@ def test_sigterm_saves_last_records_interrupted_and_exits_143(train_with, tmp_pa
     record = record_of(tmp_path)
     assert record["status"] == "interrupted"
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def test_ctrl_c_saves_last_records_interrupted_and_exits_130(train_with, tmp_path, monkeypatch):
+    def ctrl_c(out):
+        raise KeyboardInterrupt
+
+    _stop_at(monkeypatch, 4, ctrl_c)
+    with pytest.raises(SystemExit) as stop:
+        train_with(*TINY, "trainer.max_epochs=3")
+    assert stop.value.code == 128 + signal.SIGINT
+    assert record_of(tmp_path)["status"] == "interrupted"
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_gan_at_a_huge_learning_rate_fails_instead_of_completing_on_nan(train_with, tmp_path):
+    from divlab.callbacks.nan_guard import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="train/generator_loss = nan"):
+        train_with("experiment=gan_ring8", "debug=tiny", "logger=csv", "model.generator_optimizer.lr=1e4",
+                   "model.critic_optimizer.lr=1e4")
+    record = record_of(tmp_path)
+    assert record["status"] == "failed" and "non-finite" in record["reason"]
 
 
 def test_non_finite_loss_fails_the_run_and_keeps_the_last_finite_checkpoint(train_with, tmp_path, monkeypatch):

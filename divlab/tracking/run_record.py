@@ -20,6 +20,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -317,3 +318,31 @@ class RecordLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         self.record.log_metrics(metrics, int(step or 0))
+
+
+class KeepSavedConfig(HydraCallback):
+    """A Hydra callback: a rerun that fails before training (its run.json untouched) leaves `.hydra/*.yaml`
+    as they were, instead of Hydra's copy of the config that failed (configs/hydra/default.yaml enables it)."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        output_dir = Path(str(config.hydra.run.dir))
+        self._saved = _read_files(output_dir, [RUN_FILE, *(f"{config.hydra.output_subdir}/{name}" for name in
+                                                         ("config.yaml", "hydra.yaml", "overrides.yaml"))])
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+
+        saved = getattr(self, "_saved", {})
+        output_dir = Path(str(config.hydra.runtime.output_dir))
+        if job_return.status != JobStatus.FAILED or RUN_FILE not in saved:
+            return
+        if _read_files(output_dir, [RUN_FILE]).get(RUN_FILE) != saved[RUN_FILE]:
+            return  # the rerun started and recorded itself: its config is the run's config now
+        for name, data in saved.items():
+            if name != RUN_FILE:
+                (output_dir / name).write_bytes(data)
+        log.warning("%s: the rerun failed before training; kept the saved .hydra config", output_dir)
+
+
+def _read_files(directory: Path, names: list[str]) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in names if (directory / name).is_file()}
