@@ -73,6 +73,17 @@ def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) 
                         f"seed:{cfg.seed}"]
 
 
+def check_same_run(previous: dict, cfg: DictConfig, output_dir: Path) -> None:
+    """Refuse to continue a run directory's record with another model or data set."""
+    saved = previous.get("config") or {}
+    for group in ("model", "data"):
+        before = (saved.get(group) or {}).get("_target_")
+        now = (cfg.get(group) or {}).get("_target_")
+        if before and now and before != now:
+            raise ValueError(f"{output_dir} holds a run of {group} {before}, not {now}; rerun there with the "
+                             "same model and data, or choose a new hydra.run.dir")
+
+
 def run(cfg: DictConfig) -> dict:
     """Train and/or test as `cfg` says; returns the final metrics. Writes everything under `paths.output_dir`.
 
@@ -90,6 +101,8 @@ def run(cfg: DictConfig) -> dict:
     model = hydra.utils.instantiate(cfg.model, data_shape=tuple(datamodule.sample_shape), _convert_="all")
     describe_run(cfg, datamodule, model, command_line_overrides())
 
+    if previous:
+        check_same_run(previous, cfg, output_dir)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.run.group,
                                   OmegaConf.to_container(cfg, resolve=True))
     resume_step = None
@@ -102,7 +115,8 @@ def run(cfg: DictConfig) -> dict:
             cfg.run.wandb_id = cfg.run.wandb_id or ((earlier or {}).get("wandb") or {}).get("id")
         log.info("resuming from %s", describe(ckpt_path, checkpoint))
         del checkpoint
-    elif previous:
+    elif previous:  # an earlier attempt left no checkpoint: this one starts again from step 0
+        resume_step = 0 if cfg.get("train", True) else None
         with open_dict(cfg):
             cfg.run.wandb_id = cfg.run.wandb_id or (previous.get("wandb") or {}).get("id")
 
