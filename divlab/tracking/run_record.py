@@ -43,8 +43,9 @@ def _strict(value):
     return value
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write strict JSON to a temporary file beside `path`, then rename it over `path` (mode 0666 & ~umask)."""
+def write_json_atomic(path: Path, data: dict, strict: bool = True) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path` (mode 0666 & ~umask).
+    `strict`: non-finite numbers as strings (see the module docstring), else as Python's bare NaN/Infinity."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -53,7 +54,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w") as f:
-            json.dump(_strict(data), f, indent=2, default=str, allow_nan=False)
+            json.dump(_strict(data) if strict else data, f, indent=2, default=str, allow_nan=not strict)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
