@@ -304,6 +304,16 @@ def test_resumed_wandb_history_is_complete_and_unique(train_with, tmp_path, monk
     assert [row["train/loss"] for row in rows] == pytest.approx([v for _, v in record["history"]["train/loss"]])
 
 
+@pytest.mark.slow
+def test_ddp_spawn_records_test_metrics_at_the_final_step(train_with, tmp_path):
+    train_with(*TINY, "trainer=ddp_spawn", "trainer.devices=2")
+    record = record_of(tmp_path)
+    assert record["status"] == "completed" and record["global_step"] == 3
+    assert [step for step, _ in record["history"]["test/nll"]] == [3]
+    assert [step for step, _ in record["history"]["val/nll"]] == [3]
+    assert [step for step, _ in record["history"]["train/loss"]] == [1, 2, 3]
+
+
 # 10. Every bad input named, early, losing nothing --------------------------------------------------------------------
 
 @pytest.mark.parametrize(
