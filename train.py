@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, load_checkpoint, resolve_ckpt_path
+from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
 from divlab.validation import check_int, check_positive
@@ -103,14 +103,14 @@ def run(cfg: DictConfig) -> dict:
 
     if previous:
         check_same_run(previous, cfg, output_dir)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.run.group,
-                                  OmegaConf.to_container(cfg, resolve=True))
+    ckpt_path, checkpoint = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir),
+                                              cfg.run.group, OmegaConf.to_container(cfg, resolve=True))
     resume_step = None
     if ckpt_path is not None:
-        checkpoint = load_checkpoint(ckpt_path)
         check_matches(checkpoint, model, ckpt_path)
         resume_step = int(checkpoint.get("global_step", 0))
-        earlier = previous if ckpt_path.parent.parent.resolve() == output_dir.resolve() else read_run_record_or_none(ckpt_path.parent.parent)
+        run_dir = ckpt_path.parent.parent
+        earlier = previous if run_dir.resolve() == output_dir.resolve() else read_run_record_or_none(run_dir)
         with open_dict(cfg):
             cfg.run.wandb_id = cfg.run.wandb_id or ((earlier or {}).get("wandb") or {}).get("id")
         log.info("resuming from %s", describe(ckpt_path, checkpoint))
@@ -124,8 +124,9 @@ def run(cfg: DictConfig) -> dict:
     record = RunRecord(str(output_dir), config=config, seed=cfg.get("seed"), previous=previous,
                        resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    monitor = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    last_dir = monitor.dirpath if monitor is not None and monitor.dirpath else os.path.realpath(output_dir / "checkpoints")
+    model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
+                else os.path.realpath(output_dir / "checkpoints"))
     callbacks += [record, SaveLast(last_dir)]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, record.logger],
@@ -141,7 +142,7 @@ def run(cfg: DictConfig) -> dict:
             trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
                         weights_only=True)
         if cfg.get("test", True):
-            best = monitor.best_model_path if monitor is not None else ""
+            best = model_checkpoint.best_model_path if model_checkpoint is not None else ""
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         record.finish("completed")
         failed = False

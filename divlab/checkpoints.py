@@ -100,11 +100,12 @@ def latest_sibling_checkpoint(log_dir: Path, group: str, config: dict) -> Path |
 
 
 def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, group: str,
-                      config: dict | None = None) -> Path | None:
-    """Where to resume from, checked readable: an explicit path; else this output dir's newest readable checkpoint;
-    with `last`, else the newest of an earlier run of the same group, model and data. None: start fresh."""
+                      config: dict | None = None) -> tuple[Path | None, dict | None]:
+    """Where to resume from, and that checkpoint loaded safely: an explicit path; else this output dir's newest
+    readable checkpoint; with `last`, else the newest of an earlier run of the same group, model and data.
+    (None, None): start fresh."""
     if ckpt_path in (None, "last"):
-        found, _, skipped = readable_checkpoints(output_dir)
+        found, checkpoint, skipped = readable_checkpoints(output_dir)
         if skipped and found is None:
             raise CheckpointError(f"no usable checkpoint in {Path(output_dir) / 'checkpoints'} (kept as it is): "
                                   + "; ".join(skipped))
@@ -117,16 +118,15 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, gr
                     f"ckpt_path=last but no checkpoint in {output_dir} or any earlier run of group {group!r} "
                     f"with this model and data under {log_dir}; drop ckpt_path to start fresh"
                 )
-            check_readable(found, RESUME_KEYS)
-        return found
+            checkpoint = check_readable(found, RESUME_KEYS)
+        return found, checkpoint
     path = Path(str(ckpt_path)).expanduser()
     if path.is_dir():
         raise FileNotFoundError(f"ckpt_path={ckpt_path!r} is a directory; pass a .ckpt file inside it "
                                 f"(e.g. {path / 'checkpoints' / LAST}), 'last' or null")
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path!r} does not exist; pass a .ckpt file, 'last' or null")
-    check_readable(path, RESUME_KEYS)
-    return path
+    return path, check_readable(path, RESUME_KEYS)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

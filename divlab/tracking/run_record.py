@@ -236,6 +236,10 @@ class RunRecord(L.Callback):
                 del series[1::2]
 
     def _record_checkpoints(self, trainer) -> None:
+        if trainer.fast_dev_run:  # Lightning swaps the loggers, this record's included, for a DummyLogger
+            for name, value in trainer.logged_metrics.items():
+                if _scalar(value) is not None:
+                    self.record["metrics"][name] = _scalar(value)
         ckpt = trainer.checkpoint_callback
         if ckpt is not None:
             paths = {"last": getattr(ckpt, "last_model_path", ""), "best": getattr(ckpt, "best_model_path", "")}
