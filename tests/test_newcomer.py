@@ -1,0 +1,13 @@
+"""A newcomer's first hour (issue 21): presets that compose and run as their comments say."""
+import json
+
+import pytest
+
+
+def test_callbacks_none_runs_with_an_experiment_and_a_debug_preset(train_with, tmp_path):
+    # Experiments and debug presets tune callbacks (callbacks.toy_metrics.n_samples=...); with
+    # callbacks=none those tunings are all that is left of a callback and must not be built.
+    train_with("experiment=gan_ring8", "callbacks=none", "debug=tiny", "trainer=cpu", "logger=csv")
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert not any(name.startswith(("val/modes", "test/modes")) for name in record["metrics"])
