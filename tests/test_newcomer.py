@@ -11,3 +11,13 @@ def test_callbacks_none_runs_with_an_experiment_and_a_debug_preset(train_with, t
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "completed"
     assert not any(name.startswith(("val/modes", "test/modes")) for name in record["metrics"])
+
+
+@pytest.mark.parametrize("logger", ["wandb", "csv"])
+def test_fdr_writes_no_checkpoint_and_no_logger_run(train_with, tmp_path, logger):
+    train_with("experiment=gan_ring8", "debug=fdr", "trainer=cpu", f"logger={logger}")
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert not list(tmp_path.rglob("*.ckpt")), written
+    assert not (tmp_path / "wandb").exists() and not (tmp_path / "csv").exists(), written
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed" and not record.get("wandb")
