@@ -21,3 +21,16 @@ def test_fdr_writes_no_checkpoint_and_no_logger_run(train_with, tmp_path, logger
     assert not (tmp_path / "wandb").exists() and not (tmp_path / "csv").exists(), written
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "completed" and not record.get("wandb")
+
+
+def test_inception_features_without_torch_fidelity_fail_at_construction(tmp_path, monkeypatch):
+    import sys
+
+    from divlab.callbacks.image_metrics import ImageFeatureMetrics
+
+    weights = tmp_path / "pt_inception-2015-12-05.pth"
+    weights.write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import torch_fidelity → ImportError
+    with pytest.raises(ImportError, match=r"feature_net=inception needs torch-fidelity.*pip install 'divlab\[inception\]'"):
+        ImageFeatureMetrics(feature_net="inception", inception_weights=str(weights))
+    ImageFeatureMetrics(feature_net="auto")  # the shipped classifiers need nothing more
