@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from conftest import CONFIG_DIR, compose_config
+
 
 def test_callbacks_none_runs_with_an_experiment_and_a_debug_preset(train_with, tmp_path):
     # Experiments and debug presets tune callbacks (callbacks.toy_metrics.n_samples=...); with
@@ -34,3 +36,24 @@ def test_inception_features_without_torch_fidelity_fail_at_construction(tmp_path
     with pytest.raises(ImportError, match=r"feature_net=inception needs torch-fidelity.*pip install 'divlab\[inception\]'"):
         ImageFeatureMetrics(feature_net="inception", inception_weights=str(weights))
     ImageFeatureMetrics(feature_net="auto")  # the shipped classifiers need nothing more
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+# What one debug evaluation may cost at most, per callback (samples drawn, likelihood batches).
+DEBUG_BOUNDS = {"samples": 16, "toy_metrics": 200, "image_metrics": 200}
+
+
+@pytest.mark.parametrize("debug", ["tiny", "fdr"])
+def test_debug_presets_bound_every_callback_of_every_experiment(tmp_path, debug):
+    too_big = []
+    for experiment in EXPERIMENTS:
+        callbacks = compose_config(tmp_path, [f"experiment={experiment}", f"debug={debug}"]).callbacks or {}
+        for name, bound in DEBUG_BOUNDS.items():
+            n = (callbacks.get(name) or {}).get("n_samples")
+            if n is not None and n > bound:
+                too_big.append(f"{experiment}: callbacks.{name}.n_samples={n} > {bound}")
+        likelihood = callbacks.get("likelihood") or {}
+        for key in ("max_val_batches", "max_test_batches"):
+            if likelihood and (likelihood.get(key) is None or likelihood.get(key) > 1):
+                too_big.append(f"{experiment}: callbacks.likelihood.{key}={likelihood.get(key)} > 1")
+    assert not too_big, "\n".join(too_big)
