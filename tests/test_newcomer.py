@@ -57,3 +57,15 @@ def test_debug_presets_bound_every_callback_of_every_experiment(tmp_path, debug)
             if likelihood and (likelihood.get(key) is None or likelihood.get(key) > 1):
                 too_big.append(f"{experiment}: callbacks.likelihood.{key}={likelihood.get(key)} > 1")
     assert not too_big, "\n".join(too_big)
+
+
+def test_early_stopping_stops_on_the_checkpointed_metric(train_with, tmp_path):
+    # min_delta larger than any change: the first validation sets the best, the next one does not
+    # improve on it, so with patience 1 the run stops after 2 of its 5 epochs.
+    cfg, _ = train_with("experiment=vae_ring8", "callbacks=[default,early_stopping]", "debug=tiny", "trainer=cpu",
+                        "logger=csv", "trainer.max_epochs=5", "callbacks.early_stopping.patience=1",
+                        "callbacks.early_stopping.min_delta=1e9")
+    assert cfg.callbacks.early_stopping.monitor == cfg.callbacks.model_checkpoint.monitor
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["history"]["train/loss"][-1][0] == 2 * 3  # 2 epochs of debug=tiny's 3 batches, not 5
