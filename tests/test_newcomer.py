@@ -69,3 +69,17 @@ def test_early_stopping_stops_on_the_checkpointed_metric(train_with, tmp_path):
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "completed"
     assert record["history"]["train/loss"][-1][0] == 2 * 3  # 2 epochs of debug=tiny's 3 batches, not 5
+
+
+def test_debug_overfit_drives_the_training_loss_down_on_one_batch(train_with, tmp_path):
+    train_with("experiment=vae_ring8", "debug=overfit", "trainer=cpu", "logger=csv", "trainer.max_epochs=40")
+    record = json.loads((tmp_path / "run.json").read_text())
+    losses = [value for _, value in record["history"]["train/loss"]]
+    assert record["status"] == "completed" and not list(tmp_path.rglob("*.ckpt"))
+    assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_debug_profiler_writes_where_the_time_goes(train_with, tmp_path):
+    train_with("experiment=gan_ring8", "debug=profiler", "trainer=cpu", "logger=csv")
+    report = (tmp_path / "fit-profile.txt").read_text()
+    assert "run_training_batch" in report and "ToyDivergences.on_validation_epoch_end" in report
