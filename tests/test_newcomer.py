@@ -83,3 +83,38 @@ def test_debug_profiler_writes_where_the_time_goes(train_with, tmp_path):
     train_with("experiment=gan_ring8", "debug=profiler", "trainer=cpu", "logger=csv")
     report = (tmp_path / "fit-profile.txt").read_text()
     assert "run_training_batch" in report and "ToyDivergences.on_validation_epoch_end" in report
+
+
+def test_optuna_search_composes_and_its_params_are_config_keys(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra: pip install 'divlab[optuna]'")
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=gan_ring8", "+hparams_search=gan_ring8_optuna"],
+                      return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "minimize"
+    assert cfg.optimized_metric == "val/js"
+    for key in sweeper.params:  # a typo in a searched key would only show as an error in every trial
+        assert OmegaConf.select(cfg, key, default=None) is not None, key
+
+
+@pytest.mark.slow  # two real trials in a subprocess: ~30 s on 2 idle cores
+def test_optuna_search_runs_two_trials_and_compare_keeps_them_apart(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the optuna extra: pip install 'divlab[optuna]'")
+    import subprocess
+    import sys
+
+    import compare
+    from divlab.tracking.runs import load_runs
+
+    sweep = tmp_path / "sweep"
+    subprocess.run([sys.executable, "train.py", "experiment=gan_ring8", "+hparams_search=gan_ring8_optuna", "debug=fdr",
+                    "trainer=cpu", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"],
+                   cwd=CONFIG_DIR.parent, check=True, capture_output=True, timeout=300)
+    assert "best_value" in (sweep / "optimization_results.yaml").read_text()
+    runs = load_runs([sweep])
+    table = compare.compare(runs, tmp_path / "report")["table"]
+    assert len(runs) == 2 and sorted(table.counts.values()) == [1, 1]
+    assert "model.critic_optimizer.lr" in table.columns or "model.generator_optimizer.lr" in table.columns
