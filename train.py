@@ -123,7 +123,8 @@ def run(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(str(output_dir), config=config, seed=cfg.get("seed"), previous=previous,
                        resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step)
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    # Only entries with a _target_: with callbacks=none, an experiment's tuning of a callback is all that is left of it.
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
