@@ -73,9 +73,9 @@ def log_to_wandb(written: dict, out: Path, group: str | None) -> None:
 
     table = written["table"]
     with wandb.init(project="divlab", group=group, job_type="comparison", dir=str(out), mode=resolve_mode(None)) as run:
-        columns = ["run", "n"] + table.metrics
-        rows = [[label, table.counts[label]] + [cells[m].mean if m in cells else None for m in table.metrics]
-                for label, cells in table.rows.items()]
+        columns = ["run", *table.columns, "n"] + table.metrics
+        rows = [[*table.settings[name], table.counts[name]] + [cells[m].mean if m in cells else None for m in table.metrics]
+                for name, cells in table.rows.items()]
         run.log({"comparison/table": wandb.Table(columns=columns, data=rows)})
         for png in sorted(out.glob("*.png")):
             run.log({f"comparison/{png.stem}": wandb.Image(str(png))})

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from divlab.checkpoints import check_readable
+from divlab.checkpoints import check_matches, check_readable, check_targets
 from divlab.tracking.run_record import read_run_record, write_json_atomic
 
 log = logging.getLogger("divlab.eval")
@@ -20,21 +20,30 @@ EVAL_FILE = "eval.json"
 
 
 def run_config(ckpt_path: Path) -> DictConfig | None:
-    """The resolved config of the run that wrote `ckpt_path` (`<run_dir>/checkpoints/x.ckpt`)."""
+    """The resolved config of the run that wrote `ckpt_path` (`<run_dir>/checkpoints/x.ckpt`), its `_target_`s
+    checked to name only divlab code or torch/Lightning classes before anything is instantiated from it."""
     run_dir = ckpt_path.parent.parent
     record = read_run_record(run_dir)
     if record and record.get("config"):
+        check_targets(record["config"], str(run_dir / "run.json"))
         return OmegaConf.create(record["config"])
     hydra_config = run_dir / ".hydra" / "config.yaml"
-    return OmegaConf.load(hydra_config) if hydra_config.is_file() else None
+    if not hydra_config.is_file():
+        return None
+    config = OmegaConf.load(hydra_config)
+    check_targets(OmegaConf.to_container(config), str(hydra_config))
+    return config
 
 
 def evaluate(cfg: DictConfig) -> dict:
     """Test `cfg.ckpt_path`; returns and writes the metrics (`eval.json` under `paths.output_dir`)."""
     ckpt_path = Path(str(cfg.ckpt_path)).expanduser()
+    if ckpt_path.is_dir():
+        raise FileNotFoundError(f"ckpt_path={str(cfg.ckpt_path)!r} is a directory; pass a .ckpt file inside it "
+                                f"(e.g. {ckpt_path / 'checkpoints' / 'last.ckpt'})")
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"ckpt_path={str(cfg.ckpt_path)!r} does not exist; pass a .ckpt file")
-    check_readable(ckpt_path)
+    checkpoint = check_readable(ckpt_path)
     trained = run_config(ckpt_path)
     if trained is None and not (cfg.get("data") and cfg.get("model")):
         raise FileNotFoundError(
@@ -50,12 +59,14 @@ def evaluate(cfg: DictConfig) -> dict:
 
     datamodule = hydra.utils.instantiate(data_cfg)
     model = hydra.utils.instantiate(model_cfg, data_shape=tuple(datamodule.sample_shape), _convert_="all")
+    check_matches(checkpoint, model, ckpt_path)
+    del checkpoint
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log.info("evaluating %s", ckpt_path)
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=False)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=str(ckpt_path), weights_only=True)
 
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1}
     for result in results:
@@ -73,7 +84,8 @@ def evaluate(cfg: DictConfig) -> dict:
         "data_config": OmegaConf.to_container(data_cfg, resolve=True),
     }
     if trainer.is_global_zero:
-        write_json_atomic(Path(cfg.paths.output_dir) / EVAL_FILE, report)
+        # eval.json keeps bare NaN/Infinity until its readers decode the strict spelling (as run.json's do)
+        write_json_atomic(Path(cfg.paths.output_dir) / EVAL_FILE, report, strict=False)
     return report["metrics"]
 
 

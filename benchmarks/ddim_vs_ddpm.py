@@ -62,7 +62,7 @@ def load(checkpoint: Path):
     data = hydra.utils.instantiate(config["data"])
     data.setup()
     module = hydra.utils.instantiate(config["model"], data_shape=tuple(data.sample_shape), _convert_="all")
-    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
     return module.eval(), data
 
 

@@ -1,50 +1,228 @@
-"""Find and check the checkpoint a run resumes from, before anything is trained or overwritten."""
+"""Find, check and write the checkpoints a run resumes from, before anything is trained or overwritten.
+
+Every load is `torch.load(weights_only=True)`: a checkpoint holds tensors and plain containers, and a file
+that asks to build anything else (a pickled payload) is refused before a single byte of it runs.
+"""
+import logging
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from divlab.tracking.run_record import read_run_record
+from divlab.tracking.run_record import read_run_record_or_none
+
+log = logging.getLogger("divlab.checkpoints")
+LAST = "last.ckpt"
+# What `trainer.fit(ckpt_path=...)` needs to restore a run; `trainer.test` needs only the weights.
+RESUME_KEYS = ("state_dict", "optimizer_states", "loops", "global_step")
 
 
-def last_checkpoint(output_dir: Path) -> Path | None:
-    path = Path(output_dir) / "checkpoints" / "last.ckpt"
-    return path if path.exists() else None
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, unsafe, not Lightning's, or of another model."""
 
 
-def latest_sibling_checkpoint(log_dir: Path, group: str) -> Path | None:
-    """The newest `last.ckpt` of an earlier run of the same group under `log_dir`."""
+def load_checkpoint(path: Path) -> dict:
+    """`torch.load(path, weights_only=True)` on CPU, or a CheckpointError naming the file and why."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 -- any failure means the file is unusable
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} refused: it asks to run {unsafe.group(1)} when loaded, and divlab "
+                "loads checkpoints with weights_only=True (tensors and plain containers only); divlab never "
+                "writes such files, so it was not written by a divlab run or was tampered with"
+            ) from None
+        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}: {first_line})") from None
+
+
+def check_readable(path: Path, keys: tuple[str, ...] = ("state_dict",)) -> dict:
+    """Load a checkpoint safely and check it is a Lightning checkpoint holding `keys`."""
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"checkpoint {str(path)!r} has no state_dict: not a Lightning checkpoint "
+                              "(a plain state_dict or another program's file); pass a .ckpt written by train.py")
+    missing = [key for key in keys if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(missing)}: a weights-only checkpoint "
+                              "cannot resume training; evaluate it with eval.py, or start fresh without ckpt_path")
+    return checkpoint
+
+
+def check_matches(checkpoint: dict, model: torch.nn.Module, path: Path) -> None:
+    """Refuse a checkpoint whose weights do not fit `model` (another family, network or data shape)."""
+    saved = {name: tuple(value.shape) for name, value in checkpoint["state_dict"].items()}
+    wanted = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    if saved == wanted:
+        return
+    missing, unexpected = sorted(wanted.keys() - saved.keys()), sorted(saved.keys() - wanted.keys())
+    reshaped = sorted(n for n in wanted.keys() & saved.keys() if wanted[n] != saved[n])
+    details = "; ".join(f"{label}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                        for label, names in (("missing", missing), ("unexpected", unexpected),
+                                             ("other shape", reshaped)) if names)
+    raise CheckpointError(f"checkpoint {str(path)!r} was written by a different model than "
+                          f"{type(model).__name__} with this config ({details}); pass the model/data it was "
+                          "trained with, or another output directory to start fresh")
+
+
+def readable_checkpoints(output_dir: Path) -> tuple[Path | None, dict | None, list[str]]:
+    """The newest checkpoint of `output_dir` that can resume training: `last.ckpt` first, then the others
+    by modification time. Returns (path, checkpoint, reasons the newer ones were skipped)."""
+    directory = Path(output_dir) / "checkpoints"
+    if not directory.is_dir():
+        return None, None, []
+    others = sorted((p for p in directory.glob("*.ckpt") if p.name != LAST), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    candidates = ([directory / LAST] if (directory / LAST).is_file() else []) + others
+    skipped = []
+    for path in candidates:
+        try:
+            return path, check_readable(path, RESUME_KEYS), skipped
+        except CheckpointError as error:
+            skipped.append(str(error))
+    return None, None, skipped
+
+
+def latest_sibling_checkpoint(log_dir: Path, group: str, config: dict) -> Path | None:
+    """The newest `last.ckpt` of an earlier run under `log_dir` of the same group *and* the same model and data."""
     candidates = []
-    for ckpt in Path(log_dir).glob("**/checkpoints/last.ckpt"):
-        record = read_run_record(ckpt.parent.parent) or {}
-        if (record.get("config") or {}).get("run", {}).get("group") == group:
+    for ckpt in Path(log_dir).glob(f"**/checkpoints/{LAST}"):
+        earlier = (read_run_record_or_none(ckpt.parent.parent) or {}).get("config") or {}
+        if ((earlier.get("run") or {}).get("group") == group and earlier.get("model") == config.get("model")
+                and earlier.get("data") == config.get("data")):
             candidates.append(ckpt)
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, group: str) -> Path | None:
-    """`last` → this output dir's last.ckpt, else the newest of the same group; None → resume here if possible."""
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, group: str,
+                      config: dict | None = None) -> tuple[Path | None, dict | None]:
+    """Where to resume from, and that checkpoint loaded safely: an explicit path; else this output dir's newest
+    readable checkpoint; with `last`, else the newest of an earlier run of the same group, model and data.
+    (None, None): start fresh."""
     if ckpt_path in (None, "last"):
-        found = last_checkpoint(output_dir)
+        found, checkpoint, skipped = readable_checkpoints(output_dir)
+        if skipped and found is None:
+            raise CheckpointError(f"no usable checkpoint in {Path(output_dir) / 'checkpoints'} (kept as it is): "
+                                  + "; ".join(skipped))
+        if skipped:
+            log.warning("resuming from %s, the newest readable checkpoint; skipped: %s", found, "; ".join(skipped))
         if found is None and ckpt_path == "last":
-            found = latest_sibling_checkpoint(log_dir, group)
+            found = latest_sibling_checkpoint(log_dir, group, config or {})
             if found is None:
                 raise FileNotFoundError(
-                    f"ckpt_path=last but no checkpoints/last.ckpt in {output_dir} or any earlier "
-                    f"run of group {group!r} under {log_dir}; drop ckpt_path to start fresh"
+                    f"ckpt_path=last but no checkpoint in {output_dir} or any earlier run of group {group!r} "
+                    f"with this model and data under {log_dir}; drop ckpt_path to start fresh"
                 )
-        return found
-    path = Path(ckpt_path).expanduser()
+            checkpoint = check_readable(found, RESUME_KEYS)
+        return found, checkpoint
+    path = Path(str(ckpt_path)).expanduser()
+    if path.is_dir():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path!r} is a directory; pass a .ckpt file inside it "
+                                f"(e.g. {path / 'checkpoints' / LAST}), 'last' or null")
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path!r} does not exist; pass a .ckpt file, 'last' or null")
-    return path
+    return path, check_readable(path, RESUME_KEYS)
 
 
-def check_readable(path: Path) -> dict:
-    """Load a checkpoint on CPU or fail with a message naming it."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames: a kill mid-write leaves the old file
+    whole (fsspec's transaction writes in the system temp dir and copies across devices, which is not atomic)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path, map_location=None, weights_only=True) -> dict:
+        return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+
+class SaveLast(Checkpoint):
+    """Keeps `<dirpath>/last.ckpt` at the latest state: after every validation and epoch (ModelCheckpoint's
+    `save_last` writes it only when a monitored metric improves), at the end of training, and on Ctrl-C or
+    SIGTERM before the run exits. A failure (e.g. non-finite weights) never overwrites it."""
+
+    def __init__(self, dirpath: str):
+        self.path = Path(dirpath) / LAST
+        self._saved_step = None
+
+    def _save(self, trainer) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run or trainer.state.fn != "fit":
+            return
+        main = trainer.checkpoint_callback if trainer.checkpoint_callback is not self else None
+        written_by_main = (main is not None and getattr(main, "last_model_path", None) == str(self.path)
+                           and getattr(main, "_last_global_step_saved", None) == trainer.global_step)
+        if written_by_main or (self._saved_step == trainer.global_step and self.path.is_file()):
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+        if main is not None and hasattr(main, "last_model_path"):
+            main.last_model_path = str(self.path)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._save(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._save(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SystemExit)):
+            self._save(trainer)
+
+
+# A config read back from a run directory instantiates only these: divlab's own code, and classes of torch and
+# Lightning (a function such as torch.load could run anything).
+TRUSTED_CODE = ("divlab.",)
+TRUSTED_CLASSES = ("torch.", "torchvision.", "torchmetrics.", "lightning.", "pytorch_lightning.")
+
+
+def check_targets(config, source: str, key: str = "") -> None:
+    """Refuse a saved config whose `_target_` names anything but divlab code or torch/Lightning classes."""
+    if isinstance(config, dict):
+        target = config.get("_target_")
+        if target is not None and not _trusted(str(target)):
+            raise CheckpointError(
+                f"{source}: {key + '.' if key else ''}_target_={target!r} is not a divlab, torch or Lightning class; "
+                "a config read back from a run directory only instantiates those (pass data=... model=... instead)"
+            )
+        for name, value in config.items():
+            check_targets(value, source, f"{key}.{name}" if key else str(name))
+    elif isinstance(config, (list, tuple)):
+        for index, value in enumerate(config):
+            check_targets(value, source, f"{key}[{index}]")
+
+
+def _trusted(target: str) -> bool:
+    import inspect
+
+    from hydra.utils import get_object
+
+    if target.startswith(TRUSTED_CODE):
+        return True
+    if not target.startswith(TRUSTED_CLASSES):
+        return False
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 -- any unpickling failure means the file is unusable
-        raise ValueError(f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}: {error})") from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"checkpoint {str(path)!r} has no state_dict: not a Lightning checkpoint")
-    return checkpoint
+        return inspect.isclass(get_object(target))
+    except Exception:  # noqa: BLE001 -- a name that does not resolve is not trusted
+        return False
+
+
+def describe(ckpt_path: Path, checkpoint: dict) -> str:
+    return f"{ckpt_path} (epoch {checkpoint.get('epoch')}, global step {checkpoint.get('global_step')})"

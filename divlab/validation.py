@@ -1,5 +1,7 @@
 """Early, explicit checks for constructor arguments: every message names the value and the fix."""
+import math
 from collections.abc import Iterable
+from numbers import Real
 
 
 def check_choice(name: str, value, choices: Iterable):
@@ -9,14 +11,37 @@ def check_choice(name: str, value, choices: Iterable):
     return value
 
 
+def check_number(name: str, value):
+    """`value` as given when it is a finite real number (not a bool, a string, NaN or ±inf)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
 def check_positive(name: str, value, allow_zero: bool = False):
-    if value is None or (value < 0 if allow_zero else value <= 0):
-        bound = ">= 0" if allow_zero else "> 0"
+    bound = ">= 0" if allow_zero else "> 0"
+    if value is None:
+        raise ValueError(f"{name} must be {bound}, got None")
+    check_number(name, value)
+    if value < 0 if allow_zero else value <= 0:
         raise ValueError(f"{name} must be {bound}, got {value!r}")
     return value
 
 
-def optimizer_lr(optimizer) -> float:
+def check_int(name: str, value, minimum: int | None = None):
+    """`value` as an int (a whole number given as text is accepted: `seed=7`), at least `minimum`."""
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return value
+
+
+def optimizer_lr(optimizer, name: str = "optimizer.lr") -> float:
     """The learning rate a partial optimiser (Hydra `_partial_: true`) will use, checked > 0."""
     lr = getattr(optimizer, "keywords", {}).get("lr", 1e-3)
-    return check_positive("optimizer.lr", lr)
+    return check_positive(name, lr)

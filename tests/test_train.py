@@ -55,7 +55,7 @@ def test_rerun_in_same_output_dir_resumes_step_and_wandb_id(train_with, tmp_path
     assert steps == sorted(steps) and steps[-1] >= 5
     import torch
 
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
 
 
 def test_unknown_group_option_lists_valid_ones(tmp_path):

@@ -87,7 +87,7 @@ def _load(ckpt_path: str, data_dir: str) -> ReferencePolicy:
     text = hydra.utils.instantiate({**config["data"], "data_dir": data_dir})
     backbone = hydra.utils.instantiate(config["model"]["backbone"])
     model = AutoregressiveModel.load_from_checkpoint(path, map_location="cpu", backbone=backbone, optimizer=None,
-                                                     weights_only=False)
+                                                     weights_only=True)
     if model.hparams.vocab_size != text.vocab_size:
         raise ValueError(f"policy.ckpt_path={ckpt_path!r} has vocab_size {model.hparams.vocab_size} but its "
                          f"data's tokenizer has {text.vocab_size}")

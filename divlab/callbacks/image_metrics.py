@@ -115,6 +115,12 @@ class ImageFeatureMetrics(PeriodicEvaluation):
                 "(a local pt_inception-2015-12-05 weights file); weights are never downloaded. "
                 "Use feature_net=auto for the shipped domain classifiers."
             )
+        if feature_net == "inception":
+            try:
+                import torch_fidelity  # noqa: F401 (torchmetrics' Inception-v3 needs it)
+            except ImportError as error:
+                raise ImportError("callbacks.image_metrics.feature_net=inception needs torch-fidelity: "
+                                  "pip install 'divlab[inception]' (or pip install torch-fidelity)") from error
         if feature_net not in ("auto", "inception") and not Path(feature_net).expanduser().is_file():
             raise FileNotFoundError(f"callbacks.image_metrics.feature_net={feature_net!r} is not a file (or auto/inception)")
         if inception_weights and not Path(inception_weights).expanduser().is_file():

@@ -1,4 +1,8 @@
-"""Comparison plots from run records: metric bars, overlaid curves, a sample panel, quality vs coverage."""
+"""Comparison plots from run records: metric bars, overlaid curves, a sample panel, quality vs coverage.
+
+Runs are coloured by their table row (label plus the settings that set it apart, see
+`divlab.tracking.table`), so seeds of one configuration share a colour and a legend entry.
+"""
 import math
 from pathlib import Path
 
@@ -8,70 +12,129 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from divlab.tracking.runs import run_label  # noqa: E402
-from divlab.tracking.table import Table, higher_is_better, is_ranked  # noqa: E402
+from divlab.tracking.table import Cell, Table, direction, run_rows  # noqa: E402
 
 CURVES = ("train/loss", "train/divergence_estimate", "val/loss", "val/nll")
+MAX_CURVE_PANELS = 6
+# Logged scalars that are bookkeeping, not training curves.
+NOT_CURVES = ("epoch", "lr-", "time/", "step")
 # (quality, coverage) metric-name fragments, in order of preference.
 QUALITY_COVERAGE = (("precision", "recall"), ("high_quality", "modes_covered"))
 
+# Published (modes covered, % high-quality samples) on the same protocol (2,500 samples, 3σ), by data:
+# PacGAN (Lin et al. 2018) Table 1 and VEEGAN (Srivastava et al. 2017) Table 1.
+ANCHORS = {
+    "ring8": (("GAN", 6.3, 98.2, "PacGAN T1"), ("PacGAN4", 7.8, 95.9, "PacGAN T1"),
+              ("VEEGAN", 8.0, 52.9, "VEEGAN T1"), ("Unrolled GAN", 7.6, 35.6, "VEEGAN T1")),
+    "grid25": (("GAN", 17.3, 94.8, "PacGAN T1"), ("PacGAN4", 24.8, 93.6, "PacGAN T1"),
+               ("VEEGAN", 24.6, 40.0, "VEEGAN T1"), ("Unrolled GAN", 23.6, 16.0, "VEEGAN T1")),
+}
+
 
 def _colours(labels) -> dict:
-    cmap = plt.get_cmap("tab20")
-    return {label: cmap(i % 20) for i, label in enumerate(sorted(set(labels)))}
+    cmap = plt.get_cmap("tab20" if len(set(labels)) > 10 else "tab10")
+    return {label: cmap(i % cmap.N) for i, label in enumerate(sorted(set(labels)))}
 
 
-def _grid(n: int, size: float = 3.2):
-    cols = min(n, 4)
+def _grid(n: int, size: float = 3.2, max_cols: int = 4):
+    """n panels and no empty ones: the unused cells of the last row are removed."""
+    cols = min(n, max_cols)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
-        ax.axis("off")
+        ax.remove()
     return fig, list(axes.flat[:n])
+
+
+def _shared_legend(fig, handles: dict) -> None:
+    """One legend for the whole figure, outside the panels, one entry per table row."""
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=7, frameon=False)
 
 
 def plot_metric_bars(table: Table, path: Path) -> dict:
     """One panel per metric, one bar (mean, ± std error bar) per row; returns bars per metric."""
-    labels = list(table.rows)
-    colours = _colours(labels)
+    names = list(table.rows)
+    colours = _colours(names)
     fig, axes = _grid(len(table.metrics))
     bars = {}
     for ax, metric in zip(axes, table.metrics):
-        present = [label for label in labels if metric in table.rows[label]]
-        means = [table.rows[label][metric].mean for label in present]
-        stds = [table.rows[label][metric].std for label in present]
-        ax.bar(range(len(present)), means, yerr=stds, color=[colours[label] for label in present], capsize=3)
+        present = [name for name in names if metric in table.rows[name]]
+        means = [table.rows[name][metric].mean for name in present]
+        stds = [table.rows[name][metric].std for name in present]
+        finite = [math.isfinite(m) for m in means]
+        ax.bar(range(len(present)), [m if f else 0.0 for m, f in zip(means, finite)],
+               yerr=[s if f and math.isfinite(s) else 0.0 for s, f in zip(stds, finite)],
+               color=[colours[name] for name in present], capsize=3)
+        for i, (mean, is_finite) in enumerate(zip(means, finite)):
+            if not is_finite:  # an infinite divergence (a dropped mode) has no bar: say so
+                ax.annotate(f"{mean}", (i, 0), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(present)), present, rotation=60, ha="right", fontsize=7)
-        verdict = ("higher" if higher_is_better(metric) else "lower") + " is better" if is_ranked(metric) else "per divergence"
+        arrow = direction(metric)
+        verdict = {"↑": "higher is better", "↓": "lower is better"}.get(arrow, "not ranked")
         ax.set_title(f"{metric} ({verdict})", fontsize=8)
         bars[metric] = len(present)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return bars
 
 
+def steps_per_epoch(run: dict) -> float | None:
+    """Optimizer steps per epoch: the step of the run's first validation (at the end of epoch
+    `check_val_every_n_epoch`), or None when validation is not at epoch ends or never ran."""
+    trainer = (run.get("config") or {}).get("trainer") or {}
+    if trainer.get("val_check_interval") not in (None, 1.0):
+        return None
+    firsts = [series[0][0] for name, series in run.get("history", {}).items() if name.startswith("val/") and series]
+    if not firsts or min(firsts) <= 0:
+        return None
+    return min(firsts) / (trainer.get("check_val_every_n_epoch") or 1)
+
+
+def epochs(run: dict, steps) -> list[float] | None:
+    """Global steps as epochs (passes over the training data), or None when unknown (see steps_per_epoch).
+
+    Global steps count optimizer steps, so a GAN (a critic and a generator step per batch) takes
+    twice a VAE's steps for the same data: epochs, unlike steps, put families side by side."""
+    per_epoch = steps_per_epoch(run)
+    return None if per_epoch is None else [step / per_epoch for step in steps]
+
+
+def curve_metrics(runs: list[dict]) -> list[str]:
+    """The preferred CURVES any run logged, then other logged scalars, at most MAX_CURVE_PANELS; a
+    metric is a curve when some run has at least two points of it (one point draws no line)."""
+    def is_curve(metric):
+        return any(len(run.get("history", {}).get(metric) or []) >= 2 for run in runs)
+
+    others = sorted({m for run in runs for m in run.get("history", {})} - set(CURVES))
+    others = [m for m in others if not m.startswith(NOT_CURVES)]
+    return [m for m in (*CURVES, *others) if is_curve(m)][:MAX_CURVE_PANELS]
+
+
 def plot_curves(runs: list[dict], path: Path) -> list[str]:
-    """Training curves of every run overlaid, one panel per metric that has a history."""
-    metrics = [m for m in CURVES if any(m in run.get("history", {}) for run in runs)]
-    metrics += sorted({m for run in runs for m in run.get("history", {})} - set(metrics) - {"epoch"})[: max(0, 4 - len(metrics))]
+    """Training curves of every run overlaid, one panel per metric, against epochs (steps when a run
+    has no logged epoch); one legend entry per table row."""
+    metrics = curve_metrics(runs)
     if not metrics:
         return []
-    colours = _colours(run_label(run) for run in runs)
-    fig, axes = _grid(len(metrics), size=3.6)
+    names = run_rows(runs)
+    colours = _colours(names)
+    in_epochs = all(epochs(run, [1]) is not None for run in runs)
+    fig, axes = _grid(len(metrics), size=3.4, max_cols=3)
+    handles = {}
     for ax, metric in zip(axes, metrics):
-        seen = set()
-        for run in runs:
+        for run, name in zip(runs, names):
             series = run.get("history", {}).get(metric)
             if not series:
                 continue
-            label = run_label(run)
             steps, values = zip(*series)
-            ax.plot(steps, values, color=colours[label], alpha=0.8, lw=1, label=None if label in seen else label)
-            seen.add(label)
+            x = epochs(run, steps) if in_epochs else steps
+            (line,) = ax.plot(x, values, color=colours[name], alpha=0.8, lw=1, marker="o" if len(x) < 12 else None, ms=3)
+            handles.setdefault(name, line)
         ax.set_title(metric, fontsize=8)
-        ax.set_xlabel("step", fontsize=7)
-    axes[0].legend(fontsize=6)
-    fig.tight_layout()
+        ax.set_xlabel("epochs (passes over the training data)" if in_epochs else "optimizer steps", fontsize=7)
+        ax.tick_params(labelsize=7)
+    _shared_legend(fig, dict(sorted(handles.items())))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return metrics
@@ -93,7 +156,6 @@ def plot_sample_panel(runs: list[dict], path: Path) -> int:
         ax.imshow(plt.imread(image))
         ax.set_title(f"{run_label(run)} (seed {run.get('seed')})", fontsize=7)
         ax.axis("off")
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return len(tiles)
@@ -104,30 +166,42 @@ def _find_metric(runs: list[dict], fragment: str) -> str | None:
     return next((n for n in names if n.startswith("test/")), names[0] if names else None)
 
 
-def plot_quality_vs_coverage(runs: list[dict], path: Path) -> tuple[str, str] | None:
-    """Each run as a point: coverage (recall or modes covered) against quality (precision or high-quality %)."""
+def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
+    """Coverage (recall or modes covered) against quality (precision or high-quality %): one point per
+    table row, mean ± std over its seeds as error bars, and the published anchors of the same toy data.
+    Returns {"quality", "coverage", "points": {row: (coverage Cell, quality Cell)}, "anchors": [...]}."""
     for quality_key, coverage_key in QUALITY_COVERAGE:
         quality, coverage = _find_metric(runs, quality_key), _find_metric(runs, coverage_key)
         if quality and coverage:
             break
     else:
         return None
-    colours = _colours(run_label(run) for run in runs)
-    fig, ax = plt.subplots(figsize=(5, 4))
-    seen = set()
-    for run in runs:
+    points = {}
+    for run, name in zip(runs, run_rows(runs)):
         metrics = run.get("metrics", {})
         if quality in metrics and coverage in metrics:
-            label = run_label(run)
-            ax.scatter(metrics[coverage], metrics[quality], color=colours[label], label=None if label in seen else label)
-            seen.add(label)
-    ax.set_xlabel(coverage)
+            x, y = points.setdefault(name, (Cell([]), Cell([])))
+            x.values.append(metrics[coverage])
+            y.values.append(metrics[quality])
+    colours = _colours(points)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
+    for name, (x, y) in sorted(points.items()):
+        ax.errorbar(x.mean, y.mean, xerr=x.std, yerr=y.std, fmt="o", color=colours[name], capsize=3,
+                    label=f"{name} (n={len(x.values)})")
+    data = {run.get("data") for run in runs}
+    anchors = ANCHORS.get(data.pop()) if len(data) == 1 and coverage_key == "modes_covered" else None
+    for method, modes, high_quality, source in anchors or ():
+        ax.scatter(modes, high_quality, marker="*", s=110, facecolor="none", edgecolor="black", zorder=3)
+        ax.annotate(f"{method} ({source})", (modes, high_quality), fontsize=6, xytext=(4, -3), textcoords="offset points")
+    if anchors:
+        ax.scatter([], [], marker="*", s=110, facecolor="none", edgecolor="black", label="published (PacGAN / VEEGAN Table 1)")
+    ax.set_xlabel(f"{coverage} (mean ± std over seeds)")
     ax.set_ylabel(quality)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return quality, coverage
+    return {"quality": quality, "coverage": coverage, "points": points, "anchors": [a[0] for a in anchors or ()]}
 
 
 def plot_reward_kl_frontier(runs: list[dict], path: Path) -> dict | None:

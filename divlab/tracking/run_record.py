@@ -1,32 +1,97 @@
-"""`run.json`: the on-disk record of a run that `compare.py` reads (keys fixed in DESIGN.md)."""
+"""`run.json`: the on-disk record of a run that `compare.py` reads (keys fixed in DESIGN.md).
+
+A rerun in the same output directory appends to the record it finds there: its attempt is added to
+`attempts`, and `history` stays keyed by step (rows past the step it resumed from, which the killed attempt
+logged after its last checkpoint, are replaced by the rerun's). Until the rerun starts training or testing,
+the file on disk is left as it was, so a rerun that fails early damages nothing.
+
+The file is strict JSON: a non-finite number is written as the string "NaN", "Infinity" or "-Infinity"
+(Python's own spellings), and `read_run_record` turns those in `metrics`, `best` and `history` back into floats.
+"""
 import json
+import logging
+import math
 import os
 import subprocess
 import tempfile
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import WandbLogger
+from hydra.experimental.callback import Callback as HydraCallback
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 RUN_FILE = "run.json"
 MAX_HISTORY = 2000
+log = logging.getLogger("divlab.run_record")
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _strict(value):
+    """`value` with every non-finite float spelled as a string, so `json.dump(allow_nan=False)` accepts it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: dict, strict: bool = True) -> None:
+    """Write JSON to a temporary file beside `path`, then rename it over `path` (mode 0666 & ~umask).
+    `strict`: non-finite numbers as strings (see the module docstring), else as Python's bare NaN/Infinity."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w") as f:
+            json.dump(_strict(data) if strict else data, f, indent=2, default=str, allow_nan=not strict)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunRecordError(ValueError):
+    """A run.json that is not a JSON object."""
 
 
 def read_run_record(output_dir: Path) -> dict | None:
+    """The run record in `output_dir`, None when there is none; RunRecordError naming the file when it is corrupt."""
     path = Path(output_dir) / RUN_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RunRecordError(f"{path} is not valid JSON ({error}); fix or move it away") from None
+    if not isinstance(record, dict):
+        raise RunRecordError(f"{path} holds a JSON {type(record).__name__}, not a run record; fix or move it away")
+    for key in ("metrics", "best"):
+        if isinstance(record.get(key), dict):
+            record[key] = {name: NON_FINITE.get(v, v) if isinstance(v, str) else v for name, v in record[key].items()}
+    if isinstance(record.get("history"), dict):
+        record["history"] = {name: [[step, NON_FINITE.get(v, v) if isinstance(v, str) else v] for step, v in series]
+                             for name, series in record["history"].items()}
+    return record
+
+
+def read_run_record_or_none(output_dir: Path) -> dict | None:
+    """`read_run_record`, but a corrupt file is skipped with a warning naming it (for scans over many runs)."""
+    try:
+        return read_run_record(output_dir)
+    except (RunRecordError, OSError) as error:
+        log.warning("skipping %s", error)
+        return None
 
 
 def git_commit() -> str | None:
@@ -45,24 +110,34 @@ def status_for(exception: BaseException) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _scalars(metrics: dict) -> dict:
-    out = {}
-    for name, value in metrics.items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, (int, float)):
-            out[name] = float(value)
-    return out
+def _scalar(value) -> float | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _merge_series(old: list, new: list) -> list:
+    """Two `[[step, value], ...]` series merged by step; `new` wins where both have a step."""
+    merged = {int(step): value for step, value in old}
+    merged.update({int(step): value for step, value in new})
+    return [[step, merged[step]] for step in sorted(merged)]
 
 
 class RunRecord(L.Callback):
-    """Keeps `<output_dir>/run.json` current: status, last and best metrics, checkpoints, W&B run."""
+    """Keeps `<output_dir>/run.json` current: status, last and best metrics, history, checkpoints, W&B run.
 
-    def __init__(self, output_dir: str, config: dict, seed: int | None = None):
+    `previous` is the record already in the output directory (a rerun appends to it); `resume_step` is the
+    logging step of the checkpoint resumed from, past which the earlier history is dropped.
+    """
+
+    def __init__(self, output_dir: str, config: dict, seed: int | None = None, previous: dict | None = None,
+                 resumed_from: str | None = None, resume_step: int | None = None):
         self.path = Path(output_dir) / RUN_FILE
+        self.attempt = {"id": uuid.uuid4().hex[:12], "started_at": _now(), "finished_at": None, "status": "running",
+                        "resumed_from": resumed_from, "resume_step": resume_step}
         self.record = {
             "family": None,
             "divergence": None,
@@ -74,21 +149,49 @@ class RunRecord(L.Callback):
             "best": {},
             "checkpoints": {},
             "git_commit": git_commit(),
-            "started_at": _now(),
+            "started_at": self.attempt["started_at"],
             "finished_at": None,
             "wandb": None,
             "likelihood": None,
             "history": {},
+            "global_step": 0,
+            "attempts": [],
         }
+        self.previous = previous
+        if previous:
+            for key in ("family", "divergence", "data", "started_at", "wandb", "likelihood", "global_step"):
+                self.record[key] = previous.get(key, self.record[key])
+            for key in ("metrics", "best", "checkpoints"):
+                self.record[key] = dict(previous.get(key) or {})
+            self.record["attempts"] = list(previous.get("attempts") or [])
+            keep = (lambda step: step <= resume_step) if resume_step is not None else (lambda step: True)
+            self.record["history"] = {name: [row for row in series if keep(row[0])]
+                                      for name, series in (previous.get("history") or {}).items()}
+        self.record["attempts"].append(self.attempt)
+        self.started = False
+
+    @property
+    def logger(self) -> "RecordLogger":
+        """A Lightning logger feeding this record what was logged, at the step it was logged."""
+        return RecordLogger(self)
 
     def _merge_from_disk(self) -> None:
-        """Adopt what an earlier process of this same run wrote (ddp_spawn runs fit and test in fresh workers)."""
-        on_disk = read_run_record(self.path.parent)
-        if on_disk and on_disk.get("started_at") == self.record["started_at"]:
-            for key in ("metrics", "best", "checkpoints", "history"):
-                self.record[key] = {**on_disk.get(key, {}), **self.record[key]}
-            for key in ("family", "divergence", "data", "wandb", "likelihood"):
-                self.record[key] = self.record[key] or on_disk.get(key)
+        """Adopt what another process of this same attempt wrote (ddp_spawn runs fit and test in fresh workers)."""
+        try:
+            on_disk = read_run_record(self.path.parent)
+        except RunRecordError:
+            return
+        attempts = (on_disk or {}).get("attempts") or [{}]
+        if attempts[-1].get("id") != self.attempt["id"]:
+            return
+        self.started = True
+        for key in ("metrics", "best", "checkpoints"):
+            self.record[key] = {**on_disk.get(key, {}), **self.record[key]}
+        for name, series in (on_disk.get("history") or {}).items():
+            self.record["history"][name] = _merge_series(series, self.record["history"].get(name, []))
+        for key in ("family", "divergence", "data", "wandb", "likelihood"):
+            self.record[key] = self.record[key] or on_disk.get(key)
+        self.record["global_step"] = max(self.record["global_step"], on_disk.get("global_step") or 0)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
@@ -106,55 +209,145 @@ class RunRecord(L.Callback):
             if isinstance(logger, WandbLogger):
                 run = logger.experiment
                 self.record["wandb"] = {"id": run.id, "mode": run.settings.mode, "project": run.project}
-        self.write()
 
-    def _update(self, trainer) -> None:
-        scalars = _scalars(trainer.logged_metrics)
-        self.record["metrics"].update(scalars)
-        for name, value in scalars.items():
+    def log_metrics(self, metrics: dict, step: int = 0) -> None:
+        """Record what a logging call of the trainer sent to the loggers, keyed by the trainer's global step
+        (optimizer steps so far: the step checkpoints record and resume from)."""
+        trainer = getattr(self, "_trainer", None)
+        if trainer is not None:
+            step = trainer.global_step
+        if trainer is not None and trainer.state.fn == "fit":
+            self.record["global_step"] = max(self.record["global_step"], step)
+        else:  # test/validate alone, e.g. in a spawned worker whose trainer never restored the fit loop
+            step = max(step, self.record["global_step"])
+        for name, value in metrics.items():
+            value = _scalar(value)
+            if name == "epoch" or value is None:
+                continue
+            self.record["metrics"][name] = value
             series = self.record["history"].setdefault(name, [])
-            if not series or series[-1][0] != trainer.global_step:
-                series.append([trainer.global_step, value])
+            if series and series[-1][0] == step:
+                series[-1][1] = value
+            else:
+                series.append([step, value])
+                if series[-2:-1] and series[-2][0] > step:
+                    series.sort(key=lambda row: row[0])
             if len(series) > MAX_HISTORY:
                 del series[1::2]
-        self._record_checkpoints(trainer)
 
     def _record_checkpoints(self, trainer) -> None:
+        if trainer.fast_dev_run:  # Lightning swaps the loggers, this record's included, for a DummyLogger
+            for name, value in trainer.logged_metrics.items():
+                if _scalar(value) is not None:
+                    self.record["metrics"][name] = _scalar(value)
         ckpt = trainer.checkpoint_callback
         if ckpt is not None:
-            paths = {"last": ckpt.last_model_path, "best": ckpt.best_model_path}
+            paths = {"last": getattr(ckpt, "last_model_path", ""), "best": getattr(ckpt, "best_model_path", "")}
             self.record["checkpoints"].update({name: path for name, path in paths.items() if path})
-            if ckpt.monitor and ckpt.best_model_score is not None:
+            if getattr(ckpt, "monitor", None) and ckpt.best_model_score is not None:
                 self.record["best"][ckpt.monitor] = float(ckpt.best_model_score)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
-            self._update(trainer)
+    def _start(self) -> None:
+        self.started = True
+        self.write()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start()
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._start()
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            self._update(trainer)
+        if not trainer.sanity_checking and self.started:
+            self._record_checkpoints(trainer)
             self.write()
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._update(trainer)
+        self._record_checkpoints(trainer)
         self.write()
 
     def on_test_end(self, trainer, pl_module) -> None:
-        self._update(trainer)
+        self._record_checkpoints(trainer)
         self.write()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self.finish(status_for(exception))
+        self.finish(status_for(exception), reason=str(exception) or type(exception).__name__)
 
-    def finish(self, status: str) -> None:
-        """Set the final status, keeping what spawned workers wrote to disk for this run."""
+    def finish(self, status: str, reason: str | None = None) -> None:
+        """Set the final status, keeping what spawned workers wrote to disk for this attempt.
+
+        An attempt that never started training or testing leaves an existing record as it was.
+        """
         self._merge_from_disk()
+        if not self.started and self.previous:
+            log.warning("%s left as it was: this rerun stopped (%s) before training", self.path, status)
+            return
         if getattr(self, "_trainer", None) is not None:
             self._record_checkpoints(self._trainer)
-        self.record.update(status=status, finished_at=_now())
+        self.attempt.update(status=status, finished_at=_now(), reason=reason)
+        self.record.update(status=status, finished_at=self.attempt["finished_at"])
+        if reason is not None or status != "completed":
+            self.record["reason"] = reason
+        else:
+            self.record.pop("reason", None)
         self.write()
 
     @rank_zero_only
     def write(self) -> None:
         write_json_atomic(self.path, self.record)
+
+
+class RecordLogger(Logger):
+    """The run record as a Lightning logger: receives each logging call with its step (training curves)."""
+
+    def __init__(self, record: RunRecord):
+        super().__init__()
+        self.record = record
+
+    @property
+    def name(self) -> str:
+        return "run_record"
+
+    @property
+    def version(self) -> str:
+        return self.record.attempt["id"]
+
+    @property
+    def save_dir(self) -> str:
+        return str(self.record.path.parent)
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.record.log_metrics(metrics, int(step or 0))
+
+
+class KeepSavedConfig(HydraCallback):
+    """A Hydra callback: a rerun that fails before training (its run.json untouched) leaves `.hydra/*.yaml`
+    as they were, instead of Hydra's copy of the config that failed (configs/hydra/default.yaml enables it)."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        output_dir = Path(str(config.hydra.run.dir))
+        self._saved = _read_files(output_dir, [RUN_FILE, *(f"{config.hydra.output_subdir}/{name}" for name in
+                                                         ("config.yaml", "hydra.yaml", "overrides.yaml"))])
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+
+        saved = getattr(self, "_saved", {})
+        output_dir = Path(str(config.hydra.runtime.output_dir))
+        if job_return.status != JobStatus.FAILED or RUN_FILE not in saved:
+            return
+        if _read_files(output_dir, [RUN_FILE]).get(RUN_FILE) != saved[RUN_FILE]:
+            return  # the rerun started and recorded itself: its config is the run's config now
+        for name, data in saved.items():
+            if name != RUN_FILE:
+                (output_dir / name).write_bytes(data)
+        log.warning("%s: the rerun failed before training; kept the saved .hydra config", output_dir)
+
+
+def _read_files(directory: Path, names: list[str]) -> dict[str, bytes]:
+    return {name: (directory / name).read_bytes() for name in names if (directory / name).is_file()}

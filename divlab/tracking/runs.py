@@ -2,7 +2,7 @@
 from collections import Counter
 from pathlib import Path
 
-from divlab.tracking.run_record import RUN_FILE, read_run_record
+from divlab.tracking.run_record import RUN_FILE, read_run_record_or_none
 
 
 class RunSelectionError(ValueError):
@@ -32,7 +32,10 @@ def load_runs(paths: list[Path], statuses: tuple[str, ...] = ("completed",)) -> 
     """
     runs, skipped = [], Counter()
     for run_dir in (d for path in paths for d in find_run_dirs(path)):
-        record = read_run_record(run_dir)
+        record = read_run_record_or_none(run_dir)  # a corrupt run.json is skipped with a warning naming it
+        if record is None:
+            skipped["unreadable"] += 1
+            continue
         if record.get("status") not in statuses:
             skipped[record.get("status")] += 1
             continue

@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from divlab.validation import check_choice
 
@@ -34,9 +35,60 @@ def resolve_mode(mode: str | None, probe_timeout: float = 3.0) -> str:
     """`mode` if given, else $WANDB_MODE, else online only with an API key and a reachable server."""
     mode = mode or os.environ.get("WANDB_MODE")
     if mode:
-        return check_choice("logger.wandb.mode", "disabled" if mode == "dryrun" else mode, MODES)
+        # W&B itself treats `dryrun` as `offline` (the name older releases used).
+        return check_choice("logger.wandb.mode", "offline" if mode == "dryrun" else mode, MODES)
     base_url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     return "online" if _has_api_key() and _reachable(base_url, probe_timeout) else "offline"
+
+
+# Set in each offline folder of a resumed run: the global step of the checkpoint it resumed from. Rows an earlier
+# folder logged past it belong to the attempt that was killed; `wandb_offline.merged_history` drops them.
+RESUME_KEY = "resumed_at_step"
+
+
+class GlobalStepWandbLogger(WandbLogger):
+    """Lightning's WandbLogger, logging every row at the trainer's global step (W&B's `_step`).
+
+    Lightning's logger step restarts with each offline folder's own counter; keyed by the global step (the one
+    checkpoints and run.json use) the rows of a resumed run line up with those logged before it.
+    """
+
+    _trainer = None
+
+    def key_steps_by(self, trainer, resume_step: int | None = None, history: dict | None = None) -> None:
+        """Log at `trainer`'s global step from now on. Resuming from `resume_step`: mark this folder with it and
+        re-log the rows of `history` (run.json's, `{name: [[step, value], ...]}`) that W&B lost up to that step
+        (a kill -9 loses what the W&B service had not yet written)."""
+        self._trainer = trainer
+        if resume_step is None:
+            return
+        self.experiment.config.update({RESUME_KEY: int(resume_step)}, allow_val_change=True)
+        logged = self._last_logged_step()
+        rows: dict[int, dict] = {}
+        for name, series in (history or {}).items():
+            for step, value in series:
+                if logged < step <= resume_step and isinstance(value, (int, float)):
+                    rows.setdefault(int(step), {})[name] = value
+        for step in sorted(rows):
+            self.experiment.log(dict(rows[step], **{"trainer/global_step": step}), step=step)
+
+    def _last_logged_step(self) -> int:
+        """The last step W&B holds for this run: the server's, online; the earlier offline folders', offline."""
+        from divlab.tracking.wandb_offline import find_offline_runs, merged_history
+
+        if self.experiment.settings.mode == "online":
+            return int(self.experiment.step) - 1
+        current = Path(self.experiment.dir).parent.name
+        earlier = [f for f in find_offline_runs(self.save_dir) if f.name != current]
+        rows = merged_history(self.save_dir, folders=earlier, wait_seconds=0.0)
+        return max((int(row["_step"]) for row in rows), default=-1)
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        if self._trainer is None:
+            return super().log_metrics(metrics, step)
+        step = self._trainer.global_step
+        self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
 
 
 def make_wandb_logger(
@@ -54,7 +106,7 @@ def make_wandb_logger(
     mode = resolve_mode(mode)
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    return GlobalStepWandbLogger(
         save_dir=save_dir,
         project=project,
         group=group,

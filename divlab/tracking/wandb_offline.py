@@ -104,3 +104,26 @@ def _parse_run_file(path: Path) -> tuple[OfflineRun, bool]:
 
 def find_offline_runs(output_dir: Path) -> list[Path]:
     return sorted(Path(output_dir).glob("wandb/offline-run-*"))
+
+
+def merged_history(output_dir: Path, resume_key: str = "resumed_at_step", folders: list[Path] | None = None,
+                   wait_seconds: float = 30.0) -> list[dict]:
+    """The history of a run resumed across several offline folders (one per attempt), one row per step.
+
+    Folders are read oldest first; a folder whose config holds `resume_key` (the global step it resumed from)
+    drops the rows earlier folders logged past that step (an attempt killed after its last checkpoint), and
+    rows at the same step merge. Each row keeps its `_step`.
+    """
+    folders = find_offline_runs(output_dir)
+    rows: dict[int, dict] = {}
+    for index, folder in enumerate(folders):
+        run = read_offline_run(folder, wait_seconds=wait_seconds if index == len(folders) - 1 else 0.0)
+        resumed_at = run.config.get(resume_key)
+        if isinstance(resumed_at, dict):  # W&B stores config values as {"value": ...}
+            resumed_at = resumed_at.get("value")
+        if resumed_at is not None:
+            rows = {step: row for step, row in rows.items() if step <= int(resumed_at)}
+        for row in run.history:
+            if "_step" in row:
+                rows.setdefault(int(row["_step"]), {}).update(row)
+    return [rows[step] for step in sorted(rows)]

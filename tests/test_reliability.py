@@ -1,0 +1,454 @@
+"""Issue 16: nothing lost, nothing run that shouldn't be. Each test reproduces a failure of the old code.
+
+Safe loading (a payload checkpoint never runs), resume that appends to the record, last.ckpt at the latest
+state, a NaN guard, honest exit codes, and every bad input named before anything saved is touched.
+"""
+import io
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+
+from conftest import compose_config
+
+# A tiny VAE run without the costly sampling callbacks (val/nll, the monitored metric, stays).
+TINY = ("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=csv", "~callbacks.toy_metrics",
+        "~callbacks.samples", "~callbacks.progress_bar")
+
+
+class _Payload:
+    """Unpickling this calls open(path, "w"): the file exists afterwards iff the checkpoint's code ran."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def write_payload(path: Path, marker: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {}, "optimizer_states": [], "loops": {}, "global_step": 0, "x": _Payload(marker)},
+               buffer)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def snapshot(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def record_of(directory: Path) -> dict:
+    return json.loads((directory / "run.json").read_text())
+
+
+# 1. A checkpoint can execute arbitrary code ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["last", "explicit"])
+def test_payload_checkpoint_is_refused_and_its_code_never_runs(train_with, tmp_path, where):
+    marker = tmp_path.parent / f"pwned-{where}"
+    ckpt = write_payload(tmp_path / "checkpoints" / "last.ckpt", marker)
+    overrides = [*TINY] + ([f"ckpt_path={ckpt}"] if where == "explicit" else [])
+    with pytest.raises(ValueError, match="refused: it asks to run io.open"):
+        train_with(*overrides)
+    assert not marker.exists()
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_eval_refuses_a_payload_checkpoint(tmp_path):
+    import eval as evaluation
+
+    marker = tmp_path / "pwned"
+    ckpt = write_payload(tmp_path / "run" / "checkpoints" / "x.ckpt", marker)
+    cfg = _eval_config(tmp_path, ckpt)
+    with pytest.raises(ValueError, match="refused"):
+        evaluation.evaluate(cfg)
+    assert not marker.exists()
+
+
+def test_reward_model_and_reference_policy_load_weights_only(tmp_path):
+    from divlab.lightning_modules.ppo import load_reward_model
+
+    marker = tmp_path / "pwned"
+    ckpt = write_payload(tmp_path / "run" / "checkpoints" / "x.ckpt", marker)
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load_reward_model(str(ckpt))
+    assert not marker.exists()
+
+
+def _eval_config(tmp_path: Path, ckpt: Path, *overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("eval", overrides=[f"ckpt_path={ckpt}", f"paths.output_dir={tmp_path / 'eval'}",
+                                          "logger=csv", *overrides])
+
+
+# 2. `_target_`s read back from a run's saved config ----------------------------------------------------------------
+
+def test_eval_instantiates_nothing_but_divlab_torch_lightning_from_a_saved_config(train_with, tmp_path):
+    run_dir = tmp_path / "run"
+    train_with(*TINY, "test=false", out=run_dir)
+    marker = tmp_path / "pwned"
+    record = record_of(run_dir)
+    record["config"]["data"] = {"_target_": "builtins.open", "file": str(marker), "mode": "w"}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    import eval as evaluation
+
+    with pytest.raises(ValueError, match=r"data._target_='builtins.open' is not a divlab, torch or Lightning"):
+        evaluation.evaluate(_eval_config(tmp_path, run_dir / "checkpoints" / "last.ckpt"))
+    record["config"]["data"] = {"_target_": "torch.load", "f": "x"}  # torch, but a function, not a class
+    (run_dir / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="torch.load"):
+        evaluation.evaluate(_eval_config(tmp_path, run_dir / "checkpoints" / "last.ckpt"))
+    assert not marker.exists()
+
+
+# 3, 7, 15.2. A rerun appends to the record, history by step; a rerun that fails before training damages nothing ------------------------------
+
+def test_rerun_appends_history_and_a_failing_rerun_leaves_everything_as_it_was(train_with, tmp_path):
+    train_with(*TINY, "test=false")
+    first = record_of(tmp_path)
+    _, _ = train_with(*TINY, "trainer.max_epochs=2")
+    second = record_of(tmp_path)
+    assert second["started_at"] == first["started_at"] and len(second["attempts"]) == 2
+    assert second["attempts"][1]["resumed_from"].endswith("last.ckpt")
+    steps = [step for step, _ in second["history"]["train/loss"]]
+    assert steps == sorted(set(steps)) and steps[: len(first["history"]["train/loss"])] == \
+        [step for step, _ in first["history"]["train/loss"]]
+    assert second["status"] == "completed" and "test/nll" in second["metrics"]
+    # 7 and 15.2: each metric's history holds the steps it was logged at, once, the final validation included
+    history = second["history"]
+    assert [step for step, _ in history["val/nll"]] == [3, 6]
+    assert [step for step, _ in history["train/loss"]] == [1, 2, 3, 4, 5, 6]
+    assert [step for step, _ in history["test/nll"]] == [6]
+
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match="holds a run of model divlab.lightning_modules.vae.VAE, not .*GAN"):
+        train_with("experiment=gan_ring8", "debug=tiny", "trainer=cpu", "logger=csv")
+    with pytest.raises(ValueError, match="written by a different model"):  # same family, other network shapes
+        train_with(*TINY, "model.latent_dim=7")
+    assert snapshot(tmp_path) == before
+
+    train_with(*TINY, "trainer.max_epochs=2")  # the finished command again: appends, keeps the history
+    third = record_of(tmp_path)
+    assert len(third["attempts"]) == 3 and third["history"]["train/loss"] == second["history"]["train/loss"]
+
+
+def test_a_rerun_failing_before_training_keeps_the_saved_hydra_config(tmp_path):
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from divlab.tracking.run_record import KeepSavedConfig
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "run.json").write_text('{"status": "completed"}')
+    (tmp_path / ".hydra" / "config.yaml").write_text("model: vae\n")
+    config = OmegaConf.create({"hydra": {"run": {"dir": str(tmp_path)}, "output_subdir": ".hydra",
+                                         "runtime": {"output_dir": str(tmp_path)}}})
+    callback = KeepSavedConfig()
+    callback.on_run_start(config=config)
+    (tmp_path / ".hydra" / "config.yaml").write_text("model: gan\n")  # what Hydra saves for the rerun
+    callback.on_job_end(config=config, job_return=JobReturn(status=JobStatus.FAILED))
+    assert (tmp_path / ".hydra" / "config.yaml").read_text() == "model: vae\n"
+
+    callback.on_run_start(config=config)
+    (tmp_path / ".hydra" / "config.yaml").write_text("model: vae\nseed: 1\n")
+    (tmp_path / "run.json").write_text('{"status": "failed"}')  # this rerun trained, then failed: its config stays
+    callback.on_job_end(config=config, job_return=JobReturn(status=JobStatus.FAILED))
+    assert (tmp_path / ".hydra" / "config.yaml").read_text() == "model: vae\nseed: 1\n"
+
+
+# 4. Resume falls back to the newest readable checkpoint -------------------------------------------------------------
+
+def test_torn_last_checkpoint_falls_back_to_the_newest_readable_one(train_with, tmp_path, caplog):
+    train_with(*TINY, "test=false", "logger=wandb")
+    first = record_of(tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # killed while last.ckpt was being written
+    with caplog.at_level("WARNING"):
+        train_with(*TINY, "test=false", "logger=wandb", "trainer.max_epochs=2")
+    second = record_of(tmp_path)
+    assert "epoch000" in second["attempts"][1]["resumed_from"]
+    assert "resuming from" in caplog.text and "epoch000" in caplog.text
+    assert second["wandb"]["id"] == first["wandb"]["id"]
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+
+
+# 5. last.ckpt is the latest state, also when a metric is monitored and on SIGTERM -------------------------------------
+
+def test_last_checkpoint_is_the_final_step_when_a_metric_is_monitored(train_with, tmp_path):
+    train_with(*TINY, "test=false", "trainer.max_epochs=3", "+trainer.max_steps=5")
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def _stop_at(monkeypatch, step: int, action):
+    from divlab.lightning_modules.vae import VAE
+
+    original = VAE.training_step
+
+    def step_then_act(self, x, batch_idx):
+        out = original(self, x, batch_idx)
+        if self.trainer.global_step == step:
+            out = action(out)
+        return out
+
+    monkeypatch.setattr(VAE, "training_step", step_then_act)
+
+
+# 8/9. Non-finite losses fail the run; SIGTERM saves, records `interrupted`, exits non-zero ----------------------------
+
+def test_sigterm_saves_last_records_interrupted_and_exits_143(train_with, tmp_path, monkeypatch):
+    def sigterm(out):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    _stop_at(monkeypatch, 4, sigterm)
+    with pytest.raises(SystemExit) as stop:
+        train_with(*TINY, "trainer.max_epochs=3")
+    assert stop.value.code == 128 + signal.SIGTERM
+    record = record_of(tmp_path)
+    assert record["status"] == "interrupted"
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def test_ctrl_c_saves_last_records_interrupted_and_exits_130(train_with, tmp_path, monkeypatch):
+    def ctrl_c(out):
+        raise KeyboardInterrupt
+
+    _stop_at(monkeypatch, 4, ctrl_c)
+    with pytest.raises(SystemExit) as stop:
+        train_with(*TINY, "trainer.max_epochs=3")
+    assert stop.value.code == 128 + signal.SIGINT
+    assert record_of(tmp_path)["status"] == "interrupted"
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_gan_at_a_huge_learning_rate_fails_instead_of_completing_on_nan(train_with, tmp_path):
+    from divlab.callbacks.nan_guard import NonFiniteError
+
+    with pytest.raises(NonFiniteError, match="train/generator_loss = nan"):
+        train_with("experiment=gan_ring8", "debug=tiny", "logger=csv", "model.generator_optimizer.lr=1e4",
+                   "model.critic_optimizer.lr=1e4")
+    record = record_of(tmp_path)
+    assert record["status"] == "failed" and "non-finite" in record["reason"]
+
+
+def test_non_finite_loss_fails_the_run_and_keeps_the_last_finite_checkpoint(train_with, tmp_path, monkeypatch):
+    from divlab.callbacks.nan_guard import NonFiniteError
+
+    _stop_at(monkeypatch, 4, lambda loss: loss * float("nan"))
+    with pytest.raises(NonFiniteError, match="non-finite values at global step"):
+        train_with(*TINY, "trainer.max_epochs=3")
+    record = record_of(tmp_path)
+    assert record["status"] == "failed" and "non-finite" in record["reason"]
+    for ckpt in (tmp_path / "checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True)
+        assert state["global_step"] == 3
+        assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+    json.loads((tmp_path / "run.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in run.json"))
+
+
+def test_nan_weights_are_caught_before_they_are_checkpointed(train_with, tmp_path, monkeypatch):
+    from divlab.callbacks.nan_guard import NonFiniteError
+
+    def poison(loss):
+        with torch.no_grad():
+            next(iter(torch.nn.Module.parameters(_current["model"]))).fill_(float("inf"))
+        return loss
+
+    from divlab.lightning_modules.vae import VAE
+
+    original = VAE.training_step
+    _current = {}
+
+    def step(self, x, batch_idx):
+        _current["model"] = self
+        out = original(self, x, batch_idx)
+        return poison(out) if self.trainer.global_step == 2 else out
+
+    monkeypatch.setattr(VAE, "training_step", step)
+    with pytest.raises(NonFiniteError, match="weight"):
+        train_with(*TINY, "trainer.max_epochs=2")
+    assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
+
+
+# 6. W&B history across resumes: rows keyed by global step; a killed attempt's rows past its checkpoint dropped ------
+
+def test_resumed_wandb_history_is_complete_and_unique(train_with, tmp_path, monkeypatch):
+    from divlab.tracking.wandb_offline import find_offline_runs, merged_history
+
+    wandb = (*TINY, "logger=wandb", "test=false")
+    train_with(*wandb)  # attempt 1: steps 1-3, last.ckpt at 3
+
+    def crash(out):
+        raise RuntimeError("killed")
+
+    _stop_at(monkeypatch, 5, crash)  # attempt 2 logs steps 4-5 past the checkpoint, then dies
+    with pytest.raises(RuntimeError, match="killed"):
+        train_with(*wandb, "trainer.max_epochs=2")
+    monkeypatch.undo()
+    train_with(*wandb, "trainer.max_epochs=2")  # attempt 3 resumes from step 3
+    record = record_of(tmp_path)
+    folders = find_offline_runs(tmp_path)
+    assert len(folders) == 3 and {f.name.rsplit("-", 1)[1] for f in folders} == {record["wandb"]["id"]}
+    rows = [row for row in merged_history(tmp_path) if "train/loss" in row]
+    assert [row["_step"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert [row["train/loss"] for row in rows] == pytest.approx([v for _, v in record["history"]["train/loss"]])
+
+
+@pytest.mark.slow
+def test_ddp_spawn_records_test_metrics_at_the_final_step(train_with, tmp_path):
+    train_with(*TINY, "trainer=ddp_spawn", "trainer.devices=2")
+    record = record_of(tmp_path)
+    assert record["status"] == "completed" and record["global_step"] == 3
+    assert [step for step, _ in record["history"]["test/nll"]] == [3]
+    assert [step for step, _ in record["history"]["val/nll"]] == [3]
+    assert [step for step, _ in record["history"]["train/loss"]] == [1, 2, 3]
+
+
+# 10. Every bad input named, early, losing nothing --------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.beta=nan", "model.beta must be a finite number, got nan"),
+        ("model.optimizer.lr=inf", "model.optimizer.lr must be a finite number, got inf"),
+        ("model.beta=abc", "model.beta must be a number, got 'abc'"),
+        ("seed=abc", "seed must be a whole number, got 'abc'"),
+        ("trainer.max_epochs=0", "trainer.max_epochs must be >= 1, got 0"),
+        ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps must be >= 1, got 0"),
+    ],
+)
+def test_bad_values_are_named_before_anything_is_written(train_with, tmp_path, override, message):
+    with pytest.raises((ValueError, InstantiationException), match=message):
+        train_with(*TINY, override)
+    assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_each_gan_optimiser_is_named(train_with, tmp_path):
+    with pytest.raises(ValueError, match="model.critic_optimizer.lr must be > 0, got -1"):
+        train_with("experiment=gan_ring8", "debug=tiny", "model.critic_optimizer.lr=-1")
+
+
+def test_a_directory_as_ckpt_path_is_named_as_one(train_with, tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a directory; pass a .ckpt file inside it"):
+        train_with(*TINY, f"ckpt_path={tmp_path.parent}")
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"model.weight": torch.zeros(2)}, "has no state_dict: not a Lightning checkpoint"),
+    ({"state_dict": {"w": torch.zeros(2)}}, "lacks optimizer_states, loops, global_step"),
+])
+def test_checkpoints_lightning_cannot_restore_are_refused_early(train_with, tmp_path, content, message):
+    ckpt = tmp_path.parent / "plain.ckpt"
+    torch.save(content, ckpt)
+    with pytest.raises(ValueError, match=message):
+        train_with(*TINY, f"ckpt_path={ckpt}")
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_a_corrupt_run_json_elsewhere_is_skipped_with_its_name(train_with, tmp_path, caplog):
+    from divlab.tracking.runs import load_runs
+
+    good, bad = tmp_path / "a", tmp_path / "b"
+    train_with(*TINY, "test=false", "run.group=g", out=good)
+    bad.mkdir()
+    (bad / "run.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        runs = load_runs([tmp_path])
+    assert [run["run_dir"] for run in runs] == [str(good)] and str(bad / "run.json") in caplog.text
+    train_with(*TINY, "test=false", "run.group=g", "ckpt_path=last", "trainer.max_epochs=2", out=tmp_path / "c")
+    assert "a/checkpoints/last.ckpt" in record_of(tmp_path / "c")["attempts"][0]["resumed_from"]
+
+
+# 11. Run directories are unique ----------------------------------------------------------------------------------------
+
+def test_run_directories_of_launches_in_the_same_second_differ(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        dirs = {compose("train", return_hydra_config=True).hydra.run.dir for _ in range(3)}
+    assert len(dirs) == 3
+
+
+# 12. run.json mode; checkpoint temps beside their target ---------------------------------------------------------------
+
+def test_run_json_is_readable_by_others_and_strict_json(tmp_path):
+    import math
+
+    from divlab.tracking.run_record import read_run_record, write_json_atomic
+
+    write_json_atomic(tmp_path / "run.json", {"metrics": {"a": float("inf"), "b": float("nan"), "c": 1.0}})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "run.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    text = (tmp_path / "run.json").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c))["metrics"] == {"a": "Infinity", "b": "NaN",
+                                                                                    "c": 1.0}
+    metrics = read_run_record(tmp_path)["metrics"]
+    assert metrics["a"] == math.inf and math.isnan(metrics["b"]) and metrics["c"] == 1.0
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_old_file_and_no_temp_elsewhere(tmp_path, monkeypatch):
+    import tempfile
+
+    from divlab.checkpoints import AtomicCheckpointIO
+
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, target)
+    system_temps = set(Path(tempfile.gettempdir()).iterdir())
+
+    def killed(obj, file):
+        file.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"step": 2}, target)
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert set(Path(tempfile.gettempdir()).iterdir()) <= system_temps
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+# 21.1. ckpt_path=last never resumes a different model; groups describe what runs --------------------------------------
+
+def test_ckpt_path_last_never_resumes_another_models_checkpoint(train_with, tmp_path):
+    train_with(*TINY, "test=false", "run.group=shared", out=tmp_path / "vae")
+    with pytest.raises(FileNotFoundError, match="with this model and data"):
+        train_with("experiment=gan_ring8", "debug=tiny", "logger=csv", "run.group=shared", "ckpt_path=last",
+                   out=tmp_path / "gan")
+
+
+def test_group_is_the_preset_only_while_the_run_is_the_preset(tmp_path):
+    from types import SimpleNamespace
+
+    from train import describe_run
+
+    model = SimpleNamespace(hparams={"family": "ar", "divergence": "kl"})
+    data = SimpleNamespace(name="text")
+    cfg = compose_config(tmp_path, [])
+    describe_run(cfg, data, model, ["data=text", "data.path=my.txt", "model=ar"])
+    assert cfg.run.group == "ar-kl-text"
+    cfg = compose_config(tmp_path, [])
+    describe_run(cfg, data, model, ["trainer.max_epochs=2"])
+    assert cfg.run.group == "vae_fashion_mnist"
+
+
+# 21.11. WANDB_MODE=dryrun is offline, as W&B treats it -----------------------------------------------------------------
+
+def test_wandb_dryrun_means_offline(monkeypatch):
+    from divlab.tracking.wandb_logger import resolve_mode
+
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+    assert resolve_mode(None) == "offline"
