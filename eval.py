@@ -84,8 +84,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "data_config": OmegaConf.to_container(data_cfg, resolve=True),
     }
     if trainer.is_global_zero:
-        # eval.json keeps bare NaN/Infinity until its readers decode the strict spelling (as run.json's do)
-        write_json_atomic(Path(cfg.paths.output_dir) / EVAL_FILE, report, strict=False)
+        write_json_atomic(Path(cfg.paths.output_dir) / EVAL_FILE, report)  # strict JSON, as run.json
     return report["metrics"]
 
 

@@ -20,6 +20,7 @@ import hydra
 import torch
 import torch.nn.functional as F
 
+from divlab.checkpoints import check_targets
 from divlab.evaluation.feature_nets import load_feature_net
 from divlab.evaluation.frechet import frechet_distance
 from divlab.lightning_modules.diffusion import ddim_sample, ddpm_sample
@@ -59,6 +60,7 @@ def train_default_checkpoint(output_dir: Path) -> Path:
 def load(checkpoint: Path):
     """The module and data of a train.py run, rebuilt from its run.json and loaded from `checkpoint`."""
     config = read_run_record(checkpoint.parent.parent)["config"]
+    check_targets(config, str(checkpoint.parent.parent / "run.json"))
     data = hydra.utils.instantiate(config["data"])
     data.setup()
     module = hydra.utils.instantiate(config["model"], data_shape=tuple(data.sample_shape), _convert_="all")

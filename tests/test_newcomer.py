@@ -91,7 +91,7 @@ def test_optuna_search_composes_and_its_params_are_config_keys(tmp_path):
     from omegaconf import OmegaConf
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=gan_ring8", "+hparams_search=gan_ring8_optuna"],
+        cfg = compose("train", overrides=["experiment=gan_ring8", "hparams_search=gan_ring8_optuna"],
                       return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "minimize"
@@ -110,7 +110,7 @@ def test_optuna_search_runs_two_trials_and_compare_keeps_them_apart(tmp_path):
     from divlab.tracking.runs import load_runs
 
     sweep = tmp_path / "sweep"
-    subprocess.run([sys.executable, "train.py", "experiment=gan_ring8", "+hparams_search=gan_ring8_optuna", "debug=fdr",
+    subprocess.run([sys.executable, "train.py", "experiment=gan_ring8", "hparams_search=gan_ring8_optuna", "debug=fdr",
                     "trainer=cpu", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"],
                    cwd=CONFIG_DIR.parent, check=True, capture_output=True, timeout=300)
     assert "best_value" in (sweep / "optimization_results.yaml").read_text()

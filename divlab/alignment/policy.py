@@ -32,6 +32,7 @@ from torch import Tensor
 
 from divlab.alignment.true_reward import sentiment_reward
 from divlab.callbacks.media import log_text_samples
+from divlab.checkpoints import check_targets
 from divlab.datamodules.preferences import PreferenceDataModule, corpus_prefixes
 from divlab.eval_mode import eval_mode
 from divlab.lightning_modules.alignment_objectives import sequence_kl_estimate
@@ -84,6 +85,7 @@ def _load(ckpt_path: str, data_dir: str) -> ReferencePolicy:
     if "backbone" not in (config.get("model") or {}) or "data" not in config:
         raise ValueError(f"policy.ckpt_path={ckpt_path!r} is not a sequence-family run (model.backbone and data "
                          f"missing from {run_json}); train one with model=ar")
+    check_targets({"data": config["data"], "backbone": config["model"]["backbone"]}, str(run_json))
     text = hydra.utils.instantiate({**config["data"], "data_dir": data_dir})
     backbone = hydra.utils.instantiate(config["model"]["backbone"])
     model = AutoregressiveModel.load_from_checkpoint(path, map_location="cpu", backbone=backbone, optimizer=None,

@@ -61,6 +61,11 @@ def write_json_atomic(path: Path, data: dict, strict: bool = True) -> None:
         raise
 
 
+def decode_non_finite(metrics: dict) -> dict:
+    """{name: value} with the strict spellings "NaN", "Infinity", "-Infinity" read back as floats."""
+    return {name: NON_FINITE.get(v, v) if isinstance(v, str) else v for name, v in metrics.items()}
+
+
 class RunRecordError(ValueError):
     """A run.json that is not a JSON object."""
 
@@ -78,7 +83,7 @@ def read_run_record(output_dir: Path) -> dict | None:
         raise RunRecordError(f"{path} holds a JSON {type(record).__name__}, not a run record; fix or move it away")
     for key in ("metrics", "best"):
         if isinstance(record.get(key), dict):
-            record[key] = {name: NON_FINITE.get(v, v) if isinstance(v, str) else v for name, v in record[key].items()}
+            record[key] = decode_non_finite(record[key])
     if isinstance(record.get("history"), dict):
         record["history"] = {name: [[step, NON_FINITE.get(v, v) if isinstance(v, str) else v] for step, v in series]
                              for name, series in record["history"].items()}
