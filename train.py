@@ -128,7 +128,9 @@ def run(cfg: DictConfig) -> dict:
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
-    callbacks += [record, SaveLast(last_dir)]
+    callbacks.append(record)
+    if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
+        callbacks.append(SaveLast(last_dir))
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, record.logger],
                                       plugins=[AtomicCheckpointIO()])

@@ -43,7 +43,7 @@ MEASURE = ["+callbacks.step_timer._target_=divlab.callbacks.step_timer.StepTimer
 def case_overrides(name: str, compiled: bool, devices: int, steps: int, out: Path, accelerator: str = "gpu") -> list[str]:
     overrides, own_flag = CASES[name]
     run = [*overrides, "callbacks=none", *MEASURE, "logger=csv", "test=false", f"++trainer.max_steps={steps}",
-           "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.precision=bf16-mixed",
+           "++trainer.limit_val_batches=0", "++trainer.num_sanity_val_steps=0", "trainer.precision=bf16-mixed",
            f"trainer.accelerator={accelerator}", f"trainer.devices={devices}", f"hydra.run.dir={out}"]
     if devices > 1:
         run.append("trainer.strategy=ddp")

@@ -72,7 +72,7 @@ def test_early_stopping_stops_on_the_checkpointed_metric(train_with, tmp_path):
 
 
 def test_debug_overfit_drives_the_training_loss_down_on_one_batch(train_with, tmp_path):
-    train_with("experiment=vae_ring8", "debug=overfit", "trainer=cpu", "logger=csv", "trainer.max_epochs=40")
+    train_with("experiment=vae_ring8", "debug=overfit", "trainer=cpu", "logger=csv", "trainer.max_epochs=150")
     record = json.loads((tmp_path / "run.json").read_text())
     losses = [value for _, value in record["history"]["train/loss"]]
     assert record["status"] == "completed" and not list(tmp_path.rglob("*.ckpt"))

@@ -39,6 +39,11 @@ def test_slurm_launcher_takes_nodes_and_tasks_from_the_trainer():
 
 
 def test_lightning_derives_world_size_and_ranks_from_slurm_variables(monkeypatch):
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    # Building the Trainer sets this process's global rank for rank-zero-only code (here 3): restore it after,
+    # or every later test's loggers and records act as a non-zero rank.
+    monkeypatch.setattr(rank_zero_only, "rank", getattr(rank_zero_only, "rank", 0))
     for name, value in SLURM_TASK_3_OF_2_NODES_X_2.items():
         monkeypatch.setenv(name, value)
     trainer = L.Trainer(accelerator="cpu", strategy="ddp", devices=2, num_nodes=2, logger=False)

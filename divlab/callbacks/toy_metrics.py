@@ -7,7 +7,8 @@ Logged (nats; `<split>` is `val` or `test`):
   `<split>/reverse_kl`, `<split>/js`, and `<split>/kl_exact_q` (1 when log q is the model's exact
   `log_likelihood`, 0 when it is a KDE of its samples); wall times as `time/<split>/toy_*_seconds`.
 The mode histogram itself (high-quality samples per mode) goes to `toy_metrics/<split>_step*.json`
-with a bar plot beside the scatter plot, whose modes carry their 3σ circles.
+and `<split>_modes_step*.png` beside the scatter plot `<split>_step*.png`, whose modes carry their
+3σ circles.
 """
 import json
 from pathlib import Path
@@ -114,10 +115,10 @@ class ToyDivergences(PeriodicEvaluation):
                 self._plot(trainer, samples, split, metrics, scores.counts)
         return metrics
 
-    def _path(self, trainer, split: str, suffix: str) -> Path:
+    def _path(self, trainer, split: str, suffix: str, kind: str = "") -> Path:
         folder = Path(trainer.default_root_dir) / self.dirname
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{split}_step{trainer.global_step:07d}{suffix}"
+        return folder / f"{split}{kind}_step{trainer.global_step:07d}{suffix}"
 
     def _save_histogram(self, trainer, split: str, counts) -> None:
         datamodule = trainer.datamodule
@@ -132,7 +133,7 @@ class ToyDivergences(PeriodicEvaluation):
                  f"KL(P‖Q) {metrics['forward_kl']:.3g}, KL(Q‖P) {metrics['reverse_kl']:.3g}, JS {metrics['js']:.3f}")
         save_scatter_over_density(samples, path, trainer.datamodule, title=title, threshold=self.threshold)
         log_image_file(trainer, f"{split}/toy_samples", path, caption=title)
-        histogram = self._path(trainer, split, "_modes.png")
+        histogram = self._path(trainer, split, ".png", kind="_modes")
         save_mode_histogram(counts, len(samples), histogram, title=f"{split} step {trainer.global_step}")
         log_image_file(trainer, f"{split}/mode_histogram", histogram, caption=title)
         return path
