@@ -26,3 +26,15 @@ def test_vae_trains_in_bf16_mixed(train_with, tmp_path):
     # nats per image over 784 dims and ln 2: a nats/bits mix-up (÷ 784 only) fails here.
     assert metrics["val/bpd"] == pytest.approx(metrics["val/nll"] / (784 * math.log(2)), rel=1e-5)
     assert 1 < metrics["val/bpd"] < 8
+
+
+@pytest.mark.slow  # two spawned processes with W&B: ~40 s on 2 shared cores
+def test_ddp_spawn_writes_wandb_media_into_the_runs_own_folder(train_with, tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    train_with("experiment=gan_ring8", "debug=tiny", "trainer=ddp_spawn", "trainer.devices=2", "logger=wandb",
+               out=tmp_path / "run")
+    media = list((tmp_path / "run" / "wandb").glob("offline-run-*/files/media/images/**/*.png"))
+    assert media, "no W&B media under the run's wandb/ folder"
+    assert not (cwd / "wandb").exists()  # was: the spawned worker's media in ./wandb of the current directory

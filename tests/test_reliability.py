@@ -216,7 +216,44 @@ def test_sigterm_saves_last_records_interrupted_and_exits_143(train_with, tmp_pa
     assert stop.value.code == 128 + signal.SIGTERM
     record = record_of(tmp_path)
     assert record["status"] == "interrupted"
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    # Stopped where the signal came (inside step 5, before its update), as Ctrl-C: last.ckpt holds step 4.
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+class SlowEvaluation:
+    """A callback whose validation takes 60 s, during which a scheduler sends SIGTERM."""
+
+    def __init__(self):
+        import lightning as L
+
+        class Slow(L.Callback):
+            def on_validation_end(self, trainer, pl_module):
+                if not trainer.sanity_checking:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    import time
+
+                    time.sleep(60)
+
+        self.callback = Slow()
+
+
+def test_sigterm_during_a_long_evaluation_stops_the_run_at_once(train_with, tmp_path, monkeypatch):
+    import time
+
+    import train
+
+    slow = SlowEvaluation().callback
+    real_instantiate = train.hydra.utils.instantiate
+    monkeypatch.setattr(train.hydra.utils, "instantiate",
+                        lambda cfg, *a, **k: slow if getattr(cfg, "get", lambda _: None)("_target_") == "slow"
+                        else real_instantiate(cfg, *a, **k))
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as stop:
+        train_with(*TINY, "+callbacks.slow._target_=slow")
+    assert time.perf_counter() - start < 45  # not the 60 s the evaluation would take (Lightning waited for it)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert record_of(tmp_path)["status"] == "interrupted"
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_ctrl_c_saves_last_records_interrupted_and_exits_130(train_with, tmp_path, monkeypatch):

@@ -105,6 +105,9 @@ def make_wandb_logger(
 
     mode = resolve_mode(mode)
     os.environ.setdefault("WANDB_SILENT", "true")
+    # A ddp_spawn worker attaches to this run with its own settings, whose directory comes from
+    # $WANDB_DIR (else the current directory): without this its media went to ./wandb, not the run's.
+    os.environ["WANDB_DIR"] = str(save_dir)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return GlobalStepWandbLogger(
         save_dir=save_dir,
