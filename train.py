@@ -60,7 +60,8 @@ def command_line_overrides() -> list[str]:
 
 
 def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) -> None:
-    """Fill `cfg.run` (group, tags) from what was built, so loggers can interpolate it.
+    """Fill `cfg.run` (group, name, family, divergence, data, tags) from what was built, so loggers can
+    interpolate it and every run's config carries the same top-level keys whatever its family.
 
     The group is the experiment preset's name only while the run is that preset: choosing another data set,
     model or study member on the command line makes it `family-divergence-data` (what actually runs).
@@ -70,6 +71,8 @@ def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) 
     preset = None if rechosen else cfg.experiment_name
     with open_dict(cfg):
         cfg.run.group = cfg.run.group or preset or f"{family}-{divergence}-{datamodule.name}"
+        cfg.run.update(family=family, divergence=divergence, data=datamodule.name)
+        cfg.run.name = cfg.run.name or f"{family}-{divergence}-{datamodule.name}-seed{cfg.seed}"
         cfg.run.tags = [*cfg.tags, f"family:{family}", f"divergence:{divergence}", f"data:{datamodule.name}",
                         f"seed:{cfg.seed}"]
 

@@ -44,6 +44,9 @@ def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_
     assert run.run_id == record["wandb"]["id"]
     assert run.group == "vae_ring8" and {"family:vae", "divergence:elbo", "data:ring8", "seed:3"} <= set(run.tags)
     assert run.config["model"]["latent_dim"] == cfg.model.latent_dim
+    # Every family's config carries the same top-level run keys, and the run a readable name.
+    assert {key: run.config["run"][key] for key in ("family", "divergence", "data", "name")} == {
+        "family": "vae", "divergence": "elbo", "data": "ring8", "name": "vae-elbo-ring8-seed3"}
     assert run.metric("val/nll")[-1] == pytest.approx(record["metrics"]["val/nll"], rel=1e-5)
     assert len(run.metric("train/loss")) == 3
     assert run.images and all(Path(p).stat().st_size > 0 for p in run.images)

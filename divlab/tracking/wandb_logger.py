@@ -99,8 +99,14 @@ def make_wandb_logger(
     id: str | None = None,
     mode: str | None = None,
     init_timeout: float = 30.0,
+    name: str | None = None,
+    log_model: bool | str = False,
 ) -> WandbLogger:
-    """A Lightning `WandbLogger` writing under `<save_dir>/wandb/`; `id` resumes that run."""
+    """A Lightning `WandbLogger` writing under `<save_dir>/wandb/`; `id` resumes that run.
+
+    `name`: the run's display name (train.py's `family-divergence-data-seedN`); `log_model`: Lightning's
+    option, true uploads the checkpoints as W&B artifacts when training ends, "all" whenever one is saved.
+    """
     import wandb
 
     mode = resolve_mode(mode)
@@ -114,6 +120,8 @@ def make_wandb_logger(
         project=project,
         group=group,
         tags=list(tags or []),
+        name=name,
+        log_model=log_model,
         id=id,
         resume="allow" if id else None,
         mode=mode,
