@@ -303,3 +303,17 @@ def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):
     run = {**fake_run(tmp_path, "elbo", None, 0, 0), "family": "vae", "metrics": {"val/nll": 1.0}}
     assert compare.compare([run], tmp_path / "out")["frontier"] is None
     assert not (tmp_path / "out" / "frontier.png").exists() and not (tmp_path / "out" / "frontier.md").exists()
+
+
+def test_training_the_default_reference_policy_says_so_and_shows_progress(tmp_path, caplog):
+    import logging
+
+    from divlab.alignment.policy import default_policy_checkpoint
+
+    settings = {**TINY_POLICY, "steps": 4}
+    with caplog.at_level(logging.INFO):
+        ckpt = default_policy_checkpoint(str(tmp_path), settings)
+    messages = [r.getMessage() for r in caplog.records]
+    assert ckpt.is_file()
+    assert any("training the default reference policy once" in m and str(tmp_path) in m for m in messages)
+    assert sum("epoch 0 batch" in m and "train/loss" in m for m in messages) >= 1  # progress while it trains

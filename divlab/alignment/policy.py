@@ -17,6 +17,7 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -32,12 +33,15 @@ from torch import Tensor
 
 from divlab.alignment.true_reward import sentiment_reward
 from divlab.callbacks.media import log_text_samples
+from divlab.callbacks.progress import progress_bar
 from divlab.checkpoints import check_targets
 from divlab.datamodules.preferences import PreferenceDataModule, corpus_prefixes
 from divlab.eval_mode import eval_mode
 from divlab.lightning_modules.alignment_objectives import sequence_kl_estimate
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
 from divlab.tracking.run_record import RUN_FILE
+
+log = logging.getLogger("divlab.alignment")
 
 # The default reference policy: the char_gpt recipe (GPT, AdamW, Shakespeare at character level), smaller.
 DEFAULT_POLICY = {"n_layer": 2, "n_head": 2, "n_embd": 96, "block_size": 64, "batch_size": 32,
@@ -118,6 +122,8 @@ def default_policy_checkpoint(data_dir: str, settings: dict) -> Path:
         return ckpt
     (Path(data_dir) / "alignment").mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=Path(data_dir) / "alignment", prefix=".build-"))
+    log.info("training the default reference policy once (%d steps of a %d-layer char GPT on Shakespeare); "
+             "cached in %s for every later run", settings["steps"], settings["n_layer"], root)
     train_default_policy(settings, data_dir, tmp)
     try:
         os.rename(tmp, root)
@@ -138,8 +144,8 @@ def train_default_policy(settings: dict, data_dir: str, out: Path) -> None:
         model = AutoregressiveModel((settings["block_size"],), hydra.utils.instantiate(backbone),
                                     functools.partial(torch.optim.AdamW, lr=settings["lr"]), vocab_size=text.vocab_size)
         trainer = L.Trainer(max_steps=settings["steps"], accelerator="cpu", devices=1, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            limit_val_batches=0)
+                            enable_checkpointing=False, enable_model_summary=False, limit_val_batches=0,
+                            callbacks=[progress_bar(every_n_steps=max(1, settings["steps"] // 10))])
         trainer.fit(model, train_dataloaders=text.train_dataloader())
     (out / "checkpoints").mkdir()
     trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
