@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
 from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
+from divlab.config_tree import check_tags, show_config
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
 from divlab.validation import check_int, check_positive
@@ -176,6 +177,9 @@ def finish_wandb(exit_code: int = 0) -> None:
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    check_tags(cfg)
+    if cfg.get("extras", {}).get("print_config"):
+        show_config(cfg)
     metrics = run(cfg)
     objective = cfg.get("optimized_metric")
     return metrics.get(objective) if objective else None

@@ -173,3 +173,22 @@ def test_progress_is_logged_as_lines_when_output_is_not_a_terminal(train_with, c
     assert sum("epoch 0 batch" in line and "train/generator_loss" in line for line in lines) == 3
     assert any("validation:" in line and "time/val/" in line for line in lines)
     assert any(line.startswith("test:") and "test/modes_covered" in line for line in lines)
+
+
+def test_extras_show_the_config_tree_and_can_require_tags(tmp_path, caplog):
+    import logging
+
+    from divlab.config_tree import check_tags, config_tree, show_config
+
+    cfg = compose_config(tmp_path, ["experiment=gan_ring8"])
+    assert cfg.extras.print_config and not cfg.extras.enforce_tags
+    labels = [str(child.label) for child in config_tree(cfg).children]
+    assert labels[:3] == ["data", "model", "callbacks"] and "trainer" in labels
+    with caplog.at_level(logging.INFO, logger="divlab.train"):
+        show_config(cfg)
+    assert any("divlab.lightning_modules.gan.GAN" in r.getMessage() for r in caplog.records)
+    check_tags(cfg)  # not enforced
+    enforced = compose_config(tmp_path, ["experiment=gan_ring8", "extras.enforce_tags=true"])
+    with pytest.raises(ValueError, match=r"extras.enforce_tags=true but no tags were given; pass e.g. tags=\["):
+        check_tags(enforced)
+    check_tags(compose_config(tmp_path, ["experiment=gan_ring8", "extras.enforce_tags=true", "tags=[baseline]"]))
