@@ -192,3 +192,10 @@ def test_extras_show_the_config_tree_and_can_require_tags(tmp_path, caplog):
     with pytest.raises(ValueError, match=r"extras.enforce_tags=true but no tags were given; pass e.g. tags=\["):
         check_tags(enforced)
     check_tags(compose_config(tmp_path, ["experiment=gan_ring8", "extras.enforce_tags=true", "tags=[baseline]"]))
+
+
+def test_many_loggers_write_csv_tensorboard_and_wandb_together(train_with, tmp_path):
+    train_with("experiment=gan_ring8", "debug=tiny", "logger=many_loggers")
+    assert list((tmp_path / "csv").rglob("metrics.csv"))
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
