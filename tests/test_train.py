@@ -199,3 +199,17 @@ def test_many_loggers_write_csv_tensorboard_and_wandb_together(train_with, tmp_p
     assert list((tmp_path / "csv").rglob("metrics.csv"))
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_the_documented_wandb_sweep_names_real_config_keys(tmp_path):
+    import yaml
+    from omegaconf import OmegaConf
+
+    sweep = yaml.safe_load((CONFIG_DIR.parent / "docs" / "wandb_sweep.yaml").read_text())
+    assert "${args_no_hyphens}" in sweep["command"]  # Hydra takes key=value, not --key=value
+    fixed = [f"{key}={spec['value']}" for key, spec in sweep["parameters"].items() if "value" in spec]
+    cfg = compose_config(tmp_path, fixed)
+    for key, spec in sweep["parameters"].items():
+        if "value" not in spec:  # the searched ones must be keys of the composed config (groups are choices)
+            assert OmegaConf.select(cfg, key, default=None) is not None, key
+    assert sweep["metric"]["name"] == "val/js"
