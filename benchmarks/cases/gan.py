@@ -23,18 +23,16 @@ def plain_step(module: GAN, optimizers, batch: torch.Tensor) -> None:
     generator_opt.step()
 
 
-def make_case() -> dict:
-    data = ImageDataModule("fashion_mnist", batch_size=128)
+def gan_case(name: str, data, generator, critic, lr: float, noise_dim: int) -> dict:
+    """A non-saturating GAN on `data` (set up here) with Adam(lr, β₁ 0.5) for both networks, as a case."""
     data.setup()
-    adam = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
-    module = GAN(
-        data.sample_shape,
-        functools.partial(DCGANGenerator, width=32),
-        functools.partial(DCGANCritic, width=32),
-        adam,
-        adam,
-        divergence="non_saturating",
-        noise_dim=64,
-    )
-    return {"name": "gan_dcgan_fashion_mnist", "module": module, "batch": next(iter(data.train_dataloader())),
-            "plain_step": plain_step, "datamodule": data}
+    adam = functools.partial(torch.optim.Adam, lr=lr, betas=(0.5, 0.999))
+    module = GAN(data.sample_shape, generator, critic, adam, adam, divergence="non_saturating", noise_dim=noise_dim)
+    return {"name": name, "module": module, "batch": next(iter(data.train_dataloader())), "plain_step": plain_step,
+            "datamodule": data}
+
+
+def make_case() -> dict:
+    return gan_case("gan_dcgan_fashion_mnist", ImageDataModule("fashion_mnist", batch_size=128),
+                    functools.partial(DCGANGenerator, width=32), functools.partial(DCGANCritic, width=32),
+                    lr=2e-4, noise_dim=64)

@@ -2,28 +2,14 @@
 tiny steps, where the framework's cost per step matters most."""
 import functools
 
-import torch
-
-from benchmarks.cases.gan import plain_step
+from benchmarks.cases.gan import gan_case, plain_step
 from divlab.datamodules.toy2d import Toy2DDataModule
-from divlab.lightning_modules.gan import GAN
 from divlab.lightning_modules.networks.mlp import MLP
 
 __all__ = ["make_case", "plain_step"]
 
 
 def make_case() -> dict:
-    data = Toy2DDataModule("ring8", batch_size=256)
-    data.setup()
-    adam = functools.partial(torch.optim.Adam, lr=1e-3, betas=(0.5, 0.999))
-    module = GAN(
-        data.sample_shape,
-        functools.partial(MLP, hidden=128, depth=3, activation="relu"),
-        functools.partial(MLP, hidden=128, depth=3, activation="leaky_relu"),
-        adam,
-        adam,
-        divergence="non_saturating",
-        noise_dim=8,
-    )
-    return {"name": "gan_mlp_ring8 (batch 256)", "module": module, "batch": next(iter(data.train_dataloader())),
-            "plain_step": plain_step, "datamodule": data}
+    return gan_case("gan_mlp_ring8 (batch 256)", Toy2DDataModule("ring8", batch_size=256),
+                    functools.partial(MLP, hidden=128, depth=3, activation="relu"),
+                    functools.partial(MLP, hidden=128, depth=3, activation="leaky_relu"), lr=1e-3, noise_dim=8)
