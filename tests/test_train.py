@@ -47,6 +47,7 @@ def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_
     # Every family's config carries the same top-level run keys, and the run a readable name.
     assert {key: run.config["run"][key] for key in ("family", "divergence", "data", "name")} == {
         "family": "vae", "divergence": "elbo", "data": "ring8", "name": "vae-elbo-ring8-seed3"}
+    assert not {"latent_dim", "family", "lr"} & set(run.config)  # no flat copies of the module's hyperparameters
     assert run.metric("val/nll")[-1] == pytest.approx(record["metrics"]["val/nll"], rel=1e-5)
     assert len(run.metric("train/loss")) == 3
     assert run.images and all(Path(p).stat().st_size > 0 for p in run.images)

@@ -54,6 +54,17 @@ class GlobalStepWandbLogger(WandbLogger):
     """
 
     _trainer = None
+    _config_logged = False
+
+    @rank_zero_only
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        """The first call (train.py's resolved, nested run config) is the run's config; later ones are
+        Lightning re-logging the module's hyperparameters, which the config already holds under `model`:
+        kept out, so the W&B config has no flat duplicates (`lr`, `family`, … beside `model.…`)."""
+        if self._config_logged:
+            return
+        self._config_logged = True
+        super().log_hyperparams(params, *args, **kwargs)
 
     def key_steps_by(self, trainer, resume_step: int | None = None, history: dict | None = None) -> None:
         """Log at `trainer`'s global step from now on. Resuming from `resume_step`: mark this folder with it and
