@@ -3,7 +3,6 @@ compile option of their own: `+callbacks.compile._target_=divlab.callbacks.compi
 In place (`nn.Module.compile`), so state-dict keys and checkpoints are unchanged."""
 import lightning as L
 import torch
-from torch import nn
 
 
 class CompileNetworks(L.Callback):
@@ -15,7 +14,7 @@ class CompileNetworks(L.Callback):
         if stage != "fit" or self.compiled:
             return
         for name, child in pl_module.named_children():
-            if isinstance(child, nn.Module) and any(True for _ in child.parameters()):
+            if any(True for _ in child.parameters()):
                 child.compile(mode=self.mode)
                 self.compiled.append(name)
 

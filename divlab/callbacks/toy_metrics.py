@@ -108,8 +108,7 @@ class ToyDivergences(PeriodicEvaluation):
             **{name: value.item() for name, value in divergences.items()},
             "kl_exact_q": float(log_q is not None),
         }
-        if trainer.is_global_zero:
-            self._save_histogram(trainer, split, scores.counts)
+        self._save_histogram(trainer, split, scores.counts)  # evaluate runs on rank 0 only (PeriodicEvaluation)
         if self.plot:
             with timer("toy_plot"):
                 self._plot(trainer, samples, split, metrics, scores.counts)
