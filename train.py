@@ -159,8 +159,9 @@ def run(cfg: DictConfig) -> dict:
             record.finish(status_for(error), reason=str(error) or type(error).__name__)
         if isinstance(error, SIGTERMException) or trainer.received_sigterm:
             raise SystemExit(EXIT_SIGTERM) from error
-        if isinstance(error, SystemExit) and record.attempt["status"] == "interrupted":
+        if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
             raise SystemExit(EXIT_SIGINT) from error  # Lightning's graceful Ctrl-C exits 1
+        # Any other exit keeps its code: submitit's requeue after pre-emption is a SystemExit its executor reads.
         raise
     finally:
         finish_wandb(exit_code=1 if failed else 0)

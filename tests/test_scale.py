@@ -3,8 +3,10 @@ environment), torchrun, FSDP's config. The DDP equivalence of each family is in 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -78,6 +80,69 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert [r["seed"] for r in records] == [0, 1]
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # submitit ran both jobs
+
+
+def submitit_tasks(folder: Path) -> list[int]:
+    """PIDs of the submitit task processes (`python -m submitit.core._submit <folder>/...`) of a sweep."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "submitit.core._submit" in command and str(folder) in command:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow  # a 240-step job, pre-empted once and requeued: ~1.5 min on 2 shared cores
+def test_a_preempted_submitit_job_is_requeued_and_resumes_its_step_and_wandb_run(tmp_path):
+    """What SLURM does at a time-out or pre-emption, through the same launcher: submitit's signal (USR2) makes
+    the launcher checkpoint and requeue the job; the requeued job runs in the same output directory and
+    resumes from last.ckpt, at the step it had reached, into the same W&B run id."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from submitit.local.local import LOCAL_REQUEUE_RETURN_CODE
+
+    sweep = tmp_path / "sweep"
+    run_dir = sweep / "0_gan_ring8"
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    job = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", "experiment=gan_ring8",
+         "debug=tiny", "trainer.max_epochs=40", "logger=wandb", f"paths.log_dir={tmp_path}",
+         f"hydra.sweep.dir={sweep}", "hydra.launcher.timeout_min=10"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # wait until the job is well into training
+            record = read_json_or_none(run_dir / "run.json")
+            if record and record["global_step"] >= 20 and record["status"] == "running":
+                break
+            assert job.poll() is None, job.communicate()[0][-3000:]
+            time.sleep(0.5)
+        tasks = submitit_tasks(sweep)
+        assert len(tasks) == 1, tasks
+        os.kill(tasks[0], signal.SIGUSR2)  # submitit's pre-emption / time-out signal
+        output, _ = job.communicate(timeout=600)
+    finally:
+        job.kill()
+    assert job.returncode == 0, output[-3000:]
+
+    record = json.loads((run_dir / "run.json").read_text())
+    first, second = record["attempts"]
+    assert first["status"] == "interrupted" and first["reason"] == str(LOCAL_REQUEUE_RETURN_CODE)
+    checkpoint_step = second["resume_step"]
+    assert second["resumed_from"] == str(run_dir / "checkpoints" / "last.ckpt") and checkpoint_step >= 20
+    assert second["status"] == "completed" and record["status"] == "completed"
+    assert record["global_step"] == 240  # 40 epochs × 3 batches × (critic + generator step): nothing redone or lost
+    wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and {path.name.rsplit("-", 1)[1] for path in wandb_runs} == {record["wandb"]["id"]}
+
+
+def read_json_or_none(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @pytest.mark.slow  # two processes started by torchrun: ~40 s on 2 shared cores
