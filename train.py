@@ -12,6 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
+from divlab.callbacks.rank_noise import DistinctNoisePerRank
 from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
 from divlab.config_tree import check_tags, show_config
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
@@ -133,7 +134,7 @@ def run(cfg: DictConfig) -> dict:
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
-    callbacks += [record, StopPromptlyOnSIGTERM()]
+    callbacks += [record, StopPromptlyOnSIGTERM(), DistinctNoisePerRank()]
     if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
         callbacks.append(SaveLast(last_dir))
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c]

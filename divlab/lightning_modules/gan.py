@@ -16,6 +16,7 @@ dimension), which does not depend on the critic, so it compares epochs and diver
 """
 import lightning as L
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 
 from divlab.lightning_modules.divergences import get_divergence, gradient_penalty, mmd2_dimension_scaled, r1_penalty
 from divlab.lightning_modules.optim import make_optimizer
@@ -95,9 +96,9 @@ class GAN(L.LightningModule):
         estimate = self.divergence.estimate(out_real, out_fake)
         if critic_opt is not None:
             critic_loss = self.divergence.critic_loss(out_real, out_fake) + self.critic_penalty(x, fake)
-            # DDP without find_unused_parameters needs every parameter in every backward: there the
-            # generator joins the critic's with a zero gradient (a cost a single process is spared).
-            if self.trainer.world_size > 1:
+            # DDP without find_unused_parameters needs every parameter in every backward, even on one
+            # process: there the generator joins the critic's with a zero gradient (a cost others are spared).
+            if isinstance(self.trainer.strategy, DDPStrategy):
                 critic_loss = critic_loss + sum(p.sum() for p in self.generator.parameters()) * 0.0
             self.descend(critic_opt, critic_loss)
             self.log("train/critic_loss", critic_loss.detach())
