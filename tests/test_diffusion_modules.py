@@ -4,6 +4,7 @@ The math (schedules, samplers, bounds, ODE likelihoods against oracles) is teste
 test_diffusion_math.py; here the modules are built from their Hydra configs, as train.py builds them.
 """
 import dataclasses
+import inspect
 import json
 import math
 
@@ -13,9 +14,20 @@ import hydra
 import pytest
 import torch
 from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
 
 from conftest import compose_config
-from divlab.lightning_modules.diffusion import ODESolver, ReverseProcess, ode_log_likelihood, uniform_dequantize, variational_bound
+from divlab.lightning_modules.ddpm import DDPM
+from divlab.lightning_modules.diffusion import (
+    ODESolver,
+    VPSDE,
+    ReverseProcess,
+    loss_on_fixed_noise,
+    ode_log_likelihood,
+    uniform_dequantize,
+    variational_bound,
+)
+from divlab.lightning_modules.score_sde import ScoreSDE
 
 POINTS = (2,)
 IMAGE = (1, 8, 8)
@@ -72,6 +84,27 @@ def test_loss_choice_sets_the_divergence(tmp_path):
     assert vlb.hparams.divergence == "vlb" and vlb.hparams.family == "ddpm"
     assert torch.isfinite(vlb.loss(batch(POINTS))).all()
     assert build(tmp_path, "score").hparams.divergence == "dsm"
+
+
+@pytest.mark.parametrize("model", ["ddpm", "score"])
+def test_evaluation_loss_draws_the_same_noise_for_a_batch_index_every_epoch(tmp_path, model):
+    module = build(tmp_path, model)
+    x = batch(POINTS)
+    first = loss_on_fixed_noise(module.loss, x, 3)
+    assert torch.equal(first, loss_on_fixed_noise(module.loss, x, 3))
+    assert torch.equal(first, module.loss(x, torch.Generator().manual_seed(3)).mean())
+    assert not torch.equal(first, loss_on_fixed_noise(module.loss, x, 4))
+
+
+# sde_kwargs=None stands for the SDE's own defaults, which the config spells out (VPSDE(0.1, 20.0)).
+@pytest.mark.parametrize("model, family, skip", [("ddpm", DDPM, set()), ("score", ScoreSDE, {"sde_kwargs"})])
+def test_constructor_defaults_are_the_flat_data_config(tmp_path, model, family, skip):
+    config = OmegaConf.to_container(compose_config(tmp_path, [f"model={model}"]).model, resolve=True)
+    defaults = {name: p.default for name, p in inspect.signature(family).parameters.items()
+                if p.default is not inspect.Parameter.empty and name not in skip}
+    assert defaults == {name: config[name] for name in defaults}
+    if "sde_kwargs" in skip:
+        assert config["sde_kwargs"] == {"beta_min": VPSDE().beta_min, "beta_max": VPSDE().beta_max}
 
 
 @pytest.mark.parametrize(

@@ -51,7 +51,7 @@ class DDPM(L.LightningModule):
         target: str = "eps",
         loss: str = "simple",
         variance: str = "fixed_small",
-        decoder: str = "discretized",
+        decoder: str = "gaussian",
         clip_denoised: bool = False,
         sampler: str = "ddpm",
         sample_steps: int | None = None,

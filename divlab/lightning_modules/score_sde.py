@@ -63,7 +63,7 @@ class ScoreSDE(L.LightningModule):
         sample_steps: int = 500,
         snr: float = 0.16,
         corrector_steps: int = 1,
-        trace: str = "rademacher",
+        trace: str = "exact",
         dequantize: bool = False,
         ode_tolerance: float = 1e-5,
         ode_method: str = "dopri5",
