@@ -7,6 +7,8 @@ integrated over t. (The weighting λ(t) = g(t)² would make it a bound on KL(P_X
 al. 2021a.) Samples come from the reverse SDE (predictor–corrector) or the probability-flow ODE,
 whose instantaneous change of variables gives `log_likelihood`.
 """
+from functools import partial
+
 import lightning as L
 import torch
 
@@ -87,20 +89,19 @@ class ScoreSDE(L.LightningModule):
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
         self.optimizer = optimizer
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-example DSM loss [B], E_{t, z} mean_dims ‖ε_θ(x_t, t) − z‖²."""
-        return dsm_loss(self.net, self.sde, x, generator=generator)
-
     def training_step(self, x: torch.Tensor, batch_idx: int):
-        loss = self.loss(x).mean()
+        # Denoising score matching, E_{t, z} mean_dims ‖ε_θ(x_t, t) − z‖² per example.
+        loss = dsm_loss(self.net, self.sde, x).mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, x: torch.Tensor, batch_idx: int):
-        self.log("val/loss", loss_on_fixed_noise(self.loss, x, batch_idx), sync_dist=True, prog_bar=True)
+        loss = loss_on_fixed_noise(partial(dsm_loss, self.net, self.sde), x, batch_idx)
+        self.log("val/loss", loss, sync_dist=True, prog_bar=True)
 
     def test_step(self, x: torch.Tensor, batch_idx: int):
-        self.log("test/loss", loss_on_fixed_noise(self.loss, x, batch_idx), sync_dist=True)
+        loss = loss_on_fixed_noise(partial(dsm_loss, self.net, self.sde), x, batch_idx)
+        self.log("test/loss", loss, sync_dist=True)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

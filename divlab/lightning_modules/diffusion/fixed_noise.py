@@ -3,6 +3,6 @@ import torch
 
 
 def loss_on_fixed_noise(loss, x: torch.Tensor, batch_idx: int) -> torch.Tensor:
-    """loss(x, generator).mean() with the generator seeded by the batch index: batch i gets the same
+    """loss(x, generator=...).mean() with the generator seeded by the batch index: batch i gets the same
     timesteps and noise in every epoch, so `<split>/loss` compares across epochs and checkpoints."""
-    return loss(x, torch.Generator(device=x.device).manual_seed(batch_idx)).mean()
+    return loss(x, generator=torch.Generator(device=x.device).manual_seed(batch_idx)).mean()
