@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from divlab.checkpoints import check_targets
 from divlab.evaluation.feature_nets import load_feature_net
 from divlab.evaluation.frechet import frechet_distance
-from divlab.lightning_modules.diffusion import ddim_sample, ddpm_sample
+from divlab.lightning_modules.diffusion import AncestralSampler, DDIMSampler
 from divlab.tracking.run_record import read_run_record
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -97,10 +97,11 @@ def main() -> None:
         return torch.Generator().manual_seed(args.seed)
 
     samplers = [("ddpm", module.schedule.T,
-                 lambda: ddpm_sample(module.denoiser, module.schedule, shape, module.reverse, generator()))]
+                 lambda: AncestralSampler(module.reverse)(module.denoiser, module.schedule, shape,
+                                                          generator=generator()))]
     for steps in args.steps:
-        samplers.append((f"ddim eta={args.eta:g}", steps, lambda s=steps: ddim_sample(
-            module.denoiser, module.schedule, shape, s, args.eta, module.reverse, generator())))
+        samplers.append((f"ddim eta={args.eta:g}", steps, lambda s=steps: DDIMSampler(s, args.eta, module.reverse)(
+            module.denoiser, module.schedule, shape, generator=generator())))
 
     print(f"checkpoint {checkpoint}; {args.n} samples; T = {module.schedule.T}; "
           f"torch threads {torch.get_num_threads()}")

@@ -11,17 +11,18 @@ import torch
 
 from divlab.lightning_modules.diffusion import (
     VESDE,
-    ReverseProcess,
     VPSDE,
-    ddim_sample,
-    ddpm_sample,
+    AncestralSampler,
+    DDIMSampler,
+    ODESolver,
+    PredictorCorrector,
+    ProbabilityFlowSampler,
+    ReverseProcess,
     diffusion_loss,
     dsm_loss,
     make_schedule,
     marginal_mean_std,
     ode_log_likelihood,
-    ode_sample,
-    pc_sample,
     prediction_to_x0_eps,
     q_posterior_mean_variance,
     q_sample,
@@ -223,19 +224,19 @@ def test_sde_marginals_solve_the_moment_odes(sde):
 def test_ddim_with_eta_one_and_all_steps_is_ancestral_ddpm():
     schedule = make_schedule("linear", 100)
     model = eps_oracle_vectorised(ddpm_scales(schedule))
-    ddpm = ddpm_sample(model, schedule, (500, 2), generator=torch.Generator().manual_seed(3))
-    ddim = ddim_sample(model, schedule, (500, 2), steps=100, eta=1.0, generator=torch.Generator().manual_seed(3))
+    ddpm = AncestralSampler()(model, schedule, (500, 2), generator=torch.Generator().manual_seed(3))
+    ddim = DDIMSampler(steps=100, eta=1.0)(model, schedule, (500, 2), generator=torch.Generator().manual_seed(3))
     assert torch.allclose(ddpm, ddim, atol=1e-4)
-    assert not torch.allclose(ddim, ddim_sample(model, schedule, (500, 2), steps=100, eta=0.0,
-                                                generator=torch.Generator().manual_seed(3)), atol=1e-2)
+    deterministic = DDIMSampler(steps=100, eta=0.0)(model, schedule, (500, 2), generator=torch.Generator().manual_seed(3))
+    assert not torch.allclose(ddim, deterministic, atol=1e-2)
 
 
 @pytest.mark.parametrize(
     "sampler",
     [
-        lambda m, s, g: ddpm_sample(m, s, (4000, 2), generator=g),
-        lambda m, s, g: ddim_sample(m, s, (4000, 2), steps=200, eta=0.0, generator=g),
-        lambda m, s, g: ddim_sample(m, s, (4000, 2), steps=200, eta=1.0, generator=g),
+        lambda m, s, g: AncestralSampler()(m, s, (4000, 2), generator=g),
+        lambda m, s, g: DDIMSampler(steps=200, eta=0.0)(m, s, (4000, 2), generator=g),
+        lambda m, s, g: DDIMSampler(steps=200, eta=1.0)(m, s, (4000, 2), generator=g),
     ],
     ids=["ddpm", "ddim_eta0", "ddim_eta1"],
 )
@@ -248,8 +249,8 @@ def test_ddpm_samplers_reproduce_gaussian_data_with_oracle(sampler):
 def test_sde_samplers_reproduce_gaussian_data_with_oracle(sde):
     model = eps_oracle_vectorised(sde_scales(sde))
     g = torch.Generator().manual_seed(5)
-    assert_moments(pc_sample(model, sde, (4000, 2), steps=300, snr=0.16, generator=g))
-    assert_moments(ode_sample(model, sde, (4000, 2), rtol=1e-4, atol=1e-4, generator=g))
+    assert_moments(PredictorCorrector(steps=300, snr=0.16)(model, sde, (4000, 2), generator=g))
+    assert_moments(ProbabilityFlowSampler(ODESolver(tolerance=1e-4))(model, sde, (4000, 2), generator=g))
 
 
 # --- likelihoods ---------------------------------------------------------------------------------
@@ -269,7 +270,7 @@ CENTRED = torch.zeros(2, dtype=torch.float64)
 def test_probability_flow_likelihood_is_exact_for_gaussian(sde):
     x = gaussian_data(64, seed=6, mean=CENTRED)
     model = eps_oracle_vectorised(sde_scales(sde), mean=CENTRED)
-    log_p = ode_log_likelihood(model, sde, x, trace="exact", rtol=1e-6, atol=1e-6)
+    log_p = ode_log_likelihood(model, sde, x, trace="exact", solver=ODESolver(tolerance=1e-6))
     assert log_p.shape == (64,)
     assert torch.allclose(log_p, exact_log_density(sde, x, 1e-5, CENTRED), atol=2e-3)
 
@@ -280,7 +281,7 @@ def test_hutchinson_likelihood_is_unbiased(trace):
     x = gaussian_data(1, seed=7, mean=CENTRED).expand(400, 2)
     model = eps_oracle_vectorised(sde_scales(sde), mean=CENTRED)
     g = torch.Generator().manual_seed(8)
-    log_p = ode_log_likelihood(model, sde, x, trace=trace, rtol=1e-4, atol=1e-4, generator=g)
+    log_p = ode_log_likelihood(model, sde, x, trace=trace, solver=ODESolver(tolerance=1e-4), generator=g)
     assert log_p.std() > 1e-3
     error = log_p.mean() - exact_log_density(sde, x[:1], 1e-5, CENTRED)
     assert error.abs() < 4 * log_p.std() / 20 + 2e-3
@@ -367,16 +368,15 @@ def test_image_shaped_batches_flow_through_every_function(target):
     g = torch.Generator().manual_seed(14)
     assert diffusion_loss(model, schedule, x0, target, g).shape == (3,)
     reverse = ReverseProcess(target, clip_denoised=True)
-    for sample in (ddpm_sample(model, schedule, (3, 1, 4, 4), reverse, generator=g),
-                   ddim_sample(model, schedule, (3, 1, 4, 4), steps=5, eta=0.5, reverse=reverse,
-                               generator=g)):
+    for sample in (AncestralSampler(reverse)(model, schedule, (3, 1, 4, 4), generator=g),
+                   DDIMSampler(steps=5, eta=0.5, reverse=reverse)(model, schedule, (3, 1, 4, 4), generator=g)):
         assert sample.shape == (3, 1, 4, 4) and sample.abs().max() <= 1
     bound = variational_bound(model, schedule, x0, reverse, timesteps_per_call=7, generator=g)
     assert bound.total.shape == (3,) and torch.isfinite(bound.total).all() and (bound.total > 0).all()
     sde = VPSDE()
     assert dsm_loss(model, sde, x0, generator=g).shape == (3,)
-    assert pc_sample(model, sde, (3, 1, 4, 4), steps=5, generator=g).shape == (3, 1, 4, 4)
-    assert torch.isfinite(ode_log_likelihood(model, sde, x0, rtol=1e-3, atol=1e-3, generator=g)).all()
+    assert PredictorCorrector(steps=5)(model, sde, (3, 1, 4, 4), generator=g).shape == (3, 1, 4, 4)
+    assert torch.isfinite(ode_log_likelihood(model, sde, x0, solver=ODESolver(tolerance=1e-3), generator=g)).all()
 
 
 # --- DDIM timesteps ------------------------------------------------------------------------------

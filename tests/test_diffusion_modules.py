@@ -3,18 +3,32 @@
 The math (schedules, samplers, bounds, ODE likelihoods against oracles) is tested in
 test_diffusion_math.py; here the modules are built from their Hydra configs, as train.py builds them.
 """
+import dataclasses
+import inspect
 import json
 import math
-
 import re
+from functools import partial
 
 import hydra
 import pytest
 import torch
 from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
 
 from conftest import compose_config
-from divlab.lightning_modules.diffusion import ReverseProcess, ode_log_likelihood, uniform_dequantize, variational_bound
+from divlab.lightning_modules.ddpm import DDPM
+from divlab.lightning_modules.diffusion import (
+    ODESolver,
+    VPSDE,
+    ReverseProcess,
+    dsm_loss,
+    loss_on_fixed_noise,
+    ode_log_likelihood,
+    uniform_dequantize,
+    variational_bound,
+)
+from divlab.lightning_modules.score_sde import ScoreSDE
 
 POINTS = (2,)
 IMAGE = (1, 8, 8)
@@ -73,6 +87,32 @@ def test_loss_choice_sets_the_divergence(tmp_path):
     assert build(tmp_path, "score").hparams.divergence == "dsm"
 
 
+def test_evaluation_loss_draws_the_same_noise_for_a_batch_index_every_epoch(tmp_path):
+    module = build(tmp_path, "score")
+    loss = partial(dsm_loss, module.net, module.sde)
+    x = batch(POINTS)
+    first = loss_on_fixed_noise(loss, x, 3)
+    assert torch.equal(first, loss_on_fixed_noise(loss, x, 3))
+    assert torch.equal(first, loss(x, generator=torch.Generator().manual_seed(3)).mean())
+    assert not torch.equal(first, loss_on_fixed_noise(loss, x, 4))
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.update({name: value})
+    module.validation_step(x, 3)
+    module.test_step(x, 3)
+    assert torch.equal(logged["val/loss"], first) and torch.equal(logged["test/loss"], first)
+
+
+# sde_kwargs=None stands for the SDE's own defaults, which the config spells out (VPSDE(0.1, 20.0)).
+@pytest.mark.parametrize("model, family, skip", [("ddpm", DDPM, set()), ("score", ScoreSDE, {"sde_kwargs"})])
+def test_constructor_defaults_are_the_flat_data_config(tmp_path, model, family, skip):
+    config = OmegaConf.to_container(compose_config(tmp_path, [f"model={model}"]).model, resolve=True)
+    defaults = {name: p.default for name, p in inspect.signature(family).parameters.items()
+                if p.default is not inspect.Parameter.empty and name not in skip}
+    assert defaults == {name: config[name] for name in defaults}
+    if "sde_kwargs" in skip:
+        assert config["sde_kwargs"] == {"beta_min": VPSDE().beta_min, "beta_max": VPSDE().beta_max}
+
+
 @pytest.mark.parametrize(
     "model, overrides",
     [
@@ -113,7 +153,7 @@ def test_exact_vlb_is_the_math_bound_and_images_get_a_probability_bound(tmp_path
     assert bound.per_step.shape == (4, 50) and (log_likelihood < 0).all()
     assert module.log_likelihood_is_exact is False and module.log_likelihood_bound == "vlb"
     assert module.log_likelihood_is_discrete is True
-    module.hparams.decoder = "gaussian"  # a bound on a density: bits/dim not comparable with 8-bit ones
+    module.reverse = dataclasses.replace(module.reverse, decoder="gaussian")  # a bound on a density: bits/dim not comparable with 8-bit ones
     assert module.log_likelihood_is_discrete is False
 
 
@@ -164,7 +204,7 @@ def test_score_image_likelihood_is_dequantised_ode_likelihood(tmp_path):
     log_likelihood = module.log_likelihood(x)
     torch.manual_seed(3)
     x_tilde, log_volume = uniform_dequantize(x)
-    expected = ode_log_likelihood(module.net, module.sde, x_tilde, "rademacher", rtol=1e-2, atol=1e-2) + log_volume
+    expected = ode_log_likelihood(module.net, module.sde, x_tilde, "rademacher", ODESolver(tolerance=1e-2)) + log_volume
     assert torch.allclose(log_likelihood, expected)
     assert torch.allclose(log_volume, torch.full((3,), 64 * math.log(2 / 255)))
     # Dequantised: a lower bound on the 8-bit probability, not the exact density (run.json said exact).

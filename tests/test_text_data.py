@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from divlab.datamodules.text import TextDataModule, shakespeare_files, split_texts, utf8_char_counts
+from divlab.datamodules.text import TextDataModule, shakespeare_files, split_texts
 from divlab.lightning_modules.likelihoods import bits_per_character
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer\n" * 40
@@ -60,6 +60,19 @@ def test_batches_are_random_windows_of_block_size_tokens(char_data):
     assert torch.equal(val, char_data.real_samples("val", 3)) and val.shape == (3, 32)
 
 
+def test_loaders_give_the_batches_they_gave_before_sharing_the_in_memory_loaders(tmp_path):
+    # Pinned from the loaders TextDataModule had of its own (b53a055): seeded, the first training batch
+    # is the same random windows, and validation and test the same first evenly spaced windows.
+    (tmp_path / "hamlet.txt").write_text(TEXT)
+    data = TextDataModule(path=str(tmp_path / "hamlet.txt"), data_dir=str(tmp_path), block_size=12, batch_size=3)
+    torch.manual_seed(0)
+    assert [data.decode(row) for row in next(iter(data.train_dataloader()))] == [
+        "e question:\n", "\nWhether 'ti", "er\nTo be, or"]
+    for loader in (data.val_dataloader(), data.test_dataloader()):
+        assert [data.decode(row) for row in next(iter(loader))] == ["To be, or no", "o be, or not", " be, or not "]
+    assert (len(data.train_dataloader()), len(data.val_dataloader())) == (250, 110)
+
+
 def test_cache_is_reused_and_keyed_by_settings(tmp_path, text_file):
     a = TextDataModule(path=str(text_file), data_dir=str(tmp_path), block_size=16)
     b = TextDataModule(path=str(text_file), data_dir=str(tmp_path), block_size=16)
@@ -79,10 +92,6 @@ def test_bpe_tokenizer_round_trips_and_is_saved_beside_the_tokens(tmp_path, text
     # The characters each token covers sum to the text's characters, multi-byte characters included.
     assert data.token_lengths[ids.numpy()].sum() == len(text)
     assert data.chars_per_token > 1
-
-
-def test_utf8_char_counts_count_leading_bytes():
-    assert utf8_char_counts([b"ab", "é".encode(), "é".encode()[:1], "é".encode()[1:], b""]).tolist() == [2, 1, 1, 0, 0]
 
 
 def test_bits_per_character_hand_example():

@@ -45,11 +45,12 @@ def batched_loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0
 class InMemoryDataModule(L.LightningDataModule):
     """Train/val/test loaders over `self.dataset(split)`; shuffled, full batches only for training.
 
-    Subclasses fill `setup` and `dataset(split) -> BatchedTensorDataset`; hparams hold
-    `batch_size` and `num_workers`.
+    Subclasses fill `dataset(split)` (a `BatchedTensorDataset`, or any dataset that returns a whole
+    batch from `__getitems__`) and, where they load lazily, `setup`; hparams hold `batch_size` and
+    `num_workers`.
     """
 
-    def dataset(self, split: str) -> BatchedTensorDataset:
+    def dataset(self, split: str) -> Dataset:
         raise NotImplementedError
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

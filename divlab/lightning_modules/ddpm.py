@@ -8,40 +8,29 @@ example. `log_likelihood` is −VLB: a lower bound, not the likelihood.
 
 The network sees the integer timestep t as t/T ∈ [0, 1) (`denoiser`).
 """
+import lightning as L
 import torch
 
 from divlab.lightning_modules.diffusion import (
     BETA_SCHEDULES,
+    AncestralSampler,
+    DDIMSampler,
     ReverseProcess,
-    ddim_sample,
-    ddpm_sample,
     diffusion_loss,
+    loss_on_fixed_noise,
     make_schedule,
     sampled_variational_bound,
     variational_bound,
 )
-from divlab.lightning_modules.denoising import DenoisingFamily
+from divlab.lightning_modules.optim import make_optimizer
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 LOSSES = ("simple", "vlb")
-
-
-def _ancestral(module: "DDPM", shape) -> torch.Tensor:
-    return ddpm_sample(module.denoiser, module.schedule, shape, module.reverse, device=module.device)
-
-
-def _ddim(module: "DDPM", shape) -> torch.Tensor:
-    h = module.hparams
-    return ddim_sample(module.denoiser, module.schedule, shape, h.sample_steps, h.eta, module.reverse,
-                       device=module.device)
-
-
 # `ddpm`: ancestral sampling over all T steps; `ddim`: `sample_steps` steps with stochasticity `eta`.
-SAMPLERS = {"ddpm": _ancestral, "ddim": _ddim}
+SAMPLERS = ("ddpm", "ddim")
 
 
-class DDPM(DenoisingFamily):
-    SAMPLERS = SAMPLERS
+class DDPM(L.LightningModule):
     family = "ddpm"
     divergence = "eps-mse"
     log_likelihood_is_exact = False
@@ -50,7 +39,7 @@ class DDPM(DenoisingFamily):
     @property
     def log_likelihood_is_discrete(self) -> bool:
         """With the `discretized` decoder, a bound on the 8-bit image's probability; with `gaussian`, on a density."""
-        return self.hparams.decoder == "discretized"
+        return self.reverse.decoder == "discretized"
 
     def __init__(
         self,
@@ -62,7 +51,7 @@ class DDPM(DenoisingFamily):
         target: str = "eps",
         loss: str = "simple",
         variance: str = "fixed_small",
-        decoder: str = "discretized",
+        decoder: str = "gaussian",
         clip_denoised: bool = False,
         sampler: str = "ddpm",
         sample_steps: int | None = None,
@@ -72,7 +61,6 @@ class DDPM(DenoisingFamily):
         super().__init__()
         check_positive("model.T", T)
         check_choice("model.schedule", schedule, BETA_SCHEDULES)
-        ReverseProcess(target, variance, decoder, clip_denoised)  # checks the four choices
         check_choice("model.loss", loss, LOSSES)
         check_choice("model.sampler", sampler, SAMPLERS)
         check_positive("model.eta", eta, allow_zero=True)
@@ -89,14 +77,14 @@ class DDPM(DenoisingFamily):
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.data_shape = tuple(data_shape)
         self.schedule = make_schedule(schedule, T)
+        # How p_θ(x_{t−1} | x_t) is read off the network: the bound and the samplers take this one object.
+        self.reverse = ReverseProcess(target, variance, decoder, clip_denoised)
+        if sampler == "ddim":
+            self.sampler = DDIMSampler(sample_steps, eta, self.reverse)
+        else:
+            self.sampler = AncestralSampler(self.reverse)
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
         self.optimizer = optimizer
-
-    @property
-    def reverse(self) -> ReverseProcess:
-        """The reverse process the bound and the samplers read (from the hyperparameters)."""
-        h = self.hparams
-        return ReverseProcess(h.target, h.variance, h.decoder, h.clip_denoised)
 
     def denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network's prediction of the target at integer timesteps t [B]."""
@@ -104,10 +92,24 @@ class DDPM(DenoisingFamily):
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-example objective [B]: L_simple for the target, or the VLB from one sampled KL term."""
-        h = self.hparams
-        if h.loss == "vlb":
+        if self.hparams.loss == "vlb":
             return sampled_variational_bound(self.denoiser, self.schedule, x, 1, self.reverse, generator=generator)
-        return diffusion_loss(self.denoiser, self.schedule, x, h.target, generator)
+        return diffusion_loss(self.denoiser, self.schedule, x, self.reverse.target, generator)
+
+    def training_step(self, x: torch.Tensor, batch_idx: int):
+        loss = self.loss(x).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, x: torch.Tensor, batch_idx: int):
+        self.log("val/loss", loss_on_fixed_noise(self.loss, x, batch_idx), sync_dist=True, prog_bar=True)
+
+    def test_step(self, x: torch.Tensor, batch_idx: int):
+        self.log("test/loss", loss_on_fixed_noise(self.loss, x, batch_idx), sync_dist=True)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        return self.sampler(self.denoiser, self.schedule, (n, *self.data_shape), device=self.device)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,3 +123,6 @@ class DDPM(DenoisingFamily):
         if steps is None:
             return -variational_bound(self.denoiser, self.schedule, x, self.reverse).total
         return -sampled_variational_bound(self.denoiser, self.schedule, x, steps, self.reverse)
+
+    def configure_optimizers(self):
+        return make_optimizer(self.optimizer, self.parameters(), self.device)

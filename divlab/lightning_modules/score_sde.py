@@ -7,41 +7,31 @@ integrated over t. (The weighting λ(t) = g(t)² would make it a bound on KL(P_X
 al. 2021a.) Samples come from the reverse SDE (predictor–corrector) or the probability-flow ODE,
 whose instantaneous change of variables gives `log_likelihood`.
 """
+from functools import partial
+
+import lightning as L
 import torch
 
-from divlab.lightning_modules.denoising import DenoisingFamily
 from divlab.lightning_modules.diffusion import (
     TRACE_ESTIMATORS,
     VESDE,
     VPSDE,
+    ODESolver,
+    PredictorCorrector,
+    ProbabilityFlowSampler,
     dsm_loss,
+    loss_on_fixed_noise,
     ode_log_likelihood,
-    ode_sample,
-    pc_sample,
     uniform_dequantize,
 )
-from divlab.lightning_modules.diffusion.ode import solver_options
-from divlab.validation import check_choice, check_positive, optimizer_lr
+from divlab.lightning_modules.optim import make_optimizer
+from divlab.validation import check_choice, optimizer_lr
 
 SDES = {"vp": VPSDE, "ve": VESDE}
+SAMPLERS = ("pc", "ode")
 
 
-def _predictor_corrector(module: "ScoreSDE", shape) -> torch.Tensor:
-    h = module.hparams
-    return pc_sample(module.net, module.sde, shape, h.sample_steps, h.snr, h.corrector_steps, device=module.device)
-
-
-def _probability_flow(module: "ScoreSDE", shape) -> torch.Tensor:
-    return ode_sample(module.net, module.sde, shape, device=module.device, **module.ode_solver)
-
-
-# `pc`: `sample_steps` Euler–Maruyama steps, each after `corrector_steps` Langevin steps at `snr`;
-# `ode`: the probability-flow ODE with `ode_method` (dopri5 at `ode_tolerance`, or `ode_steps` fixed steps).
-SAMPLERS = {"pc": _predictor_corrector, "ode": _probability_flow}
-
-
-class ScoreSDE(DenoisingFamily):
-    SAMPLERS = SAMPLERS
+class ScoreSDE(L.LightningModule):
     family = "score"
     divergence = "dsm"
 
@@ -75,7 +65,7 @@ class ScoreSDE(DenoisingFamily):
         sample_steps: int = 500,
         snr: float = 0.16,
         corrector_steps: int = 1,
-        trace: str = "rademacher",
+        trace: str = "exact",
         dequantize: bool = False,
         ode_tolerance: float = 1e-5,
         ode_method: str = "dopri5",
@@ -85,28 +75,37 @@ class ScoreSDE(DenoisingFamily):
         check_choice("model.sde", sde, SDES)
         check_choice("model.sampler", sampler, SAMPLERS)
         check_choice("model.trace", trace, TRACE_ESTIMATORS)
-        check_positive("model.sample_steps", sample_steps)
-        check_positive("model.snr", snr, allow_zero=True)
-        check_positive("model.corrector_steps", corrector_steps, allow_zero=True)
-        check_positive("model.ode_tolerance", ode_tolerance)
-        solver_options(ode_method, ode_steps, 0.0, 1.0)  # checks the method and its steps
         self.save_hyperparameters(ignore=["net", "optimizer"])
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.data_shape = tuple(data_shape)
         self.sde = SDES[sde](**(sde_kwargs or {}))
+        # Sampling with `ode` and `log_likelihood` solve the same probability-flow ODE with this solver.
+        self.ode_solver = ODESolver(ode_method, ode_tolerance, ode_steps)
+        # `pc`: `sample_steps` Euler–Maruyama steps, each after `corrector_steps` Langevin steps at `snr`;
+        # `ode`: the probability-flow ODE. Both are built, so either's bad settings fail here.
+        samplers = {"pc": PredictorCorrector(sample_steps, snr, corrector_steps),
+                    "ode": ProbabilityFlowSampler(self.ode_solver)}
+        self.sampler = samplers[sampler]
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
         self.optimizer = optimizer
 
-    @property
-    def ode_solver(self) -> dict:
-        """Keyword arguments of the probability-flow ODE solves (sampling and likelihood)."""
-        h = self.hparams
-        return dict(rtol=h.ode_tolerance, atol=h.ode_tolerance, method=h.ode_method,
-                    options=solver_options(h.ode_method, h.ode_steps, 0.0, 1.0))
+    def training_step(self, x: torch.Tensor, batch_idx: int):
+        # Denoising score matching, E_{t, z} mean_dims ‖ε_θ(x_t, t) − z‖² per example.
+        loss = dsm_loss(self.net, self.sde, x).mean()
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-example DSM loss [B], E_{t, z} mean_dims ‖ε_θ(x_t, t) − z‖²."""
-        return dsm_loss(self.net, self.sde, x, generator=generator)
+    def validation_step(self, x: torch.Tensor, batch_idx: int):
+        loss = loss_on_fixed_noise(partial(dsm_loss, self.net, self.sde), x, batch_idx)
+        self.log("val/loss", loss, sync_dist=True, prog_bar=True)
+
+    def test_step(self, x: torch.Tensor, batch_idx: int):
+        loss = loss_on_fixed_noise(partial(dsm_loss, self.net, self.sde), x, batch_idx)
+        self.log("test/loss", loss, sync_dist=True)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        return self.sampler(self.net, self.sde, (n, *self.data_shape), device=self.device)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,5 +124,8 @@ class ScoreSDE(DenoisingFamily):
         # The divergence needs autograd, which Lightning's test loop (torch.inference_mode) switches off.
         with torch.inference_mode(False):
             x = x.clone()
-            log_p = ode_log_likelihood(self.net, self.sde, x, h.trace, **self.ode_solver)
+            log_p = ode_log_likelihood(self.net, self.sde, x, h.trace, self.ode_solver)
         return log_p + log_volume
+
+    def configure_optimizers(self):
+        return make_optimizer(self.optimizer, self.parameters(), self.device)

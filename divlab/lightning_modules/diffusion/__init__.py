@@ -12,7 +12,9 @@ from divlab.lightning_modules.diffusion.ddpm import (
     q_sample,
     signal_and_noise_scales,
 )
-from divlab.lightning_modules.diffusion.ddpm_sampling import ddim_sample, ddim_timesteps, ddpm_sample
+from divlab.lightning_modules.diffusion.ddpm_sampling import AncestralSampler, DDIMSampler, ddim_timesteps
+from divlab.lightning_modules.diffusion.fixed_noise import loss_on_fixed_noise
+from divlab.lightning_modules.diffusion.ode import ODESolver
 from divlab.lightning_modules.diffusion.parameterization import TARGETS, prediction_to_x0_eps, regression_target
 from divlab.lightning_modules.diffusion.schedules import (
     BETA_SCHEDULES,
@@ -27,7 +29,7 @@ from divlab.lightning_modules.diffusion.schedules import (
 from divlab.lightning_modules.diffusion.score_matching import dsm_loss, probability_flow_drift, score
 from divlab.lightning_modules.diffusion.sde import VESDE, VPSDE, marginal_mean_std
 from divlab.lightning_modules.diffusion.sde_likelihood import TRACE_ESTIMATORS, ode_log_likelihood, uniform_dequantize
-from divlab.lightning_modules.diffusion.sde_sampling import ode_sample, pc_sample
+from divlab.lightning_modules.diffusion.sde_sampling import PredictorCorrector, ProbabilityFlowSampler
 from divlab.lightning_modules.diffusion.vlb import (
     VariationalBound,
     prior_kl,

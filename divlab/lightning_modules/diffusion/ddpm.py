@@ -79,12 +79,13 @@ class ReverseProcess:
 
 
 def predict_x0_eps(
-    model, schedule: NoiseSchedule, x_t: Tensor, t: Tensor, target: str = "eps", clip_denoised: bool = False
+    model, schedule: NoiseSchedule, x_t: Tensor, t: Tensor, reverse: ReverseProcess = ReverseProcess()
 ) -> tuple[Tensor, Tensor]:
-    """(x̂_0, ε̂) from model(x_t, t); with `clip_denoised`, x̂_0 is clamped to [−1, 1] and ε̂ recomputed from it."""
+    """(x̂_0, ε̂) from model(x_t, t) predicting `reverse.target`; with `reverse.clip_denoised`, x̂_0 is
+    clamped to [−1, 1] and ε̂ recomputed from it."""
     a, sigma = signal_and_noise_scales(schedule, t, x_t)
-    x0, eps = prediction_to_x0_eps(target, model(x_t, t), x_t, a, sigma)
-    if clip_denoised:
+    x0, eps = prediction_to_x0_eps(reverse.target, model(x_t, t), x_t, a, sigma)
+    if reverse.clip_denoised:
         x0 = x0.clamp(-1, 1)
         eps = (x_t - a * x0) / sigma
     return x0, eps
@@ -94,7 +95,7 @@ def p_mean_variance(
     model, schedule: NoiseSchedule, x_t: Tensor, t: Tensor, reverse: ReverseProcess = ReverseProcess()
 ) -> tuple[Tensor, Tensor, Tensor]:
     """p_θ(x_{t−1} | x_t) = N(μ̃_t(x_t, x̂_0(x_t, t)), σ_t² I); returns (mean, log σ_t², x̂_0)."""
-    x0, _ = predict_x0_eps(model, schedule, x_t, t, reverse.target, reverse.clip_denoised)
+    x0, _ = predict_x0_eps(model, schedule, x_t, t, reverse)
     mean, _, _ = q_posterior_mean_variance(schedule, x0, x_t, t)
     log_variance = gather(REVERSE_LOG_VARIANCES[reverse.variance](schedule), t, x_t).expand_as(x_t)
     return mean, log_variance, x0

@@ -20,6 +20,13 @@ def expand_as_data(v: Tensor, x: Tensor) -> Tensor:
     return v.view(-1, *([1] * (x.dim() - 1)))
 
 
+def check_min_below_max(name: str, low: float, high: float) -> None:
+    """0 < `<name>_min` < `<name>_max`, or an error naming both."""
+    check_positive(f"{name}_min", low)
+    if high <= low:
+        raise ValueError(f"{name}_max ({high}) must exceed {name}_min ({low})")
+
+
 class VPSDE:
     """Variance preserving: dx = −½ β(t) x dt + √β(t) dw, β(t) = β_min + t (β_max − β_min).
 
@@ -30,9 +37,7 @@ class VPSDE:
     sampling_eps = 1e-3
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
-        check_positive("beta_min", beta_min)
-        if beta_max <= beta_min:
-            raise ValueError(f"beta_max ({beta_max}) must exceed beta_min ({beta_min})")
+        check_min_below_max("beta", beta_min, beta_max)
         self.beta_min, self.beta_max = beta_min, beta_max
 
     def beta(self, t: Tensor) -> Tensor:
@@ -78,9 +83,7 @@ class VESDE:
     sampling_eps = 1e-5
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
-        check_positive("sigma_min", sigma_min)
-        if sigma_max <= sigma_min:
-            raise ValueError(f"sigma_max ({sigma_max}) must exceed sigma_min ({sigma_min})")
+        check_min_below_max("sigma", sigma_min, sigma_max)
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
     def sigma(self, t: Tensor) -> Tensor:

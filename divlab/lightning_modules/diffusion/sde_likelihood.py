@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from divlab.lightning_modules.diffusion.ode import odeint_interval
+from divlab.lightning_modules.diffusion.ode import ODESolver
 from divlab.lightning_modules.diffusion.score_matching import probability_flow_drift
 from divlab.validation import check_choice
 
@@ -47,14 +47,13 @@ def ode_log_likelihood(
     sde,
     x: Tensor,
     trace: str = "rademacher",
+    solver: ODESolver = ODESolver(),
+    *,
     eps: float = 1e-5,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    method: str = "dopri5",
-    options: dict | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """log p_ε(x) in nats per example [B], for x treated as a sample of the process at t = ε."""
+    """log p_ε(x) in nats per example [B], for x treated as a sample of the process at t = ε, with the
+    ODE solved by `solver`."""
     check_choice("trace estimator", trace, TRACE_ESTIMATORS)
     z = _probe(trace, x, generator)
 
@@ -67,7 +66,7 @@ def ode_log_likelihood(
         return f.detach(), div.detach()
 
     state = (x, torch.zeros(x.shape[0], device=x.device, dtype=x.dtype))
-    x1, delta_logp = odeint_interval(augmented_dynamics, state, eps, 1.0, rtol, atol, method, options)
+    x1, delta_logp = solver.solve(augmented_dynamics, state, eps, 1.0)
     return sde.prior_log_prob(x1) + delta_logp
 
 

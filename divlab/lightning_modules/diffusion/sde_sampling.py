@@ -1,7 +1,10 @@
-"""Samplers for score-based SDEs (Song et al. 2021b): predictor–corrector and the probability-flow ODE."""
+"""Samplers for score-based SDEs (Song et al. 2021b), predictor–corrector and the probability-flow ODE, as
+small frozen objects holding their options, called as sampler(model, sde, shape)."""
+from dataclasses import dataclass
+
 import torch
 
-from divlab.lightning_modules.diffusion.ode import odeint_interval
+from divlab.lightning_modules.diffusion.ode import ODESolver
 from divlab.lightning_modules.diffusion.score_matching import probability_flow_drift, score
 from divlab.lightning_modules.diffusion.sde import expand_as_data
 from divlab.validation import check_positive
@@ -29,52 +32,48 @@ def langevin_step(model, sde, x: Tensor, t: Tensor, snr: float, dt: float, gener
     return x + step * grad + (2 * step).sqrt() * z
 
 
-@torch.no_grad()
-def pc_sample(
-    model,
-    sde,
-    shape,
-    steps: int = 1000,
-    snr: float = 0.16,
-    corrector_steps: int = 1,
-    eps: float | None = None,
-    generator: torch.Generator | None = None,
-    device=None,
-) -> Tensor:
+@dataclass(frozen=True)
+class PredictorCorrector:
     """Predictor–corrector sampling: x_1 ~ prior; at each of `steps` times from 1 to ε, `corrector_steps`
-    Langevin steps then one Euler–Maruyama step. Returns the last predictor mean (no final noise)."""
-    check_positive("steps", steps)
-    check_positive("corrector_steps", corrector_steps, allow_zero=True)
-    eps = sde.sampling_eps if eps is None else eps
-    x = sde.prior_sample(shape, generator, device)
-    dt = (1 - eps) / steps
-    for time in torch.linspace(1, eps, steps, device=x.device):
-        t = time.expand(shape[0])
-        for _ in range(corrector_steps):
-            x = langevin_step(model, sde, x, t, snr, dt, generator)
-        x, mean = euler_maruyama_step(model, sde, x, t, dt, generator)
-    return mean
+    Langevin steps at signal-to-noise ratio `snr`, then one Euler–Maruyama step. Returns the last
+    predictor mean (no final noise)."""
+
+    steps: int = 1000
+    snr: float = 0.16
+    corrector_steps: int = 1
+
+    def __post_init__(self):
+        check_positive("model.sample_steps", self.steps)
+        check_positive("model.snr", self.snr, allow_zero=True)
+        check_positive("model.corrector_steps", self.corrector_steps, allow_zero=True)
+
+    @torch.no_grad()
+    def __call__(self, model, sde, shape, *, eps: float | None = None, generator: torch.Generator | None = None,
+                 device=None) -> Tensor:
+        eps = sde.sampling_eps if eps is None else eps
+        x = sde.prior_sample(shape, generator, device)
+        dt = (1 - eps) / self.steps
+        for time in torch.linspace(1, eps, self.steps, device=x.device):
+            t = time.expand(shape[0])
+            for _ in range(self.corrector_steps):
+                x = langevin_step(model, sde, x, t, self.snr, dt, generator)
+            x, mean = euler_maruyama_step(model, sde, x, t, dt, generator)
+        return mean
 
 
-@torch.no_grad()
-def ode_sample(
-    model,
-    sde,
-    shape,
-    eps: float | None = None,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    method: str = "dopri5",
-    options: dict | None = None,
-    generator: torch.Generator | None = None,
-    device=None,
-) -> Tensor:
-    """Integrate the probability-flow ODE dx/dt = f̃(x, t) from x_1 ~ prior back to t = ε with torchdiffeq
-    (`method`, `options` as in `torchdiffeq.odeint`)."""
-    eps = sde.sampling_eps if eps is None else eps
-    x1 = sde.prior_sample(shape, generator, device)
+@dataclass(frozen=True)
+class ProbabilityFlowSampler:
+    """Integrates the probability-flow ODE dx/dt = f̃(x, t) from x_1 ~ prior back to t = ε with `solver`."""
 
-    def drift(time, x):
-        return probability_flow_drift(model, sde, x, time.expand(x.shape[0]))
+    solver: ODESolver = ODESolver()
 
-    return odeint_interval(drift, x1, 1.0, eps, rtol, atol, method, options)
+    @torch.no_grad()
+    def __call__(self, model, sde, shape, *, eps: float | None = None, generator: torch.Generator | None = None,
+                 device=None) -> Tensor:
+        eps = sde.sampling_eps if eps is None else eps
+        x1 = sde.prior_sample(shape, generator, device)
+
+        def drift(time, x):
+            return probability_flow_drift(model, sde, x, time.expand(x.shape[0]))
+
+        return self.solver.solve(drift, x1, 1.0, eps)
