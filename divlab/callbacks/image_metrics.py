@@ -13,8 +13,6 @@ torchmetrics' metrics fed those features (through an identity feature module, so
 torchmetrics states are its standard ones); precision/recall and density/coverage are
 `divlab.evaluation.manifold` on the same features.
 """
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -50,14 +48,6 @@ class InceptionFeatures(nn.Module):
 def extract_features(net: nn.Module, images: Tensor, device, batch_size: int = 500) -> Tensor:
     net = net.to(device).eval()
     return torch.cat([net(batch.to(device).float()).flatten(1).float().cpu() for batch in images.split(batch_size)])
-
-
-def save_atomic(tensor: Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(tensor, tmp)
-    os.replace(tmp, path)
 
 
 class ImageFeatureMetrics(PeriodicEvaluation):
@@ -164,7 +154,8 @@ class ImageFeatureMetrics(PeriodicEvaluation):
                 images = datamodule.real_samples(split, self.n_real)
                 features = extract_features(net, images, device, self.batch_size)
                 if path is not None:
-                    save_atomic(features, path)
+                    with atomic_write(path) as file:
+                        torch.save(features, file)
             self._real_features[key] = features
         return self._real_features[key]
 
