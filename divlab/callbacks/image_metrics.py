@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from divlab.atomic_files import atomic_write
 from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
 from divlab.evaluation.feature_nets import FEATURE_SPACES, file_hash, load_feature_net
 from divlab.evaluation.frechet import feature_fid_metric, feature_kid_metric, kid_subset_size
