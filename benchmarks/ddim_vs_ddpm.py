@@ -16,17 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import hydra
 import torch
 import torch.nn.functional as F
 
-from divlab.checkpoints import check_targets
+from divlab import load_run, train
 from divlab.evaluation.feature_nets import load_feature_net
 from divlab.evaluation.frechet import frechet_distance
 from divlab.lightning_modules.diffusion import AncestralSampler, DDIMSampler
-from divlab.tracking.run_record import read_run_record
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 def pooled_pixels(images: torch.Tensor) -> torch.Tensor:
@@ -45,27 +41,9 @@ def frechet_distances(images: torch.Tensor, real: dict, features: dict) -> dict:
 
 
 def train_default_checkpoint(output_dir: Path) -> Path:
-    from hydra import compose, initialize_config_dir
-
-    import train
-
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["experiment=ddpm_fashion_mnist", "logger=none", "test=false",
-                                          "callbacks.progress_bar=null", f"paths.output_dir={output_dir}",
-                                          f"paths.log_dir={output_dir.parent}"])
-    train.run(cfg)
-    return output_dir / "checkpoints" / "last.ckpt"
-
-
-def load(checkpoint: Path):
-    """The module and data of a train.py run, rebuilt from its run.json and loaded from `checkpoint`."""
-    config = read_run_record(checkpoint.parent.parent)["config"]
-    check_targets(config, str(checkpoint.parent.parent / "run.json"))
-    data = hydra.utils.instantiate(config["data"])
-    data.setup()
-    module = hydra.utils.instantiate(config["model"], data_shape=tuple(data.sample_shape), _convert_="all")
-    module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
-    return module.eval(), data
+    run = train(["experiment=ddpm_fashion_mnist", "logger=none", "test=false", "callbacks.progress_bar=null",
+                 f"hydra.run.dir={output_dir}"])
+    return run.run_dir / "checkpoints" / "last.ckpt"
 
 
 def timed(sample) -> tuple[torch.Tensor, float]:
@@ -85,7 +63,8 @@ def main() -> None:
     args = parser.parse_args()
 
     checkpoint = args.checkpoint or train_default_checkpoint(Path(tempfile.mkdtemp(prefix="ddim_vs_ddpm_")))
-    module, data = load(checkpoint)
+    _, data, module = load_run(checkpoint.parent.parent, checkpoint)  # <run>/checkpoints/x.ckpt
+    data.setup()
     shape = (args.n, *module.data_shape)
     features = feature_maps()
     test_images = data.real_samples("test", args.n)

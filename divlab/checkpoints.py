@@ -4,15 +4,14 @@ Every load is `torch.load(weights_only=True)`: a checkpoint holds tensors and pl
 that asks to build anything else (a pickled payload) is refused before a single byte of it runs.
 """
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from divlab.atomic_files import atomic_write
 from divlab.tracking.run_record import read_run_record_or_none
 
 log = logging.getLogger("divlab.checkpoints")
@@ -134,18 +133,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     whole (fsspec's transaction writes in the system temp dir and copies across devices, which is not atomic)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path, fsync=True) as file:
+            torch.save(checkpoint, file)
 
     def load_checkpoint(self, path, map_location=None, weights_only=True) -> dict:
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)

@@ -155,12 +155,12 @@ def test_gan_trains_in_bf16_mixed(train_with, tmp_path):
 
 @pytest.mark.slow
 def test_ring8_non_saturating_covers_at_least_six_modes(train_with, tmp_path):
-    cfg, _ = train_with("experiment=gan_ring8", "divergence=non_saturating", "logger=csv")
-    datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(cfg.model, data_shape=tuple(datamodule.sample_shape), _convert_="all")
-    model.load_state_dict(torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"])
+    from divlab import load_run
+
+    train_with("experiment=gan_ring8", "divergence=non_saturating", "logger=csv")
+    _, datamodule, model = load_run(tmp_path)
     torch.manual_seed(0)
-    scores = mode_scores(model.eval().sample(2500), datamodule.centres, datamodule.sigma)
+    scores = mode_scores(model.sample(2500), datamodule.centres, datamodule.sigma)
     assert scores.modes_covered >= 6, scores
 
 

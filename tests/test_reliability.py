@@ -240,11 +240,11 @@ class SlowEvaluation:
 def test_sigterm_during_a_long_evaluation_stops_the_run_at_once(train_with, tmp_path, monkeypatch):
     import time
 
-    import train
+    import hydra
 
     slow = SlowEvaluation().callback
-    real_instantiate = train.hydra.utils.instantiate
-    monkeypatch.setattr(train.hydra.utils, "instantiate",
+    real_instantiate = hydra.utils.instantiate
+    monkeypatch.setattr(hydra.utils, "instantiate",
                         lambda cfg, *a, **k: slow if getattr(cfg, "get", lambda _: None)("_target_") == "slow"
                         else real_instantiate(cfg, *a, **k))
     start = time.perf_counter()

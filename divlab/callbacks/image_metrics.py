@@ -13,13 +13,12 @@ torchmetrics' metrics fed those features (through an identity feature module, so
 torchmetrics states are its standard ones); precision/recall and density/coverage are
 `divlab.evaluation.manifold` on the same features.
 """
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from divlab.atomic_files import atomic_write
 from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
 from divlab.evaluation.feature_nets import FEATURE_SPACES, file_hash, load_feature_net
 from divlab.evaluation.frechet import feature_fid_metric, feature_kid_metric, kid_subset_size
@@ -50,14 +49,6 @@ class InceptionFeatures(nn.Module):
 def extract_features(net: nn.Module, images: Tensor, device, batch_size: int = 500) -> Tensor:
     net = net.to(device).eval()
     return torch.cat([net(batch.to(device).float()).flatten(1).float().cpu() for batch in images.split(batch_size)])
-
-
-def save_atomic(tensor: Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(tensor, tmp)
-    os.replace(tmp, path)
 
 
 class ImageFeatureMetrics(PeriodicEvaluation):
@@ -164,7 +155,8 @@ class ImageFeatureMetrics(PeriodicEvaluation):
                 images = datamodule.real_samples(split, self.n_real)
                 features = extract_features(net, images, device, self.batch_size)
                 if path is not None:
-                    save_atomic(features, path)
+                    with atomic_write(path) as file:
+                        torch.save(features, file)
             self._real_features[key] = features
         return self._real_features[key]
 

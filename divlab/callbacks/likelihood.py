@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from divlab.callbacks.periodic import validation_due
 from divlab.lightning_modules.likelihoods import bits_per_dim
 from divlab.validation import check_positive
 
@@ -71,12 +72,9 @@ class LikelihoodEvaluator(L.Callback):
             pl_module.log(f"time/{split}/likelihood_seconds", self._seconds[split], rank_zero_only=True)
         self._seconds[split] = 0.0
 
-    def _due(self, trainer) -> bool:
-        return not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0
-
     @torch.no_grad()
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if self._due(trainer):
+        if validation_due(trainer, self.every_n_epochs):
             self._evaluate("val", trainer, pl_module, batch, batch_idx)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

@@ -24,6 +24,12 @@ def seeded_samples(pl_module, n: int, seed: int, batch_size: int = 1000) -> torc
                           for start in range(0, n, batch_size)])
 
 
+def validation_due(trainer, every_n_epochs: int) -> bool:
+    """Whether this validation epoch is one of every `every_n_epochs` (the 1st-based epoch divides it), never
+    during the sanity check."""
+    return not trainer.sanity_checking and (trainer.current_epoch + 1) % every_n_epochs == 0
+
+
 class Timer:
     """Wall times of named steps: `with timer("fid"): ...` → {"fid": seconds}."""
 
@@ -66,9 +72,8 @@ class PeriodicEvaluation(L.Callback):
         return True
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.run(trainer, pl_module, "val")
+        if validation_due(trainer, self.every_n_epochs):
+            self.run(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self.run(trainer, pl_module, "test")

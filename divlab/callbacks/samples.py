@@ -6,6 +6,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from divlab.callbacks.media import log_image_file, log_text_samples
+from divlab.callbacks.periodic import validation_due
 from divlab.callbacks.render import RENDERERS
 from divlab.eval_mode import eval_mode
 from divlab.validation import check_positive
@@ -19,9 +20,8 @@ class SampleLogger(L.Callback):
         self._last_step = None
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self.log_samples(trainer, pl_module)
+        if validation_due(trainer, self.every_n_epochs):
+            self.log_samples(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._last_step != trainer.global_step:

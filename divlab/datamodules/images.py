@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from divlab.atomic_files import atomic_write
 from divlab.datamodules.tensor_data import BatchedTensorDataset, InMemoryDataModule
 from divlab.validation import check_choice, check_positive
 
@@ -30,10 +31,8 @@ def install_shipped_fashion_mnist(data_dir: Path) -> bool:
         return False
     raw.mkdir(parents=True, exist_ok=True)
     for name in names:
-        tmp = raw / f"{name}.tmp"
-        with gzip.open(SHIPPED_FASHION_MNIST / f"{name}.gz", "rb") as src, open(tmp, "wb") as dst:
+        with gzip.open(SHIPPED_FASHION_MNIST / f"{name}.gz", "rb") as src, atomic_write(raw / name) as dst:
             shutil.copyfileobj(src, dst)
-        tmp.replace(raw / name)
     return True
 
 

@@ -11,9 +11,7 @@ The file is strict JSON: a non-finite number is written as the string "NaN", "In
 import json
 import logging
 import math
-import os
 import subprocess
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +21,8 @@ import torch
 from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+from divlab.atomic_files import atomic_write
 
 RUN_FILE = "run.json"
 MAX_HISTORY = 2000
@@ -46,19 +46,8 @@ def _strict(value):
 def write_json_atomic(path: Path, data: dict, strict: bool = True) -> None:
     """Write JSON to a temporary file beside `path`, then rename it over `path` (mode 0666 & ~umask).
     `strict`: non-finite numbers as strings (see the module docstring), else as Python's bare NaN/Infinity."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "w") as f:
-            json.dump(_strict(data) if strict else data, f, indent=2, default=str, allow_nan=not strict)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(_strict(data) if strict else data, f, indent=2, default=str, allow_nan=not strict)
 
 
 def decode_non_finite(metrics: dict) -> dict:

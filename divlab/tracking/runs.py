@@ -25,6 +25,18 @@ def find_run_dirs(path: Path) -> list[Path]:
     return found
 
 
+def group_run_dirs(log_dir: Path, group: str) -> list[Path]:
+    """Every run directory under `log_dir` whose record says it belongs to `group` (`run.group` in its config)."""
+    groups: dict[str, list[Path]] = {}
+    for run_dir in find_run_dirs(log_dir):
+        config = (read_run_record_or_none(run_dir) or {}).get("config") or {}
+        groups.setdefault((config.get("run") or {}).get("group"), []).append(run_dir)
+    if group not in groups:
+        known = ", ".join(sorted(str(g) for g in groups if g)) or "none"
+        raise RunSelectionError(f"no runs of group {group!r} under {log_dir}; its groups: {known}")
+    return groups[group]
+
+
 def load_runs(paths: list[Path], statuses: tuple[str, ...] = ("completed",)) -> list[dict]:
     """Every run record under `paths` with one of `statuses`, each with its `run_dir` added.
 

@@ -1,0 +1,204 @@
+"""Train one generative model: compose config → instantiate data, model, callbacks, loggers → fit → test.
+
+`divlab train [overrides]`, `python train.py [overrides]` in a checkout, or `divlab.train([...])` from Python.
+"""
+import logging
+import os
+import signal
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
+from divlab.callbacks.rank_noise import DistinctNoisePerRank
+from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
+from divlab.cli.hydra_app import run_command_line
+from divlab.cli.trainer_parts import callbacks_and_loggers
+from divlab.config_tree import check_tags, show_config
+from divlab.saved_runs import build_data_and_model
+from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
+from divlab.tracking.wandb_logger import GlobalStepWandbLogger
+from divlab.validation import check_int, check_positive
+
+log = logging.getLogger("divlab.train")
+# Groups whose choice on the command line makes a run no longer the experiment preset it started from.
+RUN_DEFINING_GROUPS = ("data", "model", "study_member", "study_networks")
+# The conventional exit status of a process stopped by a signal: 128 + the signal's number.
+EXIT_SIGTERM, EXIT_SIGINT = 128 + signal.SIGTERM, 128 + signal.SIGINT
+
+
+def validate(cfg: DictConfig) -> None:
+    """Fail before anything is built or written, naming the key, the bad value and what would work."""
+    if cfg.get("seed") is not None:
+        with open_dict(cfg):
+            cfg.seed = check_int("seed", cfg.seed)
+    trainer = cfg.trainer
+    if cfg.get("train", True):
+        if trainer.get("max_epochs") is not None and trainer.max_epochs != -1:
+            check_int("trainer.max_epochs", trainer.max_epochs, minimum=1)
+        if trainer.get("max_steps") not in (None, -1):
+            check_int("trainer.max_steps", trainer.max_steps, minimum=1)
+    if trainer.get("log_every_n_steps") is not None:
+        check_int("trainer.log_every_n_steps", trainer.log_every_n_steps, minimum=1)
+    for key, node in _optimizers(cfg.get("model") or {}, "model"):
+        if node.get("lr") is not None:
+            check_positive(f"{key}.lr", node.lr)
+
+
+def _optimizers(node, prefix: str):
+    """(`model.x_optimizer`, node) for every optimiser config under `node`."""
+    for key, value in node.items():
+        if isinstance(value, DictConfig):
+            if "optimizer" in str(key) or "optim" in str(value.get("_target_", "")):
+                yield f"{prefix}.{key}", value
+            else:
+                yield from _optimizers(value, f"{prefix}.{key}")
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides `python train.py ...` was given (none when composed in tests)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) -> None:
+    """Fill `cfg.run` (group, name, family, divergence, data, tags) from what was built, so loggers can
+    interpolate it and every run's config carries the same top-level keys whatever its family.
+
+    The group is the experiment preset's name only while the run is that preset: choosing another data set,
+    model or study member on the command line makes it `family-divergence-data` (what actually runs).
+    """
+    family, divergence = model.hparams.get("family"), model.hparams.get("divergence")
+    rechosen = any(o.split("=", 1)[0].lstrip("+~") in RUN_DEFINING_GROUPS for o in overrides if "=" in o)
+    preset = None if rechosen else cfg.experiment_name
+    with open_dict(cfg):
+        cfg.run.group = cfg.run.group or preset or f"{family}-{divergence}-{datamodule.name}"
+        cfg.run.update(family=family, divergence=divergence, data=datamodule.name)
+        cfg.run.name = cfg.run.name or f"{family}-{divergence}-{datamodule.name}-seed{cfg.seed}"
+        cfg.run.tags = [*cfg.tags, f"family:{family}", f"divergence:{divergence}", f"data:{datamodule.name}",
+                        f"seed:{cfg.seed}"]
+
+
+def check_same_run(previous: dict, cfg: DictConfig, output_dir: Path) -> None:
+    """Refuse to continue a run directory's record with another model or data set."""
+    saved = previous.get("config") or {}
+    for group in ("model", "data"):
+        before = (saved.get(group) or {}).get("_target_")
+        now = (cfg.get(group) or {}).get("_target_")
+        if before and now and before != now:
+            raise ValueError(f"{output_dir} holds a run of {group} {before}, not {now}; rerun there with the "
+                             "same model and data, or choose a new hydra.run.dir")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and/or test as `cfg` says; returns the final metrics. Writes everything under `paths.output_dir`.
+
+    Everything that can be checked (values, the checkpoint to resume, the run record) is checked before
+    anything in the output directory is written.
+    """
+    validate(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    previous = read_run_record(output_dir)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
+
+    datamodule, model = build_data_and_model(cfg.data, cfg.model)
+    describe_run(cfg, datamodule, model, command_line_overrides())
+
+    if previous:
+        check_same_run(previous, cfg, output_dir)
+    ckpt_path, checkpoint = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir),
+                                              cfg.run.group, OmegaConf.to_container(cfg, resolve=True))
+    resume_step = None
+    if ckpt_path is not None:
+        check_matches(checkpoint, model, ckpt_path)
+        resume_step = int(checkpoint.get("global_step", 0))
+        run_dir = ckpt_path.parent.parent
+        earlier = previous if run_dir.resolve() == output_dir.resolve() else read_run_record_or_none(run_dir)
+        with open_dict(cfg):
+            cfg.run.wandb_id = cfg.run.wandb_id or ((earlier or {}).get("wandb") or {}).get("id")
+        log.info("resuming from %s", describe(ckpt_path, checkpoint))
+        del checkpoint
+    elif previous:  # an earlier attempt left no checkpoint: this one starts again from step 0
+        resume_step = 0 if cfg.get("train", True) else None
+        with open_dict(cfg):
+            cfg.run.wandb_id = cfg.run.wandb_id or (previous.get("wandb") or {}).get("id")
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    record = RunRecord(str(output_dir), config=config, seed=cfg.get("seed"), previous=previous,
+                       resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step)
+    callbacks, loggers = callbacks_and_loggers(cfg)
+    model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
+                else os.path.realpath(output_dir / "checkpoints"))
+    callbacks += [record, StopPromptlyOnSIGTERM(), DistinctNoisePerRank()]
+    if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
+        callbacks.append(SaveLast(last_dir))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, record.logger],
+                                      plugins=[AtomicCheckpointIO()])
+    for logger in loggers:
+        logger.log_hyperparams(config)
+        if isinstance(logger, GlobalStepWandbLogger):
+            logger.key_steps_by(trainer, resume_step, record.record["history"])
+
+    failed = True
+    try:
+        if cfg.get("train", True):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                        weights_only=True)
+        if cfg.get("test", True):
+            best = model_checkpoint.best_model_path if model_checkpoint is not None else ""
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        record.finish("completed")
+        failed = False
+    except BaseException as error:
+        if record.attempt["finished_at"] is None:  # not already recorded by RunRecord.on_exception
+            record.finish(status_for(error), reason=str(error) or type(error).__name__)
+        if isinstance(error, SIGTERMException) or trainer.received_sigterm:
+            raise SystemExit(EXIT_SIGTERM) from error
+        if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
+            raise SystemExit(EXIT_SIGINT) from error  # Lightning's graceful Ctrl-C exits 1
+        # Any other exit keeps its code: submitit's requeue after pre-emption is a SystemExit its executor reads.
+        raise
+    finally:
+        finish_wandb(exit_code=1 if failed else 0)
+    return dict(record.record["metrics"])
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Close the W&B run, so the next job of a multirun starts its own."""
+    import sys
+
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish(exit_code=exit_code)
+
+
+def run_job(cfg: DictConfig) -> dict:
+    """A command-line run: the start-up extras (tags, the printed config), then `run`."""
+    check_tags(cfg)
+    if cfg.get("extras", {}).get("print_config"):
+        show_config(cfg)
+    return run(cfg)
+
+
+def sweep_objective(cfg: DictConfig) -> float | None:
+    """Hydra's task function: runs the job and returns `optimized_metric` to a sweeper."""
+    metrics = run_job(cfg)
+    objective = cfg.get("optimized_metric")
+    return metrics.get(objective) if objective else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`train [overrides]` (default: `sys.argv[1:]`), with all of Hydra's command line (`-m`, `--cfg job`, ...)."""
+    run_command_line(sweep_objective, "train", argv)
+
+
+if __name__ == "__main__":
+    main()
