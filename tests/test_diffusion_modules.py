@@ -27,6 +27,9 @@ FAST = {
     "score_unet": ["model.sample_steps=5", "model.ode_tolerance=1e-2", *TINY_UNET],
 }
 MODELS = {"ddpm": POINTS, "ddpm_unet": IMAGE, "score": POINTS, "score_unet": IMAGE}
+# Each case as family + networks (configs/model/, configs/networks/): the U-Net is networks=conv.
+CONFIGS = {"ddpm": ["model=ddpm", "networks=mlp"], "ddpm_unet": ["model=ddpm", "networks=conv"],
+           "score": ["model=score", "networks=mlp"], "score_unet": ["model=score", "networks=conv"]}
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +41,7 @@ def one_thread():
 
 
 def build(tmp_path, model: str, *overrides: str):
-    cfg = compose_config(tmp_path, [f"model={model}", *FAST[model], *overrides])
+    cfg = compose_config(tmp_path, [*CONFIGS[model], *FAST[model], *overrides])
     return hydra.utils.instantiate(cfg.model, data_shape=MODELS[model], _convert_="all")
 
 
