@@ -4,7 +4,6 @@ The math (schedules, samplers, bounds, ODE likelihoods against oracles) is teste
 test_diffusion_math.py; here the modules are built from their Hydra configs, as train.py builds them.
 """
 import dataclasses
-import inspect
 import json
 import math
 import re
@@ -14,13 +13,10 @@ import hydra
 import pytest
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import OmegaConf
 
 from conftest import compose_config
-from divlab.lightning_modules.ddpm import DDPM
 from divlab.lightning_modules.diffusion import (
     ODESolver,
-    VPSDE,
     ReverseProcess,
     dsm_loss,
     loss_on_fixed_noise,
@@ -28,7 +24,6 @@ from divlab.lightning_modules.diffusion import (
     uniform_dequantize,
     variational_bound,
 )
-from divlab.lightning_modules.score_sde import ScoreSDE
 
 POINTS = (2,)
 IMAGE = (1, 8, 8)
@@ -41,6 +36,9 @@ FAST = {
     "score_unet": ["model.sample_steps=5", "model.ode_tolerance=1e-2", *TINY_UNET],
 }
 MODELS = {"ddpm": POINTS, "ddpm_unet": IMAGE, "score": POINTS, "score_unet": IMAGE}
+# Each case as family + networks (configs/model/, configs/networks/): the U-Net is networks=conv.
+CONFIGS = {"ddpm": ["model=ddpm", "networks=mlp"], "ddpm_unet": ["model=ddpm", "networks=conv"],
+           "score": ["model=score", "networks=mlp"], "score_unet": ["model=score", "networks=conv"]}
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +50,7 @@ def one_thread():
 
 
 def build(tmp_path, model: str, *overrides: str):
-    cfg = compose_config(tmp_path, [f"model={model}", *FAST[model], *overrides])
+    cfg = compose_config(tmp_path, [*CONFIGS[model], *FAST[model], *overrides])
     return hydra.utils.instantiate(cfg.model, data_shape=MODELS[model], _convert_="all")
 
 
@@ -100,17 +98,6 @@ def test_evaluation_loss_draws_the_same_noise_for_a_batch_index_every_epoch(tmp_
     module.validation_step(x, 3)
     module.test_step(x, 3)
     assert torch.equal(logged["val/loss"], first) and torch.equal(logged["test/loss"], first)
-
-
-# sde_kwargs=None stands for the SDE's own defaults, which the config spells out (VPSDE(0.1, 20.0)).
-@pytest.mark.parametrize("model, family, skip", [("ddpm", DDPM, set()), ("score", ScoreSDE, {"sde_kwargs"})])
-def test_constructor_defaults_are_the_flat_data_config(tmp_path, model, family, skip):
-    config = OmegaConf.to_container(compose_config(tmp_path, [f"model={model}"]).model, resolve=True)
-    defaults = {name: p.default for name, p in inspect.signature(family).parameters.items()
-                if p.default is not inspect.Parameter.empty and name not in skip}
-    assert defaults == {name: config[name] for name in defaults}
-    if "sde_kwargs" in skip:
-        assert config["sde_kwargs"] == {"beta_min": VPSDE().beta_min, "beta_max": VPSDE().beta_max}
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def test_rerun_in_same_output_dir_resumes_step_and_wandb_id(train_with, tmp_path
 def test_unknown_group_option_lists_valid_ones(tmp_path):
     with pytest.raises((MissingConfigException, ConfigCompositionException)) as error:
         compose_config(tmp_path, ["model=flow"])
-    assert "vae_conv" in str(error.value) and "flow" in str(error.value)
+    assert "reward_model" in str(error.value) and "flow" in str(error.value)
 
 
 @pytest.mark.parametrize(

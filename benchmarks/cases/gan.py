@@ -13,11 +13,11 @@ def plain_step(module: GAN, optimizers, batch: torch.Tensor) -> None:
     generator_opt, critic_opt = optimizers
     fake = module.generator(module.noise(batch.shape[0]))
     out_real, out_fake = module.score(batch), module.score(fake.detach())
-    critic_loss = module.divergence.critic_loss(out_real, out_fake) + module.critic_penalty(batch, fake)
+    critic_loss = module.objective.critic_loss(out_real, out_fake) + module.critic_penalty(batch, fake)
     critic_opt.zero_grad(set_to_none=True)
     critic_loss.backward()
     critic_opt.step()
-    generator_loss = module.divergence.generator_loss(out_real.detach(), module.score(fake))
+    generator_loss = module.objective.generator_loss(out_real.detach(), module.score(fake))
     generator_opt.zero_grad(set_to_none=True)
     generator_loss.backward()
     generator_opt.step()

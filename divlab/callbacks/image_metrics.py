@@ -66,11 +66,11 @@ class ImageFeatureMetrics(PeriodicEvaluation):
 
     def __init__(
         self,
-        n_samples: int = 2000,
+        n_samples: int = 1000,
         n_real: int | None = None,
         every_n_epochs: int = 1,
         metrics: tuple[str, ...] = METRICS,
-        kid_subsets: int = 50,
+        kid_subsets: int = 20,
         kid_subset_size: int | None = None,
         precision_recall_k: int = 3,
         density_coverage_k: int = 5,

@@ -38,7 +38,7 @@ class LikelihoodEvaluator(L.Callback):
     every `every_n_epochs` epochs; the time spent is logged as `time/<split>/likelihood_seconds`.
     """
 
-    def __init__(self, max_val_batches: int | None = 8, max_test_batches: int | None = None, every_n_epochs: int = 1):
+    def __init__(self, max_val_batches: int | None = 2, max_test_batches: int | None = 10, every_n_epochs: int = 1):
         self.max_batches = {"val": max_val_batches, "test": max_test_batches}
         self.every_n_epochs = check_positive("callbacks.likelihood.every_n_epochs", every_n_epochs)
         self._noticed = False

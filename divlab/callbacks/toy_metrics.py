@@ -43,7 +43,7 @@ class ToyDivergences(PeriodicEvaluation):
         self,
         n_samples: int = 2500,
         n_data: int = 2500,
-        every_n_epochs: int = 1,
+        every_n_epochs: int = 5,
         log_q: str = "auto",
         bandwidth: str | float = "loo",
         threshold: float = 3.0,

@@ -23,11 +23,11 @@ from divlab.config_tree import check_tags, show_config
 from divlab.saved_runs import build_data_and_model
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
-from divlab.validation import check_int, check_positive
+from divlab.validation import check_divergence_is_read, check_int, check_positive
 
 log = logging.getLogger("divlab.train")
 # Groups whose choice on the command line makes a run no longer the experiment preset it started from.
-RUN_DEFINING_GROUPS = ("data", "model", "study_member", "study_networks")
+RUN_DEFINING_GROUPS = ("data", "model", "networks", "study_member")
 # The conventional exit status of a process stopped by a signal: 128 + the signal's number.
 EXIT_SIGTERM, EXIT_SIGINT = 128 + signal.SIGTERM, 128 + signal.SIGINT
 
@@ -48,6 +48,7 @@ def validate(cfg: DictConfig) -> None:
     for key, node in _optimizers(cfg.get("model") or {}, "model"):
         if node.get("lr") is not None:
             check_positive(f"{key}.lr", node.lr)
+    check_divergence_is_read(cfg)
 
 
 def _optimizers(node, prefix: str):

@@ -55,13 +55,14 @@ class GAN(L.LightningModule):
         packing: int = 1,
     ):
         super().__init__()
-        self.divergence = get_divergence(divergence)
+        self.divergence = divergence
+        self.objective = get_divergence(divergence)  # its losses and bound: divergences.Divergence
         check_positive("model.packing", packing)
-        if packing > 1 and not self.divergence.needs_critic:
+        if packing > 1 and not self.objective.needs_critic:
             raise ValueError(f"model.packing={packing} packs samples for a critic, and divergence {divergence!r} has "
                              "none; use packing=1 or a critic-based divergence")
         if gp_weight is None:
-            gp_weight = self.divergence.default_gp_weight
+            gp_weight = self.objective.default_gp_weight
         check_positive("model.noise_dim", noise_dim)
         check_positive("model.n_critic", n_critic)
         check_positive("model.gp_weight", gp_weight, allow_zero=True)
@@ -78,7 +79,7 @@ class GAN(L.LightningModule):
         self.data_shape = tuple(data_shape)
         self.generator = generator(in_shape=(noise_dim,), out_shape=self.data_shape)
         self.critic = (critic(in_shape=packed_shape(self.data_shape, packing), out_shape=())
-                       if self.divergence.needs_critic else None)
+                       if self.objective.needs_critic else None)
         self.generator_optimizer = generator_optimizer
         self.critic_optimizer = critic_optimizer
 
@@ -93,9 +94,9 @@ class GAN(L.LightningModule):
             fake = self.generator(self.noise(x.shape[0]))
 
         out_real, out_fake = self.score(x), self.score(fake.detach())
-        estimate = self.divergence.estimate(out_real, out_fake)
+        estimate = self.objective.estimate(out_real, out_fake)
         if critic_opt is not None:
-            critic_loss = self.divergence.critic_loss(out_real, out_fake) + self.critic_penalty(x, fake)
+            critic_loss = self.objective.critic_loss(out_real, out_fake) + self.critic_penalty(x, fake)
             # DDP without find_unused_parameters needs every parameter in every backward, even on one
             # process: there the generator joins the critic's with a zero gradient (a cost others are spared).
             if isinstance(self.trainer.strategy, DDPStrategy):
@@ -105,7 +106,7 @@ class GAN(L.LightningModule):
         self.log("train/divergence_estimate", estimate.detach(), prog_bar=True)
 
         if generator_turn:
-            generator_loss = self.divergence.generator_loss(out_real.detach(), self.score(fake))
+            generator_loss = self.objective.generator_loss(out_real.detach(), self.score(fake))
             self.descend(generator_opt, generator_loss)
             self.log("train/generator_loss", generator_loss.detach())
 
@@ -143,7 +144,7 @@ class GAN(L.LightningModule):
     def evaluate(self, split: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
         fake = self.sample(x.shape[0])
         return {
-            f"{split}/divergence_estimate": self.divergence.estimate(self.score(x), self.score(fake)),
+            f"{split}/divergence_estimate": self.objective.estimate(self.score(x), self.score(fake)),
             f"{split}/loss": mmd2_dimension_scaled(x.flatten(1).float(), fake.flatten(1).float()),
         }
 

@@ -1,0 +1,123 @@
+"""Configs mirror the code (issue 17): one networks choice for every family, YAML values equal to the
+constructors' defaults, a top-level divergence that is read or refused, experiments that inherit."""
+import inspect
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.utils import get_class, get_object
+from omegaconf import OmegaConf
+
+from conftest import CONFIG_DIR, compose_config
+
+
+@pytest.mark.parametrize("family, networks, role, target", [
+    ("gan", "mlp", "generator", "networks.mlp.MLP"),
+    ("gan", "conv", "generator", "networks.dcgan.DCGANGenerator"),
+    ("vae", "mlp", "encoder", "networks.mlp.MLP"),
+    ("vae", "conv", "encoder", "networks.conv.ConvEncoder"),
+    ("ddpm", "mlp", "net", "networks.time_mlp.TimeMLP"),
+    ("ddpm", "conv", "net", "networks.unet.UNet"),
+    ("score", "mlp", "net", "networks.time_mlp.TimeMLP"),
+    ("score", "conv", "net", "networks.unet.UNet"),
+])
+def test_every_family_takes_its_networks_from_the_one_networks_choice(tmp_path, family, networks, role, target):
+    cfg = compose_config(tmp_path, ["~experiment", f"model={family}", f"networks={networks}"])
+    assert get_class(cfg.model._target_).family == family
+    assert cfg.model[role]._target_ == f"divlab.lightning_modules.{target}"
+
+
+def test_the_image_networks_bring_their_settings_and_an_unknown_choice_lists_the_valid_ones(tmp_path):
+    points = compose_config(tmp_path, ["~experiment", "model=gan", "networks=mlp", "divergence=js"]).model
+    images = compose_config(tmp_path, ["~experiment", "model=gan", "networks=conv", "divergence=js"]).model
+    assert (points.noise_dim, points.generator_optimizer.lr) == (8, 1e-3)
+    assert (images.noise_dim, images.generator_optimizer.lr) == (64, 2e-4)
+    assert "hidden" not in images.generator  # the MLP's keys do not leak into the DCGAN's
+    with pytest.raises((MissingConfigException, ConfigCompositionException)) as error:
+        compose_config(tmp_path, ["model=gan", "networks=unet"])
+    assert "networks/unet" in str(error.value) and "conv" in str(error.value) and "mlp" in str(error.value)
+
+
+# The families whose configs/model/<name>.yaml this project's signature checks cover.
+MIRRORED_MODELS = ["gan", "vae", "ar", "ddpm", "score"]
+
+
+def disagreements(node, target: str) -> list[str]:
+    """Keys of a config node whose plain value differs from the default of that argument of `target`."""
+    parameters = inspect.signature(get_object(target)).parameters
+    return [f"{key}: yaml {node[key]!r} vs signature {parameters[key].default!r}" for key in node
+            if key in parameters and parameters[key].default is not inspect.Parameter.empty
+            and not OmegaConf.is_interpolation(node, key) and node[key] != parameters[key].default]
+
+
+@pytest.mark.parametrize("model", MIRRORED_MODELS)
+def test_a_family_config_mirrors_its_constructors_defaults(model):
+    node = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml")
+    assert disagreements(node, node._target_) == []
+
+
+def test_the_callback_configs_mirror_their_constructors_defaults():
+    callbacks = OmegaConf.load(CONFIG_DIR / "callbacks" / "default.yaml")
+    ours = {name: node for name, node in callbacks.items() if node._target_.startswith("divlab.")}
+    assert {"samples", "likelihood", "toy_metrics", "image_metrics"} <= set(ours)
+    assert {name: disagreements(node, node._target_) for name, node in ours.items()} == {name: [] for name in ours}
+
+
+def test_a_signature_check_sees_a_changed_default():
+    node = OmegaConf.create({"n_samples": 999, "every_n_epochs": "${oc.select:x,1}"})
+    assert disagreements(node, "divlab.callbacks.samples.SampleLogger") == ["n_samples: yaml 999 vs signature 64"]
+
+
+@pytest.mark.parametrize("experiment", ["vae_ring8", "ddpm_ring8", "score_ring8", "char_gpt"])
+def test_a_divergence_the_model_does_not_read_fails_before_training(train_with, tmp_path, experiment):
+    with pytest.raises(ValueError, match=r"divergence='js' is not read by the model .*model=gan: hinge, js, .*"
+                                         r"model=dpo: dpo, hinge, ipo"):
+        train_with(f"experiment={experiment}", "divergence=js", "debug=fdr", "trainer=cpu", "logger=csv")
+    assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_the_gan_reads_the_divergence_and_keeps_its_losses_under_another_name(tmp_path):
+    import hydra
+
+    cfg = compose_config(tmp_path, ["experiment=gan_ring8", "divergence=hinge"])
+    from divlab.validation import check_divergence_is_read
+
+    check_divergence_is_read(cfg)
+    gan = hydra.utils.instantiate(cfg.model, data_shape=(2,), _convert_="all")
+    assert gan.divergence == gan.hparams.divergence == "hinge"
+    assert gan.objective.name == "hinge" and gan.objective.needs_critic
+
+
+def sweep_params(experiment: str) -> dict:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    return dict(cfg.hydra.sweeper.params)
+
+
+def test_the_studies_sweep_one_member_list():
+    members = sweep_params("study_ring8")["study_member"].split(",")
+    assert len(members) == 15 and members[:3] == ["vae", "ddpm", "score"]
+    assert sweep_params("study_grid25") == sweep_params("study_fashion_mnist") == sweep_params("study_ring8")
+    assert sweep_params("study_ring8_packing")["model.packing"] == "1,4"
+
+
+def resolved_without(cfg, *keys: str) -> dict:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in keys:
+        *parents, last = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node.pop(last)
+    return config
+
+
+def test_presets_that_repeat_another_differ_from_it_only_where_they_say(tmp_path):
+    char, bpe = (compose_config(tmp_path, [f"experiment={name}"]) for name in ("char_gpt", "bpe_gpt"))
+    assert (bpe.data.tokenizer, bpe.data.bpe_vocab_size, bpe.experiment_name) == ("bpe", 2048, "bpe_gpt")
+    keys = ("data.tokenizer", "data.bpe_vocab_size", "experiment_name")
+    assert resolved_without(bpe, *keys) == resolved_without(char, *keys)
+    ring8, grid25 = (compose_config(tmp_path, [f"experiment={name}"]) for name in ("study_ring8", "study_grid25"))
+    assert grid25.data.name == "grid25"
+    assert resolved_without(grid25, "data", "experiment_name") == resolved_without(ring8, "data", "experiment_name")
