@@ -203,6 +203,43 @@ def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
         PPO((48,), policy_spec, ADAM, reward_model="/no/rm.ckpt")
 
 
+def test_a_resumed_ppo_keeps_its_fitted_reward_model_and_kl_coefficient(policy_spec, tmp_path, monkeypatch):
+    import lightning as L
+
+    from divlab.datamodules.preferences import PreferenceDataModule
+    from divlab.lightning_modules.ppo import PPO
+
+    reference = load_reference_policy(**policy_spec)
+    settings = dict(reward_model="fit", reward_model_epochs=1, kl_coef=0.05, kl_controller="adaptive", kl_target=0.01,
+                    kl_horizon=100, completion_length=6, ppo_epochs=1, minibatch_size=8)
+
+    def fit(model, max_steps, ckpt_path=None):
+        data = PreferenceDataModule(reference.text.encode, records=synthetic_pairs(32), max_length=16,
+                                    val_fraction=0.25, batch_size=8)
+        trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                            default_root_dir=tmp_path)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        return trainer
+
+    first = PPO((16,), policy_spec, ADAM, **settings)
+    fit(first, max_steps=2).save_checkpoint(tmp_path / "ppo.ckpt")
+    fitted = {name: value.clone() for name, value in first.reward_model.state_dict().items()}
+    assert first.kl_control.value != 0.05  # the adaptive controller moved β: its state is worth saving
+
+    refits, start_kl = [], []
+    monkeypatch.setattr(PPO, "fit_reward_model", lambda self, *args: refits.append(args))
+    monkeypatch.setattr(PPO, "on_train_start", lambda self: start_kl.append(self.kl_control.value))
+    resumed = PPO((16,), policy_spec, ADAM, **settings)
+    fit(resumed, max_steps=3, ckpt_path=tmp_path / "ppo.ckpt")
+    assert refits == []  # continued with the saved r_φ instead of fitting a new one
+    assert start_kl == [first.kl_control.value]  # β where the first attempt left it
+    for name, value in resumed.reward_model.state_dict().items():
+        assert torch.equal(value, fitted[name]), name
+    fit(PPO((16,), policy_spec, ADAM, **settings), max_steps=1)  # without a checkpoint it does fit
+    assert len(refits) == 1
+
+
 # ---- configs and runs -------------------------------------------------------------------------
 
 
@@ -305,6 +342,44 @@ def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):
     run = {**fake_run(tmp_path, "elbo", None, 0, 0), "family": "vae", "metrics": {"val/nll": 1.0}}
     assert compare.compare([run], tmp_path / "out")["frontier"] is None
     assert not (tmp_path / "out" / "frontier.png").exists() and not (tmp_path / "out" / "frontier.md").exists()
+
+
+def test_a_run_stopped_while_training_the_reference_policy_leaves_its_run_json(train_with, tmp_path, monkeypatch):
+    import signal
+
+    import lightning as L
+
+    from divlab.alignment import default_policy
+
+    seen = {}
+
+    class CtrlCAfterOneStep(L.Callback):  # stands in for the progress bar: a user's Ctrl-C one step in
+        def on_train_batch_end(self, trainer, *args):
+            seen["record"] = json.loads((tmp_path / "run" / "run.json").read_text())
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(default_policy, "progress_bar", lambda every_n_steps: CtrlCAfterOneStep())
+    settings = {**TINY_POLICY, "seed": 7}  # a policy no other test caches
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a graceful Ctrl-C
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            train_with("experiment=align_dpo", *TINY_OVERRIDES, "policy.default.seed=7", out=tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    assert stopped.value.code == 130
+    assert seen["record"]["status"] == "running"  # on disk while the reference policy trained
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["attempts"][-1]["status"] == "interrupted"
+    assert record["config"]["policy"]["default"]["seed"] == 7
+    data_dir = record["config"]["policy"]["data_dir"]
+    assert not default_policy.default_policy_checkpoint(data_dir, settings).is_file()  # nothing half-trained cached
+
+
+def test_building_an_alignment_config_never_trains_the_reference_policy(policy_spec, tmp_path):
+    spec = {**policy_spec, "data_dir": str(tmp_path)}  # nothing cached here
+    with pytest.raises(FileNotFoundError, match="default reference policy is not trained yet"):
+        DPO((48,), spec, ADAM)
+    assert not (tmp_path / "alignment").exists()
 
 
 def test_training_the_default_reference_policy_says_so_and_shows_progress(tmp_path, caplog):
