@@ -7,13 +7,16 @@ under the data dir like the default policy).
 import functools
 import json
 import os
+import re
 
 import pytest
 import torch
 
-from divlab.alignment.policy import load_reference_policy, sequence_logprobs
+from divlab.alignment.default_policy import prepare_reference_policy
+from divlab.alignment.reference import load_reference_policy
 from divlab.datamodules.preferences import collate_preferences, tokenize_record
 from divlab.lightning_modules.dpo import DPO
+from divlab.lightning_modules.sequence import sequence_log_prob
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -28,14 +31,16 @@ TINY_OVERRIDES = [
     "data.completion_length=10",
     "debug=tiny",
 ]
-TINY_EVALUATION = "model.evaluation.n_prompts=8"
+TINY_EVALUATION = "callbacks.alignment.n_prompts=8"
 ADAM = functools.partial(torch.optim.Adam, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
 def policy_spec():
     data_dir = os.environ.get("DIVLAB_DATA_DIR", os.path.expanduser("~/.cache/divlab/data"))  # as configs/paths
-    return {"ckpt_path": None, "data_dir": data_dir, "default": TINY_POLICY}
+    spec = {"ckpt_path": None, "data_dir": data_dir, "default": TINY_POLICY}
+    prepare_reference_policy(**spec)  # the setup step train.py runs: train and cache the tiny policy once
+    return spec
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +58,6 @@ PAIRS = [
     {"prompt": "KING: ", "chosen": "my good lord", "rejected": "thou vile wretch"},
     {"prompt": "Enter ", "chosen": "sweet love", "rejected": "bloody death"},
 ]
-
-
-def evaluation():
-    return {"n_prompts": 4, "prompt_length": 6, "completion_length": 8}
 
 
 # ---- DPO --------------------------------------------------------------------------------------
@@ -83,23 +84,25 @@ def one_dpo_step(model, batch):
 def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, divergence, length_normalize, pair):
     # One plain gradient step on one pair: the change follows the gradient (Adam's first step would not).
     sgd = functools.partial(torch.optim.SGD, lr=1e-3)
-    model = DPO((48,), policy_spec, sgd, divergence=divergence, beta=0.5, length_normalize=length_normalize,
-                evaluation=evaluation())
+    model = DPO((48,), policy_spec, sgd, divergence=divergence, beta=0.5, length_normalize=length_normalize)
     batch = preference_batch(load_reference_policy(**policy_spec), [pair])
     loss, (chosen0, rejected0), (chosen1, rejected1) = one_dpo_step(model, batch)
     assert torch.isfinite(loss)
     assert chosen1.item() > chosen0.item() and rejected1.item() < rejected0.item()
     # π_ref is untouched (π started equal to it) and its log-probabilities were cached by record
-    ref = sequence_logprobs(model.reference, batch["chosen_ids"], batch["chosen_mask"])
+    ref = sequence_log_prob(model.reference, batch["chosen_ids"], batch["chosen_mask"])
     assert torch.allclose(ref, chosen0, atol=1e-5) and set(model._reference_cache) == {0}
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"divergence": "kto"}, "'kto'; valid choices: dpo, hinge, ipo"),
+    ({"divergence": None}, "divergence None; valid choices: dpo, hinge, ipo"),
+    ({"label_smoothing": 0.7}, "model.label_smoothing must be in [0, 0.5), got 0.7"),
+    ({"divergence": "hinge", "label_smoothing": 0.1}, "applies to divergence=dpo only, not 'hinge'"),
     ({"beta": -0.1}, "model.beta must be > 0, got -0.1"),
 ])
 def test_dpo_bad_settings_name_the_value(policy_spec, kwargs, fragment):
-    with pytest.raises(ValueError, match=fragment.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
         DPO((48,), policy_spec, ADAM, **kwargs)
 
 
@@ -157,7 +160,7 @@ def test_reward_model_separates_a_separable_preference_set(policy_spec):
 
 
 def prompt_batch(reference, n=8, length=6):
-    from divlab.alignment.policy import eval_prompts
+    from divlab.alignment.controlled_task import eval_prompts
 
     prompts = eval_prompts(reference, n, length, seed=3)
     return {"prompt_ids": prompts, "prompt_mask": torch.ones_like(prompts)}
@@ -166,13 +169,12 @@ def prompt_batch(reference, n=8, length=6):
 def test_ppo_iteration_moves_the_policy_with_finite_losses(policy_spec):
     import lightning as L
 
-    from divlab.alignment.policy import evaluate_policy
+    from divlab.callbacks.alignment_metrics import evaluate_policy
     from divlab.lightning_modules.ppo import PPO
 
     reference = load_reference_policy(**policy_spec)
     model = PPO((48,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3), kl_coef=0.05,
-                kl_controller="adaptive", kl_target=1.0, completion_length=8, ppo_epochs=2, minibatch_size=4,
-                evaluation=evaluation())
+                kl_controller="adaptive", kl_target=1.0, completion_length=8, ppo_epochs=2, minibatch_size=4)
     before = [p.detach().clone() for p in model.policy.parameters()]
     trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
@@ -199,6 +201,43 @@ def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
         PPO((48,), policy_spec, ADAM, kl_coef=-1)
     with pytest.raises(FileNotFoundError, match="model.reward_model='/no/rm.ckpt' does not exist"):
         PPO((48,), policy_spec, ADAM, reward_model="/no/rm.ckpt")
+
+
+def test_a_resumed_ppo_keeps_its_fitted_reward_model_and_kl_coefficient(policy_spec, tmp_path, monkeypatch):
+    import lightning as L
+
+    from divlab.datamodules.preferences import PreferenceDataModule
+    from divlab.lightning_modules.ppo import PPO
+
+    reference = load_reference_policy(**policy_spec)
+    settings = dict(reward_model="fit", reward_model_epochs=1, kl_coef=0.05, kl_controller="adaptive", kl_target=0.01,
+                    kl_horizon=100, completion_length=6, ppo_epochs=1, minibatch_size=8)
+
+    def fit(model, max_steps, ckpt_path=None):
+        data = PreferenceDataModule(reference.text.encode, records=synthetic_pairs(32), max_length=16,
+                                    val_fraction=0.25, batch_size=8)
+        trainer = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                            default_root_dir=tmp_path)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+        return trainer
+
+    first = PPO((16,), policy_spec, ADAM, **settings)
+    fit(first, max_steps=2).save_checkpoint(tmp_path / "ppo.ckpt")
+    fitted = {name: value.clone() for name, value in first.reward_model.state_dict().items()}
+    assert first.kl_control.value != 0.05  # the adaptive controller moved β: its state is worth saving
+
+    refits, start_kl = [], []
+    monkeypatch.setattr(PPO, "fit_reward_model", lambda self, *args: refits.append(args))
+    monkeypatch.setattr(PPO, "on_train_start", lambda self: start_kl.append(self.kl_control.value))
+    resumed = PPO((16,), policy_spec, ADAM, **settings)
+    fit(resumed, max_steps=3, ckpt_path=tmp_path / "ppo.ckpt")
+    assert refits == []  # continued with the saved r_φ instead of fitting a new one
+    assert start_kl == [first.kl_control.value]  # β where the first attempt left it
+    for name, value in resumed.reward_model.state_dict().items():
+        assert torch.equal(value, fitted[name]), name
+    fit(PPO((16,), policy_spec, ADAM, **settings), max_steps=1)  # without a checkpoint it does fit
+    assert len(refits) == 1
 
 
 # ---- configs and runs -------------------------------------------------------------------------
@@ -305,14 +344,52 @@ def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):
     assert not (tmp_path / "out" / "frontier.png").exists() and not (tmp_path / "out" / "frontier.md").exists()
 
 
+def test_a_run_stopped_while_training_the_reference_policy_leaves_its_run_json(train_with, tmp_path, monkeypatch):
+    import signal
+
+    import lightning as L
+
+    from divlab.alignment import default_policy
+
+    seen = {}
+
+    class CtrlCAfterOneStep(L.Callback):  # stands in for the progress bar: a user's Ctrl-C one step in
+        def on_train_batch_end(self, trainer, *args):
+            seen["record"] = json.loads((tmp_path / "run" / "run.json").read_text())
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(default_policy, "progress_bar", lambda every_n_steps: CtrlCAfterOneStep())
+    settings = {**TINY_POLICY, "seed": 7}  # a policy no other test caches
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a graceful Ctrl-C
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            train_with("experiment=align_dpo", *TINY_OVERRIDES, "policy.default.seed=7", out=tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    assert stopped.value.code == 130
+    assert seen["record"]["status"] == "running"  # on disk while the reference policy trained
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["attempts"][-1]["status"] == "interrupted"
+    assert record["config"]["policy"]["default"]["seed"] == 7
+    data_dir = record["config"]["policy"]["data_dir"]
+    assert not default_policy.default_policy_checkpoint(data_dir, settings).is_file()  # nothing half-trained cached
+
+
+def test_building_an_alignment_config_never_trains_the_reference_policy(policy_spec, tmp_path):
+    spec = {**policy_spec, "data_dir": str(tmp_path)}  # nothing cached here
+    with pytest.raises(FileNotFoundError, match="default reference policy is not trained yet"):
+        DPO((48,), spec, ADAM)
+    assert not (tmp_path / "alignment").exists()
+
+
 def test_training_the_default_reference_policy_says_so_and_shows_progress(tmp_path, caplog):
     import logging
 
-    from divlab.alignment.policy import default_policy_checkpoint
+    from divlab.alignment.default_policy import train_default_policy_once
 
     settings = {**TINY_POLICY, "steps": 4}
     with caplog.at_level(logging.INFO):
-        ckpt = default_policy_checkpoint(str(tmp_path), settings)
+        ckpt = train_default_policy_once(str(tmp_path), settings)
     messages = [r.getMessage() for r in caplog.records]
     assert ckpt.is_file()
     assert any("training the default reference policy once" in m and str(tmp_path) in m for m in messages)

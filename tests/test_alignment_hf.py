@@ -8,9 +8,10 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from divlab.alignment.policy import load_reference_policy, sequence_logprobs  # noqa: E402
+from divlab.alignment.reference import load_reference_policy  # noqa: E402
 from divlab.lightning_modules.dpo import DPO  # noqa: E402
-from tests.test_alignment_family import PAIRS, evaluation, one_dpo_step, preference_batch  # noqa: E402
+from divlab.lightning_modules.sequence import sequence_log_prob  # noqa: E402
+from tests.test_alignment_family import PAIRS, one_dpo_step, preference_batch  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -48,7 +49,7 @@ def spec(hf_dir):
     return {"ckpt_path": None, "hf_model": str(hf_dir), "data_dir": data_dir}
 
 
-def test_sequence_logprobs_equal_the_hf_models_own(spec, hf_dir):
+def test_sequence_log_prob_equals_the_hf_models_own(spec, hf_dir):
     reference = load_reference_policy(**spec)
     text = reference.text
     assert text.decode(text.encode("KING: my good lord")) == "KING: my good lord"
@@ -62,7 +63,7 @@ def test_sequence_logprobs_equal_the_hf_models_own(spec, hf_dir):
     inputs = torch.cat([torch.full_like(tokens[:, :1], hf.config.bos_token_id), tokens[:, :-1]], 1)
     with torch.no_grad():
         logp = hf(input_ids=inputs).logits.log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
-        ours = sequence_logprobs(reference.model, tokens, mask)
+        ours = sequence_log_prob(reference.model, tokens, mask)
     torch.testing.assert_close(ours, (logp * mask).sum(-1), atol=1e-5, rtol=0)
 
 
@@ -86,7 +87,7 @@ def test_cached_steps_equal_a_full_recompute_and_sampling_runs(spec):
 
 def test_dpo_step_on_the_hf_policy_raises_the_chosen_logprob(spec):
     sgd = functools.partial(torch.optim.SGD, lr=1e-2)
-    model = DPO((128,), spec, sgd, beta=0.5, evaluation=evaluation())
+    model = DPO((128,), spec, sgd, beta=0.5)
     batch = preference_batch(load_reference_policy(**spec), PAIRS)
     loss, (chosen0, rejected0), (chosen1, rejected1) = one_dpo_step(model, batch)
     assert torch.isfinite(loss)

@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from divlab.lightning_modules import alignment_objectives as ao
 
@@ -89,6 +88,24 @@ def test_preference_loss_rejects_unknown_variant_and_bad_beta():
         _dpo("kto", 0.1)
     with pytest.raises(ValueError, match="beta"):
         _dpo("dpo", 0.0)
+
+
+def test_conservative_dpo_matches_its_closed_form_on_fixed_numbers():
+    # cDPO with ε = 0.2, β = 0.5 on margins h = 1 and −0.5, by hand:
+    #   pair 1: −0.8·log σ(0.5) − 0.2·log σ(−0.5) = 0.8·0.474077 + 0.2·0.974077 = 0.574077
+    #   pair 2: −0.8·log σ(−0.25) − 0.2·log σ(0.25) = 0.8·0.825939 + 0.2·0.575939 = 0.775939
+    t = torch.tensor
+    out = ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), 0.5,
+                      label_smoothing=0.2)
+    assert out.loss.item() == pytest.approx((0.574077 + 0.775939) / 2, abs=1e-6)
+    # ε = 0 is plain DPO, exactly; ε moves the loss towards −log σ(−βh) (the flipped label's loss)
+    plain = ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), 0.5, label_smoothing=0.0)
+    assert torch.equal(plain.loss, _dpo("dpo", 0.5).loss)
+    with pytest.raises(ValueError, match=r"model.label_smoothing must be in \[0, 0.5\), got 0.5"):
+        ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), 0.5, label_smoothing=0.5)
+    with pytest.raises(ValueError, match="applies to divergence=dpo only, not 'ipo'"):
+        ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), 0.5, "ipo",
+                    label_smoothing=0.1)
 
 
 def test_bradley_terry_loss_and_accuracy():
@@ -182,16 +199,22 @@ def _completion(mask_row):
     return idx
 
 
+def _completion_tokens(mask):
+    """(row b, completion position t, all completion positions of row b) for every completion token."""
+    for b in range(mask.shape[0]):
+        steps = _completion(mask[b])
+        for t in steps:
+            yield b, t, steps
+
+
 def test_gae_lambda_one_is_discounted_return_minus_value():
     rewards, values, mask = _toy_rollout()
     gamma = 0.9
     advantages, returns = ao.gae(rewards, values, mask, gamma=gamma, lam=1.0)
-    for b in range(2):
-        steps = _completion(mask[b])
-        for t in steps:
-            discounted = sum(gamma ** (k - t) * rewards[b, k].item() for k in steps if k >= t)
-            assert returns[b, t].item() == pytest.approx(discounted, abs=1e-5)
-            assert advantages[b, t].item() == pytest.approx(discounted - values[b, t].item(), abs=1e-5)
+    for b, t, steps in _completion_tokens(mask):
+        discounted = sum(gamma ** (k - t) * rewards[b, k].item() for k in steps if k >= t)
+        assert returns[b, t].item() == pytest.approx(discounted, abs=1e-5)
+        assert advantages[b, t].item() == pytest.approx(discounted - values[b, t].item(), abs=1e-5)
     assert (advantages[mask == 0] == 0).all() and (returns[mask == 0] == 0).all()
 
 
@@ -199,12 +222,10 @@ def test_gae_lambda_zero_is_one_step_td_error():
     rewards, values, mask = _toy_rollout()
     gamma = 0.8
     advantages, _ = ao.gae(rewards, values, mask, gamma=gamma, lam=0.0)
-    for b in range(2):
-        steps = _completion(mask[b])
-        for t in steps:
-            next_value = values[b, t + 1].item() if t != steps[-1] else 0.0  # V = 0 after the episode ends
-            delta = rewards[b, t].item() + gamma * next_value - values[b, t].item()
-            assert advantages[b, t].item() == pytest.approx(delta, abs=1e-5)
+    for b, t, steps in _completion_tokens(mask):
+        next_value = values[b, t + 1].item() if t != steps[-1] else 0.0  # V = 0 after the episode ends
+        delta = rewards[b, t].item() + gamma * next_value - values[b, t].item()
+        assert advantages[b, t].item() == pytest.approx(delta, abs=1e-5)
 
 
 def test_gae_intermediate_lambda_is_the_explicit_sum_of_discounted_td_errors():
@@ -283,49 +304,3 @@ def test_sequence_kl_estimate_is_unbiased_for_categoricals():
     se = estimates.std().item() / math.sqrt(n)
     assert abs(estimates.mean().item() - exact) < 4 * se
     assert se < 0.05 * exact  # the test has the power to see a biased estimator
-
-
-def _brute_force_logprob(logits, tokens, mask):
-    total = torch.zeros(tokens.shape[0])
-    for b in range(tokens.shape[0]):
-        for t in range(1, tokens.shape[1]):
-            if mask[b, t]:
-                total[b] += F.log_softmax(logits[b, t - 1], -1)[tokens[b, t]]
-    return total
-
-
-def test_masked_sequence_logprob_ignores_prompt_and_padding():
-    gen = torch.Generator().manual_seed(1)
-    vocab, length = 7, 8
-    # row 0: prompt 0..2, completion 3..5, padding 6..7;  row 1: prompt 0..1, completion 2..7
-    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 1, 1]])
-    tokens = torch.randint(vocab, (2, length), generator=gen)
-    logits = torch.randn(2, length, vocab, generator=gen)
-    logp = ao.masked_sequence_logprob(logits, tokens, mask)
-    assert logp.tolist() == pytest.approx(_brute_force_logprob(logits, tokens, mask).tolist(), abs=1e-5)
-    # Tokens at masked positions and logits that predict masked positions (logits[:, t] predicts
-    # tokens[:, t + 1]) can be anything: the completion's log-probability is unchanged.
-    ignored_tokens = mask == 0
-    ignored_logits = F.pad(mask[:, 1:], (0, 1)) == 0
-    tokens2 = torch.where(ignored_tokens, torch.randint(vocab, (2, length), generator=gen), tokens)
-    logits2 = torch.where(ignored_logits[..., None], 10 * torch.randn(2, length, vocab, generator=gen), logits)
-    assert (tokens2 != tokens).any() and (logits2 != logits).any()
-    assert ao.masked_sequence_logprob(logits2, tokens2, mask).tolist() == pytest.approx(logp.tolist(), abs=1e-6)
-    # ...while a completion token does count.
-    tokens3 = tokens.clone()
-    tokens3[0, 4] = (tokens3[0, 4] + 1) % vocab
-    assert ao.masked_sequence_logprob(logits, tokens3, mask)[0].item() != pytest.approx(logp[0].item())
-    with pytest.raises(ValueError, match=r"mask\[:, 0\]"):
-        ao.masked_sequence_logprob(logits, tokens, torch.ones_like(mask))
-
-
-def test_next_token_logprobs_align_with_tokens_and_sum_to_sequence_logprob():
-    gen = torch.Generator().manual_seed(2)
-    tokens = torch.randint(5, (3, 6), generator=gen)
-    logits = torch.randn(3, 6, 5, generator=gen)
-    per_token = ao.next_token_logprobs(logits, tokens)
-    assert per_token.shape == tokens.shape and (per_token[:, 0] == 0).all()
-    assert per_token[1, 3].item() == pytest.approx(F.log_softmax(logits[1, 2], -1)[tokens[1, 3]].item(), abs=1e-6)
-    mask = torch.tensor([[0, 1, 1, 1, 1, 1]]).expand(3, 6)
-    total = ao.masked_sequence_logprob(logits, tokens, mask)
-    assert total.tolist() == pytest.approx(per_token.sum(-1).tolist(), abs=1e-5)

@@ -87,7 +87,7 @@ def test_preference_families_match_on_one_and_two_processes(train_with, tmp_path
     overrides = [f"experiment={experiment}", "data=preferences", f"data.path={path}", "data.val_fraction=0.25",
                  "debug=tiny", "test=false", *(f"policy.default.{k}={v}" for k, v in TINY_POLICY.items())]
     if experiment == "align_dpo":
-        overrides.append("model.evaluation.n_prompts=8")
+        overrides.append("callbacks.alignment.n_prompts=8")
     one, two = one_and_two_processes(train_with, tmp_path, overrides, "data.batch_size", 4)
     assert_same_metrics(one, two, metrics)
 

@@ -4,12 +4,16 @@ import math
 import pytest
 import torch
 
-from divlab.alignment.true_reward import bradley_terry_labels, bradley_terry_probability, sentiment_reward
+from divlab.alignment.controlled_task import (
+    bradley_terry_labels,
+    bradley_terry_probability,
+    controlled_preference_records,
+    corpus_prefixes,
+    sentiment_reward,
+)
 from divlab.datamodules.preferences import (
     PreferenceDataModule,
     collate_preferences,
-    controlled_preference_records,
-    corpus_prefixes,
     load_preference_records,
     tokenize_record,
 )

@@ -1,24 +1,144 @@
-"""The controlled sentiment task as a PreferenceDataModule (`data=controlled_sentiment`).
+"""The controlled sentiment task (`data=controlled_sentiment`): its prompts, its true reward, its labels.
 
-Prompts are `prompt_length`-token prefixes at word starts of the reference policy's training text;
-two completions per prompt are sampled from π_ref (temperature 1, a fixed seed, so every run of a
-sweep sees the same pairs); preferences are Bradley–Terry draws on the VADER true reward
-(`true_reward.py`). Pairs whose completions have equal true reward (mostly both 0: most short
-completions of a small character model carry no sentiment word) say nothing about the reward and
-their labels are coin flips, so `drop_ties` leaves them out. The records are cached as JSON under
+The DPO paper's controlled sentiment generation (Rafailov et al. 2023, §6.1), CPU-sized. The true
+reward r*(x, y) of a completion y is the VADER compound sentiment of y's text (Hutto & Gilbert
+2014), a rule-based score in [−1, 1] whose lexicon ships inside the `vadersentiment` wheel, so it
+is deterministic, needs no download, and can be measured for every policy. Prompts are
+`prompt_length`-token prefixes at word starts of the reference policy's text; two completions per
+prompt are sampled from π_ref (temperature 1, a fixed seed, so every run of a sweep sees the same
+pairs); preferences are Bradley–Terry draws on r*: P(y₁ ≻ y₂) = σ((r*(y₁) − r*(y₂))/temperature).
+Pairs whose completions have equal true reward (mostly both 0: most short completions of a small
+character model carry no sentiment word) say nothing about the reward and their labels are coin
+flips, so `drop_ties` leaves them out. The records are cached as JSON under
 `<data_dir>/alignment/tasks/`, keyed by the policy checkpoint and the settings, so the runs of a
-sweep sample them once.
+sweep sample them once. The pairs become a plain `PreferenceDataModule`.
 """
 import hashlib
 import json
+import math
 import os
+import re
+from collections.abc import Callable, Sequence
+from functools import cache
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
-from divlab.alignment.policy import decode_completions, load_reference_policy, rollout, token_prefixes
-from divlab.datamodules.preferences import PreferenceDataModule, controlled_preference_records
+from divlab.alignment.reference import ReferencePolicy, load_reference_policy
+from divlab.datamodules.preferences import PreferenceDataModule
+from divlab.lightning_modules.sequence import decode_completions, rollout
 from divlab.validation import check_positive
+
+SampleFn = Callable[[list[str], int], list[list[str]]]
+
+
+# ---- the true reward and its preference labels ------------------------------------------------
+
+
+@cache
+def _analyzer():
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def sentiment_reward(texts: Sequence[str]) -> Tensor:
+    """VADER compound sentiment of each text, float32 [N] in [−1, 1] (0 for neutral or empty text)."""
+    if isinstance(texts, str):
+        raise TypeError("sentiment_reward takes a list of strings, not one string")
+    analyzer = _analyzer()
+    return torch.tensor([analyzer.polarity_scores(text)["compound"] for text in texts], dtype=torch.float32)
+
+
+def bradley_terry_probability(r1: Tensor, r2: Tensor, temperature: float = 1.0) -> Tensor:
+    """P(y₁ ≻ y₂) = σ((r₁ − r₂)/temperature)."""
+    return torch.sigmoid((r1 - r2) / check_positive("temperature", temperature))
+
+
+def bradley_terry_labels(
+    r1: Tensor, r2: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> Tensor:
+    """Bool [N], True where y₁ ≻ y₂, drawn independently with P = σ((r₁ − r₂)/temperature).
+
+    As temperature → 0 the labels become the deterministic ranking by true reward (ties broken at
+    random); large temperatures approach coin flips.
+    """
+    p = bradley_terry_probability(r1.float(), r2.float(), temperature)
+    return torch.rand(p.shape, generator=generator) < p
+
+
+# ---- prompts ---------------------------------------------------------------------------------
+
+
+def corpus_prefixes(text: str, n: int, length: int, generator: torch.Generator | None = None) -> list[str]:
+    """`n` prompts: the first `length` characters after a random word boundary of `text`."""
+    starts = [match.start() for match in re.finditer(r"(?<!\S)\S", text[: max(len(text) - length + 1, 0)])]
+    if not starts:
+        raise ValueError(f"text of {len(text)} characters has no word start {length} characters before its end")
+    picks = torch.randint(len(starts), (n,), generator=generator).tolist()
+    return [text[starts[i] : starts[i] + length] for i in picks]
+
+
+def token_prefixes(text, corpus: str, n: int, length: int, seed: int) -> Tensor:
+    """[n, length] token ids of prefixes at word starts of `corpus`, tokenised by `text`.
+
+    Cut from `length` characters at character level; a subword tokenizer's prefixes are cut from
+    4× its mean characters per token (`text.chars_per_token`), then to `length` tokens.
+    """
+    ratio = getattr(text, "chars_per_token", 1.0)
+    chars = length if ratio == 1 else math.ceil(4 * ratio * length)
+    prefixes = corpus_prefixes(corpus, n, chars, torch.Generator().manual_seed(seed))
+    prompts = [text.encode(p)[:length] for p in prefixes]
+    if min(len(p) for p in prompts) < length:
+        raise ValueError(f"a prompt of {chars} characters has fewer than {length} tokens; use a shorter prompt_length")
+    return torch.stack(prompts)
+
+
+def eval_prompts(reference: ReferencePolicy, n: int, length: int, seed: int = 0) -> Tensor:
+    """`n` fixed prompts of `length` tokens: prefixes at word starts of the policy's validation text."""
+    return token_prefixes(reference.text, reference.text.decode(reference.text.tokens["val"][:200_000]), n, length, seed)
+
+
+# ---- the task's pairs -------------------------------------------------------------------------
+
+
+def controlled_preference_records(
+    prompts: Sequence[str],
+    sample_fn: SampleFn,
+    reward_fn: Callable[[list[str]], Tensor] = sentiment_reward,
+    temperature: float = 0.1,
+    seed: int = 0,
+) -> list[dict]:
+    """The controlled task's pairs: two completions per prompt from the reference policy,
+    labelled by the Bradley–Terry model on the true reward.
+
+    `sample_fn(prompts, n)` returns, for each prompt, a list of n completion strings (the prompt
+    not included); `reward_fn` scores completions. Each record holds prompt/chosen/rejected and
+    the true rewards `chosen_reward`/`rejected_reward`.
+    """
+    prompts = list(prompts)
+    completions = sample_fn(prompts, 2)
+    if len(completions) != len(prompts) or any(len(pair) != 2 for pair in completions):
+        raise ValueError(f"sample_fn(prompts, 2) must return {len(prompts)} lists of 2 completions")
+    first, second = [pair[0] for pair in completions], [pair[1] for pair in completions]
+    rewards = reward_fn(first + second)
+    r1, r2 = rewards[: len(prompts)], rewards[len(prompts) :]
+    first_wins = bradley_terry_labels(r1, r2, temperature, torch.Generator().manual_seed(seed)).tolist()
+    records = []
+    for i, prompt in enumerate(prompts):
+        winner, loser = (0, 1) if first_wins[i] else (1, 0)
+        texts, scores = (first[i], second[i]), (r1[i].item(), r2[i].item())
+        records.append(
+            {
+                "prompt": prompt,
+                "chosen": texts[winner],
+                "rejected": texts[loser],
+                "chosen_reward": scores[winner],
+                "rejected_reward": scores[loser],
+            }
+        )
+    return records
 
 
 def controlled_sentiment(

@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 import torch
 
-from divlab.alignment.policy import DEFAULT_TEXT, ReferencePolicy, freeze
+from divlab.alignment.default_policy import DEFAULT_TEXT
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
 from divlab.lightning_modules.networks.hf_causal_lm import HFCausalLM, context_size, import_transformers, load_causal_lm
 
@@ -44,8 +44,9 @@ class HFText:
 
 
 @functools.lru_cache(maxsize=2)
-def load_hf_policy(name_or_path: str, data_dir: str) -> ReferencePolicy:
-    """π_ref = the causal LM `name_or_path` (frozen), with its tokenizer over the default corpus."""
+def load_hf_policy(name_or_path: str, data_dir: str) -> tuple[AutoregressiveModel, HFText, str]:
+    """The causal LM `name_or_path` as an `ar`-family model, its tokenizer over the default corpus, and
+    where it was read from (`reference.load_reference_policy` freezes it into π_ref)."""
     local = Path(name_or_path).expanduser()
     source = str(local.resolve()) if local.exists() else name_or_path
     tokenizer = import_transformers().AutoTokenizer.from_pretrained(source)
@@ -62,4 +63,4 @@ def load_hf_policy(name_or_path: str, data_dir: str) -> ReferencePolicy:
     corpus = {split: chars.decode(chars.tokens[split][:CORPUS_CHARS]) for split in ("train", "val")}
     model = AutoregressiveModel((block_size,), functools.partial(HFCausalLM, lm), optimizer=None,
                                 vocab_size=vocab_size)
-    return ReferencePolicy(freeze(model), HFText(tokenizer, corpus), source)
+    return model, HFText(tokenizer, corpus), source

@@ -109,6 +109,10 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
+    setup_steps = [step for step in (cfg.get("setup") or {}).values() if step]
+    if setup_steps:
+        run_setup(setup_steps, RunRecord(str(output_dir), config=OmegaConf.to_container(cfg, resolve=True),
+                                         seed=cfg.get("seed"), previous=previous))
 
     datamodule, model = build_data_and_model(cfg.data, cfg.model)
     describe_run(cfg, datamodule, model, command_line_overrides())
@@ -171,6 +175,24 @@ def run(cfg: DictConfig) -> dict:
     finally:
         finish_wandb(exit_code=1 if failed else 0)
     return dict(record.record["metrics"])
+
+
+def run_setup(steps: list, record: RunRecord) -> None:
+    """Call the config's one-off `setup` steps (alignment: train the default reference policy) before data and
+    model are built, with run.json on disk while they work, so a run stopped there leaves its record (a first
+    attempt's provisional record goes again once they are done: the run proper writes its own)."""
+    if not record.previous:
+        record.write()
+    try:
+        for step in steps:
+            hydra.utils.call(step)
+        if not record.previous:
+            record.path.unlink(missing_ok=True)
+    except BaseException as error:
+        record.finish(status_for(error), reason=str(error) or type(error).__name__)
+        if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
+            raise SystemExit(EXIT_SIGINT) from error  # Lightning's graceful Ctrl-C exits 1
+        raise
 
 
 def finish_wandb(exit_code: int = 0) -> None:

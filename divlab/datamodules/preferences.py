@@ -1,8 +1,8 @@
-"""Preference pairs (x, y_w ≻ y_l) for the alignment family: a user's own file, or the controlled task.
+"""Preference pairs (x, y_w ≻ y_l) for the alignment family: pure data, from a file or from records.
 
 A record is `{"prompt": x, "chosen": y_w, "rejected": y_l}` (the common layout of preference
-datasets), read from a JSON list or a JSONL file (one record per line), or built by
-`controlled_preference_records` from a reference policy's samples and the true reward.
+datasets), read from a JSON list or a JSONL file (one record per line), or given in memory (the
+controlled task's pairs, `alignment/controlled_task.py`).
 
 Records are tokenised with the policy's `encode` (str -> token ids: a list, array or 1-D tensor)
 as prompt + completion, truncated to `max_length` tokens (at most the policy's context). A batch is
@@ -11,15 +11,14 @@ a dict of tensors:
 - `chosen_ids`, `rejected_ids` [B, L]: prompt + completion tokens, right-padded with `pad_id` to
   one length L shared by chosen and rejected (so a module can run them in one forward pass);
 - `chosen_mask`, `rejected_mask` [B, L]: 1 on completion tokens only, 0 on prompt and padding —
-  the `mask` of `alignment_objectives.masked_sequence_logprob`; with per-token log-probabilities
-  aligned to the ids (the `ar` family's `token_log_likelihoods`), log π(y|x) = Σ_t mask·logp;
+  with per-token log-probabilities aligned to the ids (the `ar` family's `token_log_likelihoods`),
+  log π(y|x) = Σ_t mask·logp (`lightning_modules/sequence.py: sequence_log_prob`);
 - `prompt_ids`, `prompt_mask` [B, P]: the prompt alone, right-padded, mask 1 on prompt tokens;
 - `index` [B]: the record's position in the full record list (to look up cached reference
   log-probabilities, which are fixed when the data is).
 """
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,13 +27,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from divlab.alignment.true_reward import bradley_terry_labels, sentiment_reward
 from divlab.validation import check_positive
 
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
 
 Encode = Callable[[str], list[int]]
-SampleFn = Callable[[list[str], int], list[list[str]]]
 
 
 def load_preference_records(path: str | Path) -> list[dict]:
@@ -134,53 +131,6 @@ def collate_preferences(examples: Sequence[dict], pad_id: int = 0) -> dict[str, 
         batch[f"{key}_ids"] = _pad([ex[key] for ex in examples], length, pad_id)
         batch[f"{key}_mask"] = _span_mask(prompt_lens, [len(ex[key]) for ex in examples], length)
     return batch
-
-
-def corpus_prefixes(text: str, n: int, length: int, generator: torch.Generator | None = None) -> list[str]:
-    """`n` prompts: the first `length` characters after a random word boundary of `text`."""
-    starts = [match.start() for match in re.finditer(r"(?<!\S)\S", text[: max(len(text) - length + 1, 0)])]
-    if not starts:
-        raise ValueError(f"text of {len(text)} characters has no word start {length} characters before its end")
-    picks = torch.randint(len(starts), (n,), generator=generator).tolist()
-    return [text[starts[i] : starts[i] + length] for i in picks]
-
-
-def controlled_preference_records(
-    prompts: Sequence[str],
-    sample_fn: SampleFn,
-    reward_fn: Callable[[list[str]], Tensor] = sentiment_reward,
-    temperature: float = 0.1,
-    seed: int = 0,
-) -> list[dict]:
-    """The controlled task's pairs: two completions per prompt from the reference policy,
-    labelled by the Bradley–Terry model on the true reward.
-
-    `sample_fn(prompts, n)` returns, for each prompt, a list of n completion strings (the prompt
-    not included); `reward_fn` scores completions. Each record holds prompt/chosen/rejected and
-    the true rewards `chosen_reward`/`rejected_reward`.
-    """
-    prompts = list(prompts)
-    completions = sample_fn(prompts, 2)
-    if len(completions) != len(prompts) or any(len(pair) != 2 for pair in completions):
-        raise ValueError(f"sample_fn(prompts, 2) must return {len(prompts)} lists of 2 completions")
-    first, second = [pair[0] for pair in completions], [pair[1] for pair in completions]
-    rewards = reward_fn(first + second)
-    r1, r2 = rewards[: len(prompts)], rewards[len(prompts) :]
-    first_wins = bradley_terry_labels(r1, r2, temperature, torch.Generator().manual_seed(seed)).tolist()
-    records = []
-    for i, prompt in enumerate(prompts):
-        winner, loser = (0, 1) if first_wins[i] else (1, 0)
-        texts, scores = (first[i], second[i]), (r1[i].item(), r2[i].item())
-        records.append(
-            {
-                "prompt": prompt,
-                "chosen": texts[winner],
-                "rejected": texts[loser],
-                "chosen_reward": scores[winner],
-                "rejected_reward": scores[loser],
-            }
-        )
-    return records
 
 
 class PreferenceDataModule(L.LightningDataModule):

@@ -12,6 +12,7 @@ the closed-form optimum π* ∝ π_ref·exp(r/β) to fit preference pairs (x, y_
 """
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -35,31 +36,6 @@ def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 # ---- sequences -------------------------------------------------------------------------------
-
-
-def next_token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
-    """log p(tokens[:, t] | tokens[:, <t]) at position t, shape [B, T]; position 0 holds 0.
-
-    Shift convention (a causal LM fed `tokens`): logits[:, t] predicts tokens[:, t + 1], so the
-    log-probability of token t is read from logits[:, t − 1]. logits[:, −1] predicts past the end
-    and is unused. The first token has no prediction; it is always part of the prompt.
-    """
-    logits = logits[:, :-1].float()  # in float32 even under bf16-mixed: log-probs are summed over T
-    logp = logits.gather(-1, tokens[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)
-    return F.pad(logp, (1, 0))
-
-
-def masked_sequence_logprob(logits: Tensor, tokens: Tensor, mask: Tensor) -> Tensor:
-    """log π(y | x) = Σ_t mask_t · log p(tokens_t | tokens_<t), one value per sequence [B].
-
-    `logits` [B, T, V] from the model fed `tokens` [B, T] (logits[:, t] predicts tokens[:, t + 1]);
-    `mask` [B, T] is 1 on the completion tokens y and 0 on the prompt x and on padding, whose
-    tokens and logits therefore cannot change the result. mask[:, 0] must be 0.
-    """
-    if mask[:, 0].any():
-        raise ValueError("mask[:, 0] must be 0: the first token has no prediction (it belongs to the prompt)")
-    logp = next_token_logprobs(logits, tokens)
-    return torch.where(mask.bool(), logp, torch.zeros_like(logp)).sum(-1)
 
 
 def sequence_kl_estimate(logp: Tensor, logp_ref: Tensor, mask: Tensor) -> Tensor:
@@ -93,8 +69,8 @@ class DPOOutput(NamedTuple):
     rejected_rewards: Tensor  # [B] the same for y_l
 
 
-def _dpo(h: Tensor, beta: float) -> Tensor:
-    return -F.logsigmoid(beta * h)
+def _dpo(h: Tensor, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    return -(1.0 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
 
 
 def _ipo(h: Tensor, beta: float) -> Tensor:
@@ -117,6 +93,7 @@ def dpo_loss(
     variant: str = "dpo",
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> DPOOutput:
     """Preference loss on sequence log-probabilities [B], with the log-ratio margin
 
@@ -127,7 +104,9 @@ def dpo_loss(
 
         h = [log π(y_w|x) − log π_ref(y_w|x)]/|y_w| − [log π(y_l|x) − log π_ref(y_l|x)]/|y_l|,
 
-    - `dpo`   −log σ(β·h)           (Rafailov et al. 2023, eq. 7);
+    - `dpo`   −log σ(β·h)           (Rafailov et al. 2023, eq. 7); with `label_smoothing` ε > 0, the
+              conservative DPO of labels flipped with probability ε (cDPO, Mitchell 2023; TRL's
+              `label_smoothing`): −(1 − ε) log σ(β·h) − ε log σ(−β·h), ε ∈ [0, 0.5);
     - `ipo`   (h − 1/(2β))²          (Azar et al. 2023, eq. 17; β is their τ, the KL strength);
     - `hinge` max(0, 1 − β·h)        (SLiC-HF, Zhao et al. 2023, with 1/β as the margin δ).
 
@@ -135,6 +114,9 @@ def dpo_loss(
     """
     loss_fn = PREFERENCE_LOSSES[check_choice("preference loss variant", variant, PREFERENCE_LOSSES)]
     check_positive("beta", beta)
+    check_label_smoothing(label_smoothing, variant)
+    if label_smoothing:
+        loss_fn = partial(_dpo, label_smoothing=label_smoothing)
     if (chosen_lengths is None) != (rejected_lengths is None):
         raise ValueError("give both chosen_lengths and rejected_lengths (length normalisation) or neither")
     chosen_logratio = policy_chosen_logps - ref_chosen_logps
@@ -144,6 +126,15 @@ def dpo_loss(
         rejected_logratio = rejected_logratio / rejected_lengths
     loss = loss_fn(chosen_logratio - rejected_logratio, beta).mean()
     return DPOOutput(loss, beta * chosen_logratio.detach(), beta * rejected_logratio.detach())
+
+
+def check_label_smoothing(label_smoothing: float, variant: str) -> float:
+    """ε of conservative DPO: in [0, 0.5) (at 0.5 the labels are coin flips), and only for `dpo`."""
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"model.label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
+    if label_smoothing and variant != "dpo":
+        raise ValueError(f"model.label_smoothing={label_smoothing!r} applies to divergence=dpo only, not {variant!r}")
+    return label_smoothing
 
 
 # ---- PPO -------------------------------------------------------------------------------------

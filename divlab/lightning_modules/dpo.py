@@ -4,21 +4,29 @@ RLHF's optimum π*(y|x) ∝ π_ref(y|x)·exp(r(x, y)/β) turns a reward into a l
 r = β log π/π_ref + const, so the Bradley–Terry likelihood of the pairs becomes a loss on π alone
 (Rafailov et al. 2023): L = −log σ(β·h), h = log π(y_w|x)/π_ref(y_w|x) − log π(y_l|x)/π_ref(y_l|x).
 `divergence=ipo|hinge` swap −log σ for IPO's squared loss or SLiC's hinge
-(`alignment_objectives.dpo_loss`). `length_normalize=true` divides each log-ratio by its
+(`alignment_objectives.dpo_loss`); `label_smoothing=ε` makes DPO conservative (labels trusted with
+probability 1 − ε, cDPO). `length_normalize=true` divides each log-ratio by its
 completion's token count (TRL's IPO); the default, false, uses summed log-probabilities (the DPO
 and IPO papers' sequence-level form). π starts at π_ref; π_ref's log-probabilities are computed
 without gradients and cached by record (the pairs are fixed).
 
 Logged: the loss and DPO's implicit rewards β·log π/π_ref of chosen and rejected completions,
-their margin and pair accuracy (train/ and val/); at every validation, the true reward of fresh
-samples, KL(π‖π_ref) on them, the reference's true reward and a text sample table (`policy.py`).
+their margin and pair accuracy (train/ and val/). The true reward and KL(π‖π_ref) of fresh samples
+are measured by the `alignment` callback (`callbacks/alignment_metrics.py`), through `policy` and
+`reference_policy`.
 """
 import lightning as L
 import torch
 
-from divlab.alignment.policy import PolicyEvaluator, load_reference_policy, sequence_logprobs, trainable_copy
-from divlab.lightning_modules.alignment_objectives import PREFERENCE_LOSSES, dpo_loss, pair_accuracy
+from divlab.alignment.reference import load_reference_policy, trainable_copy
+from divlab.lightning_modules.alignment_objectives import (
+    PREFERENCE_LOSSES,
+    check_label_smoothing,
+    dpo_loss,
+    pair_accuracy,
+)
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.sequence import sequence_log_prob
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 
@@ -26,23 +34,23 @@ class DPO(L.LightningModule):
     family = "align"
 
     def __init__(self, data_shape, policy: dict, optimizer, divergence: str = "dpo", beta: float = 0.1,
-                 length_normalize: bool = False, evaluation: dict | None = None):
-        """`policy`: the reference policy spec (`load_reference_policy`); `evaluation`: `PolicyEvaluator` settings."""
+                 length_normalize: bool = False, label_smoothing: float = 0.0):
+        """`policy`: the reference policy spec (`load_reference_policy`); `divergence`: the top-level
+        `divergence` (dpo | ipo | hinge)."""
         super().__init__()
-        check_choice("model.divergence", divergence, PREFERENCE_LOSSES)
+        check_choice("divergence", divergence, PREFERENCE_LOSSES)
         check_positive("model.beta", beta)
+        check_label_smoothing(label_smoothing, divergence)
         self.save_hyperparameters(ignore=["optimizer"])
         self.hparams.update(family=self.family, divergence=divergence, lr=optimizer_lr(optimizer))
-        reference = load_reference_policy(**policy)
-        self.policy = trainable_copy(reference)
-        self.frozen = (reference.model,)  # a tuple: not a submodule, so not trained, saved or put in train mode
-        self.evaluator = PolicyEvaluator(reference, **(evaluation or {}))
+        self.reference_policy = load_reference_policy(**policy)  # a tuple: its model is no submodule, never trained
+        self.policy = trainable_copy(self.reference_policy)
         self.optimizer = optimizer
         self._reference_cache: dict[int, torch.Tensor] = {}
 
     @property
     def reference(self):
-        return self.frozen[0]
+        return self.reference_policy.model
 
     def on_fit_start(self) -> None:
         self.reference.to(self.device)
@@ -55,7 +63,8 @@ class DPO(L.LightningModule):
         ref_chosen, ref_rejected = self.reference_logprobs(batch).unbind(-1)
         lengths = ((batch["chosen_mask"].sum(-1), batch["rejected_mask"].sum(-1)) if self.hparams.length_normalize
                    else (None, None))
-        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.divergence, *lengths)
+        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.divergence, *lengths,
+                       label_smoothing=self.hparams.label_smoothing)
         self.log(f"{split}/loss", out.loss.detach(), prog_bar=True, sync_dist=split != "train", batch_size=len(chosen))
         self.log_dict({
             f"{split}/implicit_reward_chosen": out.chosen_rewards.mean(),
@@ -69,7 +78,7 @@ class DPO(L.LightningModule):
         """[log π(y_w|x); log π(y_l|x)], [2B], chosen and rejected in one forward pass."""
         ids = torch.cat([batch["chosen_ids"], batch["rejected_ids"]])
         mask = torch.cat([batch["chosen_mask"], batch["rejected_mask"]])
-        return sequence_logprobs(model or self.policy, ids, mask)
+        return sequence_log_prob(model or self.policy, ids, mask)
 
     @torch.no_grad()
     def reference_logprobs(self, batch: dict) -> torch.Tensor:
@@ -82,9 +91,6 @@ class DPO(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.preference_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.log(self, self.policy)
 
     def sample(self, n: int) -> torch.Tensor:
         return self.policy.sample(n)

@@ -10,43 +10,43 @@ rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the cli
 β is fixed or adapted towards a target KL (`kl_controller`). Manual optimisation
 (`manual_backward`), so precision plugins and DDP apply.
 
+The reward model is PPO's submodule, fitted by manual optimisation at the start of fit (its own
+optimiser, `manual_backward`, the precision plugin's autocast); the checkpoint keeps its weights and the
+KL controller's state, so a resumed run continues with the same r_φ and β instead of refitting.
+
 Logged: train/score, train/kl_to_ref (on the rollouts), train/kl_coef, the two losses,
-train/clip_fraction, train/approx_kl; the reward model's held-out pair accuracy
-(`val/reward_model_accuracy`) when there is one; at every validation the true reward and KL of fresh
-samples, the reference's true reward and a text sample table (`policy.py`).
+train/clip_fraction, train/approx_kl. The true reward and KL of fresh samples, and the reward model's
+held-out pair accuracy, are measured by the `alignment` callback (`callbacks/alignment_metrics.py`)
+through `policy`, `reference_policy` and `reward_model`.
 """
+import contextlib
+import dataclasses
 from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from divlab.alignment.policy import (
-    PolicyEvaluator,
-    ScalarHead,
-    decode_completions,
-    freeze,
-    load_reference_policy,
-    read_sequence,
-    rollout,
-    trainable_copy,
-)
-from divlab.alignment.true_reward import sentiment_reward
+from divlab.alignment.controlled_task import sentiment_reward
+from divlab.alignment.reference import freeze, load_reference_policy, trainable_copy
+from divlab.eval_mode import eval_mode
 from divlab.lightning_modules.alignment_objectives import (
     AdaptiveKLController,
     FixedKLController,
+    bradley_terry_loss,
     gae,
     kl_penalized_rewards,
     masked_mean,
     masked_whiten,
-    pair_accuracy,
     ppo_policy_loss,
     ppo_value_loss,
     sequence_kl_estimate,
 )
 from divlab.lightning_modules.likelihoods import token_log_likelihoods
-from divlab.lightning_modules.reward_model import RewardModel, fit_reward_model
+from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.reward_model import RewardModel
+from divlab.lightning_modules.sequence import decode_completions, read_sequence, rollout
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 KL_CONTROLLERS = {"fixed": FixedKLController, "adaptive": AdaptiveKLController}
@@ -76,11 +76,10 @@ class PPO(L.LightningModule):
         gamma: float = 1.0,
         lam: float = 0.95,
         max_grad_norm: float = 1.0,
-        evaluation: dict | None = None,
     ):
         """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: `fit` (on the
         run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, before PPO starts),
-        a checkpoint of a `model=reward_model` run, or null for the true reward; `evaluation`: `PolicyEvaluator`."""
+        a checkpoint of a `model=reward_model` run, or null for the true reward."""
         super().__init__()
         check_choice("model.kl_controller", kl_controller, KL_CONTROLLERS)
         check_positive("model.kl_coef", kl_coef, allow_zero=True)
@@ -94,32 +93,57 @@ class PPO(L.LightningModule):
         self.divergence = "ppo" if reward_model is not None else "ppo_gt"
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.automatic_optimization = False
-        reference = load_reference_policy(**policy)
-        self.policy = trainable_copy(reference)
-        self.value_head = ScalarHead(reference.model.hparams.vocab_size)
-        if reward_model == "fit":
-            reward_model = RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr))
+        self.reference_policy = load_reference_policy(**policy)  # a tuple: its model is no submodule, never trained
+        self.policy = trainable_copy(self.reference_policy)
+        self.value_head = ScalarHead(self.reference.hparams.vocab_size)
+        if reward_model == "fit":  # a frozen submodule: saved in the checkpoint, outside DDP's gradient sync
+            reward_model = freeze(RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr)))
         else:
             reward_model = load_reward_model(reward_model)
-        self.frozen = (reference.model, reward_model)  # not submodules: not trained by PPO, not saved
-        self.decode = reference.text.decode
+        self.reward_model = reward_model
+        self.reward_model_fitted = self.hparams.reward_model != "fit"
         self.kl_control = (FixedKLController(kl_coef) if kl_controller == "fixed"
                            else AdaptiveKLController(kl_coef, kl_target, kl_horizon))
-        self.evaluator = PolicyEvaluator(reference, **(evaluation or {}))
         self.optimizer = optimizer
 
     @property
     def reference(self):
-        return self.frozen[0]
+        return self.reference_policy.model
 
     def on_fit_start(self) -> None:
-        for model in filter(None, self.frozen):
-            model.to(self.device)
-        if self.hparams.reward_model == "fit":  # the full training split on every rank: the same r_φ everywhere
+        self.reference.to(self.device)
+        if not self.reward_model_fitted:  # the full training split on every rank: the same r_φ everywhere
             with torch.random.fork_rng():
                 torch.manual_seed(0)
-                fit_reward_model(self.frozen[1], self.trainer.datamodule.train_dataloader(),
-                                 self.hparams.reward_model_epochs)
+                self.fit_reward_model(self.trainer.datamodule.train_dataloader(), self.hparams.reward_model_epochs)
+            self.reward_model_fitted = True
+
+    def fit_reward_model(self, loader, epochs: int) -> None:
+        """`epochs` of the Bradley–Terry loss over `loader` with the reward model's own optimiser, through
+        Lightning's precision plugin; gradients stay local (every rank fits the same r_φ on the same pairs)."""
+        model, optimizer = self.reward_model, self.optimizers()[1]
+        precision, strategy = self.trainer.precision_plugin, self.trainer.strategy
+        model.train().requires_grad_(True)
+        for _ in range(epochs):
+            for batch in loader:
+                batch = {key: value.to(self.device) for key, value in batch.items()}
+                with precision.forward_context():
+                    loss = bradley_terry_loss(*model.pair_rewards(batch))
+                optimizer.zero_grad(set_to_none=True)
+                with getattr(strategy, "block_backward_sync", contextlib.nullcontext)():
+                    self.manual_backward(loss)
+                optimizer.step()
+        freeze(model)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ppo"] = {"reward_model_fitted": self.reward_model_fitted,
+                             "kl_control": dataclasses.asdict(self.kl_control)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("ppo") or {}
+        self.reward_model_fitted = state.get("reward_model_fitted", self.reward_model_fitted)
+        for key, value in (state.get("kl_control") or {}).items():
+            setattr(self.kl_control, key, value)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         prompts = equal_length_prompts(batch)
@@ -146,12 +170,17 @@ class PPO(L.LightningModule):
         logp, values = self.logprobs_and_values(tokens)
         policy = ppo_policy_loss(logp, logp_old, advantages, self.hparams.clip_eps, mask)
         value_loss = ppo_value_loss(values, values_old, returns, self.hparams.value_clip_eps, mask)
-        optimizer = self.optimizers()
+        optimizer = self.policy_optimizer()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(policy.loss + self.hparams.vf_coef * value_loss)
         self.clip_gradients(optimizer, gradient_clip_val=self.hparams.max_grad_norm, gradient_clip_algorithm="norm")
         optimizer.step()
         return policy.loss.detach(), value_loss.detach(), policy.clip_fraction, policy.approx_kl
+
+    def policy_optimizer(self):
+        """The optimiser of π and the value head (the reward model, when fitted here, has the second)."""
+        optimizers = self.optimizers()
+        return optimizers[0] if isinstance(optimizers, list) else optimizers
 
     def logprobs_and_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log π(tokens_t | tokens_<t) and V_t (the value of the state before token t), both [B, T], one forward."""
@@ -161,26 +190,22 @@ class PPO(L.LightningModule):
     @torch.no_grad()
     def score(self, tokens: torch.Tensor, mask: torch.Tensor, prompt_length: int) -> torch.Tensor:
         """r(x, y) per sequence [B]: the reward model's, or the true reward of the decoded completions."""
-        reward_model = self.frozen[1]
-        if reward_model is not None:
-            return reward_model.rewards(tokens, mask)
-        return sentiment_reward(decode_completions(self.decode, tokens, prompt_length)).to(self.device)
+        if self.reward_model is not None:
+            with eval_mode(self.reward_model):
+                return self.reward_model.rewards(tokens, mask)
+        completions = decode_completions(self.reference_policy.text.decode, tokens, prompt_length)
+        return sentiment_reward(completions).to(self.device)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """The reward model's held-out pair accuracy; the policy is measured at the epoch's end."""
-        reward_model = self.frozen[1]
-        if reward_model is not None:
-            accuracy = pair_accuracy(*reward_model.pair_rewards(batch))
-            self.log("val/reward_model_accuracy", accuracy, sync_dist=True, batch_size=len(batch["index"]))
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.log(self, self.policy)
+        """Nothing of PPO's own to validate on the pairs; the `alignment` callback measures the policy (true
+        reward, KL) and the reward model (held-out pair accuracy) at every validation."""
 
     def sample(self, n: int) -> torch.Tensor:
         return self.policy.sample(n)
 
     def configure_optimizers(self):
-        return make_optimizer(self.optimizer, [*self.policy.parameters(), *self.value_head.parameters()], self.device)
+        policy = make_optimizer(self.optimizer, [*self.policy.parameters(), *self.value_head.parameters()], self.device)
+        return [policy, self.reward_model.configure_optimizers()] if self.hparams.reward_model == "fit" else policy
 
 
 PPO_STATS = ("train/policy_loss", "train/value_loss", "train/clip_fraction", "train/approx_kl")

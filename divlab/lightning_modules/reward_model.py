@@ -4,15 +4,17 @@ r_φ is a scalar head over a copy of the reference policy's backbone, read after
 completion token (Stiennon et al. 2020; Ouyang et al. 2022); training minimises
 −log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). Logged: the loss
 and the pair accuracy, held out as `val/reward_model_accuracy`. A checkpoint of this module is
-what PPO's `model.reward_model=` reads; PPO with `model.reward_model=fit` fits one first with
-`fit_reward_model` on its own run's pairs.
+what PPO's `model.reward_model=` reads; PPO with `model.reward_model=fit` fits one as its own
+submodule on its run's pairs first (`PPO.fit_reward_model`).
 """
 import lightning as L
 import torch
 
-from divlab.alignment.policy import ScalarHead, load_reference_policy, read_sequence, trainable_copy
+from divlab.alignment.reference import load_reference_policy, trainable_copy
 from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, last_token_index, pair_accuracy
+from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.sequence import read_sequence
 from divlab.validation import optimizer_lr
 
 
@@ -59,17 +61,3 @@ class RewardModel(L.LightningModule):
     def configure_optimizers(self):
         return make_optimizer(self.optimizer, self.parameters(), self.device)
 
-
-def fit_reward_model(model: RewardModel, loader, epochs: int) -> RewardModel:
-    """A few epochs of the Bradley–Terry loss over `loader` outside a Trainer (PPO fits its reward model
-    this way before its own training starts); returns the model frozen, in eval mode."""
-    optimizer = model.configure_optimizers()
-    model.train()
-    for _ in range(epochs):
-        for batch in loader:
-            batch = {key: value.to(model.device) for key, value in batch.items()}
-            loss = bradley_terry_loss(*model.pair_rewards(batch))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return model.eval().requires_grad_(False)

@@ -1,0 +1,98 @@
+"""The frozen reference policy π_ref of the alignment family, loaded (never trained) here.
+
+π_ref is a checkpoint of the sequence family (`model=ar`, any backbone), given as
+`policy.ckpt_path=<run>/checkpoints/<name>.ckpt`, whose run's `run.json` (written by train.py beside
+`checkpoints/`) says which backbone and which text data (and so which tokenizer) it was trained with;
+or a Hugging Face causal LM, `policy.hf_model=` (`hf_policy.py`); or, when neither is given, the
+default policy that train.py's setup step trained and cached (`default_policy.py`).
+"""
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import hydra
+import torch
+
+from divlab.alignment.default_policy import default_policy_checkpoint
+from divlab.checkpoints import check_targets
+from divlab.datamodules.preferences import PreferenceDataModule
+from divlab.lightning_modules.autoregressive import AutoregressiveModel
+from divlab.tracking.run_record import RUN_FILE
+
+
+class ReferencePolicy(NamedTuple):
+    model: AutoregressiveModel  # frozen, eval mode
+    text: object  # the TextDataModule it was trained on: its tokenizer (encode/decode) and corpus
+    ckpt_path: str
+
+
+def load_reference_policy(ckpt_path: str | None = None, data_dir: str = "~/.cache/divlab/data",
+                          default: dict | None = None, hf_model: str | None = None) -> ReferencePolicy:
+    """π_ref from `ckpt_path`, a Hugging Face causal LM `hf_model` (`hf_policy.py`), or the cached default policy."""
+    data_dir = str(Path(data_dir).expanduser())
+    if hf_model is not None:
+        if ckpt_path is not None:
+            raise ValueError("give policy.ckpt_path or policy.hf_model, not both")
+        from divlab.alignment.hf_policy import load_hf_policy  # needs the optional transformers
+
+        model, text, source = load_hf_policy(str(hf_model), data_dir)
+        return ReferencePolicy(freeze(model), text, source)
+    if ckpt_path is None:
+        ckpt_path = default_policy_checkpoint(data_dir, default)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(
+                f"the default reference policy is not trained yet (no {ckpt_path}); train.py trains it in its "
+                "setup step (configs/policy/default.yaml: setup.reference_policy), or call "
+                "divlab.alignment.default_policy.prepare_reference_policy(**policy) first")
+    return _load(str(Path(ckpt_path).expanduser()), data_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(ckpt_path: str, data_dir: str) -> ReferencePolicy:
+    """Cached per process: the data and the model of a run (and every job of a sweep) share one π_ref."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"policy.ckpt_path={ckpt_path!r} does not exist; pass a checkpoint of the sequence family "
+            "(python train.py experiment=char_gpt writes <run>/checkpoints/last.ckpt), or leave "
+            "policy.ckpt_path null to use the default reference policy"
+        )
+    run_json = path.parent.parent / RUN_FILE
+    if not run_json.is_file():
+        raise ValueError(f"policy.ckpt_path={ckpt_path!r}: no {RUN_FILE} in {path.parent.parent} to say which "
+                         "backbone and text data it was trained with (expected <run>/checkpoints/<ckpt>)")
+    config = json.loads(run_json.read_text())["config"]
+    if "backbone" not in (config.get("model") or {}) or "data" not in config:
+        raise ValueError(f"policy.ckpt_path={ckpt_path!r} is not a sequence-family run (model.backbone and data "
+                         f"missing from {run_json}); train one with model=ar")
+    check_targets({"data": config["data"], "backbone": config["model"]["backbone"]}, str(run_json))
+    text = hydra.utils.instantiate({**config["data"], "data_dir": data_dir})
+    backbone = hydra.utils.instantiate(config["model"]["backbone"])
+    model = AutoregressiveModel.load_from_checkpoint(path, map_location="cpu", backbone=backbone, optimizer=None,
+                                                     weights_only=True)
+    if model.hparams.vocab_size != text.vocab_size:
+        raise ValueError(f"policy.ckpt_path={ckpt_path!r} has vocab_size {model.hparams.vocab_size} but its "
+                         f"data's tokenizer has {text.vocab_size}")
+    return ReferencePolicy(freeze(model), text, ckpt_path)
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def trainable_copy(reference: ReferencePolicy) -> AutoregressiveModel:
+    """π initialised at π_ref (the usual start of both RLHF and DPO)."""
+    policy = copy.deepcopy(reference.model)
+    policy.requires_grad_(True)
+    return policy.train()
+
+
+def preference_file(policy: dict, path: str, **datamodule_kwargs) -> PreferenceDataModule:
+    """A user's JSON/JSONL pairs (`data=preferences data.path=...`), tokenised by the reference policy's tokenizer."""
+    reference = load_reference_policy(**policy)
+    datamodule_kwargs.setdefault("max_length", reference.model.block_size - 1)  # + BOS fits the context
+    return PreferenceDataModule(reference.text.encode, path=path, decode=reference.text.decode, **datamodule_kwargs)
