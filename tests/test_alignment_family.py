@@ -113,7 +113,7 @@ def test_missing_policy_checkpoint_names_the_path(policy_spec, tmp_path):
 
 
 def test_align_dpo_experiment_trains_and_logs_the_frontier_metrics(train_with, tmp_path):
-    cfg, metrics = train_with("experiment=align_dpo", "model.divergence=ipo", TINY_EVALUATION, *TINY_OVERRIDES)
+    cfg, metrics = train_with("experiment=align_dpo", "divergence=ipo", TINY_EVALUATION, *TINY_OVERRIDES)
     for key in ("val/true_reward", "val/kl_to_ref", "val/ref_true_reward", "val/implicit_reward_margin",
                 "val/implicit_reward_accuracy", "train/loss"):
         assert key in metrics, key

@@ -75,11 +75,19 @@ def test_a_divergence_the_model_does_not_read_fails_before_training(train_with, 
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
 
 
+def test_a_model_divergence_that_replaces_the_top_level_one_is_named(tmp_path):
+    from divlab.divergence_choice import check_divergence_is_read
+
+    cfg = compose_config(tmp_path, ["experiment=align_dpo", "model.divergence=ipo"])  # the experiment says dpo
+    with pytest.raises(ValueError, match=r"divergence='dpo' and model.divergence='ipo' disagree.*divergence=ipo"):
+        check_divergence_is_read(cfg)
+
+
 def test_the_gan_reads_the_divergence_and_keeps_its_losses_under_another_name(tmp_path):
     import hydra
 
     cfg = compose_config(tmp_path, ["experiment=gan_ring8", "divergence=hinge"])
-    from divlab.validation import check_divergence_is_read
+    from divlab.divergence_choice import check_divergence_is_read
 
     check_divergence_is_read(cfg)
     gan = hydra.utils.instantiate(cfg.model, data_shape=(2,), _convert_="all")

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from divlab.atomic_files import write_text_atomic
 from divlab.alignment.reference import ReferencePolicy, load_reference_policy
 from divlab.datamodules.preferences import PreferenceDataModule
 from divlab.lightning_modules.sequence import decode_completions, rollout
@@ -167,10 +168,7 @@ def controlled_sentiment(
         records = json.loads(cache.read_text())
     else:
         records = sample_records(reference, n_prompts, prompt_length, completion_length, label_temperature, seed)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(records))
-        tmp.replace(cache)  # atomic: concurrent runs agree
+        write_text_atomic(cache, json.dumps(records))  # concurrent runs write the same records
     if drop_ties:
         records = [r for r in records if r["chosen_reward"] != r["rejected_reward"]]
     datamodule_kwargs.setdefault("max_length", prompt_length + completion_length)

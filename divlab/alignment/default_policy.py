@@ -13,15 +13,13 @@ import functools
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
 
+from divlab.atomic_files import atomic_directory
 from divlab.callbacks.progress import progress_bar
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
 from divlab.tracking.run_record import RUN_FILE
@@ -56,17 +54,10 @@ def train_default_policy_once(data_dir: str, settings: dict | None = None) -> Pa
     if ckpt.is_file():
         return ckpt
     root = ckpt.parent.parent
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".build-"))
     log.info("training the default reference policy once (%d steps of a %d-layer char GPT on Shakespeare); "
              "cached in %s for every later run", settings["steps"], settings["n_layer"], root)
-    try:
+    with atomic_directory(root) as tmp:  # another run that finishes first wins: its policy is the same one
         train_default_policy(settings, data_dir, tmp)
-        os.rename(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not ckpt.is_file():  # another run finished first: its policy is the same one
-            raise
     return ckpt
 
 

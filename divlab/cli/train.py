@@ -23,7 +23,8 @@ from divlab.config_tree import check_tags, show_config
 from divlab.saved_runs import build_data_and_model
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
-from divlab.validation import check_divergence_is_read, check_int, check_positive
+from divlab.divergence_choice import check_divergence_is_read
+from divlab.validation import check_int, check_positive
 
 log = logging.getLogger("divlab.train")
 # Groups whose choice on the command line makes a run no longer the experiment preset it started from.

@@ -14,9 +14,7 @@ of a window from a begin-of-sequence token, so a window is a complete example (s
 """
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from divlab.atomic_files import atomic_directory, atomic_write
 from divlab.datamodules.tensor_data import InMemoryDataModule
 from divlab.datamodules.tokenizers import TOKENIZERS, BPETokenizer, CharTokenizer, utf8_char_counts
 from divlab.validation import check_choice, check_positive
@@ -62,11 +61,8 @@ def download(url: str, folder: Path) -> Path:
     """Fetch `url` once into `folder` (for users with internet; defaults and tests never call it)."""
     target = folder / ("url_" + hashlib.sha256(url.encode()).hexdigest()[:16] + ".txt")
     if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+        with urllib.request.urlopen(url, timeout=60) as response, atomic_write(target) as out:
             shutil.copyfileobj(response, out)
-        tmp.replace(target)
     return target
 
 
@@ -214,24 +210,19 @@ class TextDataModule(InMemoryDataModule):
             tokenizer = CharTokenizer.fit(texts.values())
         else:
             tokenizer = BPETokenizer.fit([split_text["train"]], self.hparams.bpe_vocab_size)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "text_cache").mkdir(exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.data_dir / "text_cache", prefix=".build-"))
-        tokenizer.save(tmp / "tokenizer.json")
-        counts = {}
-        for split, text in split_text.items():
-            ids = tokenizer.encode_array(text)
-            dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
-            np.save(tmp / f"{split}.npy", ids.astype(dtype))
-            counts[split] = {"tokens": len(ids), "chars": len(text)}
-        meta = {"name": self.name, "corpus_hash": self.corpus_hash, "settings": settings, "texts": splits,
-                "counts": counts, "vocab_size": tokenizer.vocab_size,
-                "token_chars": utf8_char_counts(tokenizer.token_bytes()).tolist()}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, self.cache_dir)  # atomic: concurrent builders (DDP ranks) keep the first
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # Concurrent builders (DDP ranks) keep the first build.
+        with atomic_directory(self.cache_dir) as tmp:
+            tokenizer.save(tmp / "tokenizer.json")
+            counts = {}
+            for split, text in split_text.items():
+                ids = tokenizer.encode_array(text)
+                dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
+                np.save(tmp / f"{split}.npy", ids.astype(dtype))
+                counts[split] = {"tokens": len(ids), "chars": len(text)}
+            meta = {"name": self.name, "corpus_hash": self.corpus_hash, "settings": settings, "texts": splits,
+                    "counts": counts, "vocab_size": tokenizer.vocab_size,
+                    "token_chars": utf8_char_counts(tokenizer.token_bytes()).tolist()}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
     @property
     def vocab_size(self) -> int:
