@@ -394,3 +394,22 @@ def test_training_the_default_reference_policy_says_so_and_shows_progress(tmp_pa
     assert ckpt.is_file()
     assert any("training the default reference policy once" in m and str(tmp_path) in m for m in messages)
     assert sum("epoch 0 batch" in m and "train/loss" in m for m in messages) >= 1  # progress while it trains
+
+
+# ---- distributed and mixed precision ------------------------------------------------------------
+
+
+@pytest.mark.slow  # 2 spawned processes or bf16 autocast on a tiny policy: ~30 s each on 2 cores
+@pytest.mark.parametrize("experiment", ["align_ppo", "align_dpo"])
+@pytest.mark.parametrize("engine", [["trainer=ddp_spawn", "trainer.devices=2"], ["trainer.precision=bf16-mixed"]],
+                         ids=["ddp_spawn_2", "bf16_mixed"])
+def test_ppo_and_dpo_train_on_two_processes_and_in_bf16(train_with, tmp_path, experiment, engine):
+    train_with(f"experiment={experiment}", TINY_EVALUATION, *TINY_OVERRIDES, *engine)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "completed" and record["global_step"] > 0
+    assert len(record["attempts"]) == 1  # written by rank 0 once, not once per process
+    for key in ("val/true_reward", "val/kl_to_ref", "val/ref_true_reward"):
+        assert torch.isfinite(torch.tensor(record["metrics"][key])), key
+    if experiment == "align_ppo":  # the reward model was fitted (through Lightning) before the PPO iterations
+        assert 0.0 <= record["metrics"]["val/reward_model_accuracy"] <= 1.0
+    assert len(list((tmp_path / "samples").glob("val_samples_step*.txt"))) >= 1
