@@ -1,5 +1,6 @@
-"""Logging training scalars on logging steps only (step_logging.py, issue 22) trains the same networks and
-writes the same values at the same steps as logging them on every step did."""
+"""Logging training scalars only on the steps something reads them (step_logging.py, issue 22) trains the same
+networks, writes the same values at the same steps, shows the same values in the progress lines and leaves the
+same final values as logging them on every step did."""
 import functools
 
 import lightning as L
@@ -7,6 +8,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 
+from divlab.callbacks.progress import LogLinesProgress
 from divlab.lightning_modules import ddpm, gan, vae
 from divlab.lightning_modules.networks.mlp import MLP
 from divlab.lightning_modules.networks.time_mlp import TimeMLP
@@ -18,7 +20,7 @@ FAMILIES = {
     "vae": (vae, lambda: vae.VAE((2,), SMALL_MLP, SMALL_MLP, ADAM, latent_dim=2, likelihood="gaussian")),
     "ddpm": (ddpm, lambda: ddpm.DDPM((2,), functools.partial(TimeMLP, hidden=16, depth=1, time_dim=8), ADAM, T=50)),
 }
-N_BATCHES, LOG_EVERY = 45, 20
+N_BATCHES, LOG_EVERY, PROGRESS_EVERY = 45, 20, 7
 
 
 class RecordingLogger(Logger):
@@ -37,28 +39,43 @@ class RecordingLogger(Logger):
         pass
 
 
-def train(family: str) -> tuple[list, list[torch.Tensor]]:
+class ProgressLineValues(L.Callback):
+    """The training scalars a progress line shows, on the batches it is printed."""
+
+    def __init__(self):
+        self.rows = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (batch_idx + 1) % PROGRESS_EVERY == 0:
+            self.rows.append((batch_idx, {k: float(v) for k, v in trainer.callback_metrics.items()}))
+
+
+def train(family: str) -> tuple[list, list, dict, list[torch.Tensor]]:
     _, make_module = FAMILIES[family]
     L.seed_everything(0)
     module = make_module()
     data = [torch.randn(16, 2) * 0.1 + 1.0 for _ in range(N_BATCHES)]
-    logger = RecordingLogger()
+    logger, progress_lines = RecordingLogger(), ProgressLineValues()
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=1, logger=logger, log_every_n_steps=LOG_EVERY, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        callbacks=[LogLinesProgress(PROGRESS_EVERY), progress_lines], enable_model_summary=False,
+        limit_val_batches=0,
     )
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
-    return logger.rows, [p.detach().clone() for p in module.parameters()]
+    final = {name: float(value) for name, value in trainer.logged_metrics.items()}
+    return logger.rows, progress_lines.rows, final, [p.detach().clone() for p in module.parameters()]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_logging_on_logging_steps_writes_what_logging_every_step_wrote(family, monkeypatch):
-    rows, weights = train(family)
+    rows, progress, final, weights = train(family)
     with monkeypatch.context() as patch:
-        patch.setattr(FAMILIES[family][0], "is_logging_step", lambda module: True)
-        every_step_rows, every_step_weights = train(family)
+        patch.setattr(FAMILIES[family][0], "is_logging_step", lambda module, batch_idx: True)
+        every_step_rows, every_step_progress, every_step_final, every_step_weights = train(family)
 
     assert [step for step, _ in rows] == [LOG_EVERY - 1, 2 * LOG_EVERY - 1]
     assert all(any(name.startswith("train/") for name in metrics) for _, metrics in rows)
     assert rows == every_step_rows
+    assert len(progress) == N_BATCHES // PROGRESS_EVERY and progress == every_step_progress
+    assert any(name.startswith("train/") for name in final) and final == every_step_final
     assert all(torch.equal(a, b) for a, b in zip(weights, every_step_weights))

@@ -99,7 +99,7 @@ class DDPM(L.LightningModule):
 
     def training_step(self, x: torch.Tensor, batch_idx: int):
         loss = self.loss(x).mean()
-        if is_logging_step(self):
+        if is_logging_step(self, batch_idx):
             self.log("train/loss", loss, prog_bar=True)
         return loss
 

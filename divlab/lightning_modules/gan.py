@@ -91,7 +91,7 @@ class GAN(L.LightningModule):
         optimizers = self.optimizers()
         generator_opt, critic_opt = optimizers if self.critic is not None else (optimizers, None)
         generator_turn = (batch_idx + 1) % self.hparams.n_critic == 0
-        log = is_logging_step(self)
+        log = is_logging_step(self, batch_idx)
         with torch.set_grad_enabled(generator_turn):
             fake = self.generator(self.noise(x.shape[0]))
 

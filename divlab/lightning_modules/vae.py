@@ -122,7 +122,7 @@ class VAE(L.LightningModule):
 
     def training_step(self, x: torch.Tensor, batch_idx: int):
         loss, recon, kl = self.negative_elbo(x, self.hparams.beta)
-        if is_logging_step(self):
+        if is_logging_step(self, batch_idx):
             self.log_dict({"train/loss": loss.mean(), "train/recon": recon.mean(), "train/kl": kl.mean()},
                           prog_bar=True)
         return loss.mean()
