@@ -48,8 +48,12 @@ class LogLinesProgress(ProgressBar):
         log.info("training %s from step %d%s", type(pl_module).__name__, trainer.global_step,
                  f" to step {limit}" if limit else f" for {trainer.max_epochs} epochs")
 
+    def reads_train_scalars(self, batch_idx: int) -> bool:
+        """Whether this batch's line shows the training scalars: modules log them then (`step_logging.py`)."""
+        return self._enabled and (batch_idx + 1) % self.every_n_steps == 0
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not (self._enabled and trainer.is_global_zero) or (batch_idx + 1) % self.every_n_steps:
+        if not (trainer.is_global_zero and self.reads_train_scalars(batch_idx)):
             return
         seconds = time.perf_counter() - self._start
         log.info("epoch %d batch %d/%s step %d (%.1f s): %s", trainer.current_epoch, batch_idx + 1,

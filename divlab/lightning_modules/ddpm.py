@@ -23,6 +23,7 @@ from divlab.lightning_modules.diffusion import (
     variational_bound,
 )
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 LOSSES = ("simple", "vlb")
@@ -98,7 +99,8 @@ class DDPM(L.LightningModule):
 
     def training_step(self, x: torch.Tensor, batch_idx: int):
         loss = self.loss(x).mean()
-        self.log("train/loss", loss, prog_bar=True)
+        if is_logging_step(self, batch_idx):
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, x: torch.Tensor, batch_idx: int):

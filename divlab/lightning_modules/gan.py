@@ -9,8 +9,8 @@ Packing (PacGAN, Lin et al. 2018): with `packing=m` the critic judges m samples 
 along features (channels for images), so it sees the diversity of a batch and can penalise a
 generator that drops modes; it applies to every critic-based divergence.
 
-Logged: `train/divergence_estimate` (the critic's current bound, before its step),
-`train/critic_loss`, `train/generator_loss`; on validation/test batches against as many fresh
+Logged on logging steps (`step_logging.py`): `train/divergence_estimate` (the critic's current bound,
+before its step), `train/critic_loss`, `train/generator_loss`; on validation/test batches against as many fresh
 samples, `<split>/divergence_estimate` and `<split>/loss` = MMD² (kernels scaled to the data's
 dimension), which does not depend on the critic, so it compares epochs and divergences.
 """
@@ -20,6 +20,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from divlab.lightning_modules.divergences import get_divergence, gradient_penalty, mmd2_dimension_scaled, r1_penalty
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
 
 
@@ -90,11 +91,11 @@ class GAN(L.LightningModule):
         optimizers = self.optimizers()
         generator_opt, critic_opt = optimizers if self.critic is not None else (optimizers, None)
         generator_turn = (batch_idx + 1) % self.hparams.n_critic == 0
+        log = is_logging_step(self, batch_idx)
         with torch.set_grad_enabled(generator_turn):
             fake = self.generator(self.noise(x.shape[0]))
 
         out_real, out_fake = self.score(x), self.score(fake.detach())
-        estimate = self.objective.estimate(out_real, out_fake)
         if critic_opt is not None:
             critic_loss = self.objective.critic_loss(out_real, out_fake) + self.critic_penalty(x, fake)
             # DDP without find_unused_parameters needs every parameter in every backward, even on one
@@ -102,13 +103,16 @@ class GAN(L.LightningModule):
             if isinstance(self.trainer.strategy, DDPStrategy):
                 critic_loss = critic_loss + sum(p.sum() for p in self.generator.parameters()) * 0.0
             self.descend(critic_opt, critic_loss)
-            self.log("train/critic_loss", critic_loss.detach())
-        self.log("train/divergence_estimate", estimate.detach(), prog_bar=True)
+            if log:
+                self.log("train/critic_loss", critic_loss.detach())
+        if log:
+            self.log("train/divergence_estimate", self.objective.estimate(out_real, out_fake).detach(), prog_bar=True)
 
         if generator_turn:
             generator_loss = self.objective.generator_loss(out_real.detach(), self.score(fake))
             self.descend(generator_opt, generator_loss)
-            self.log("train/generator_loss", generator_loss.detach())
+            if log:
+                self.log("train/generator_loss", generator_loss.detach())
 
     def score(self, samples: torch.Tensor) -> torch.Tensor:
         """What the divergence's losses read: the critic's scores, or the flattened samples without a critic.

@@ -16,6 +16,7 @@ from divlab.lightning_modules.likelihoods import (
     standard_normal_kl,
 )
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 2.0
@@ -121,7 +122,9 @@ class VAE(L.LightningModule):
 
     def training_step(self, x: torch.Tensor, batch_idx: int):
         loss, recon, kl = self.negative_elbo(x, self.hparams.beta)
-        self.log_dict({"train/loss": loss.mean(), "train/recon": recon.mean(), "train/kl": kl.mean()}, prog_bar=True)
+        if is_logging_step(self, batch_idx):
+            self.log_dict({"train/loss": loss.mean(), "train/recon": recon.mean(), "train/kl": kl.mean()},
+                          prog_bar=True)
         return loss.mean()
 
     def validation_step(self, x: torch.Tensor, batch_idx: int):
