@@ -24,6 +24,9 @@ import lightning as L
 import pytest
 import torch
 
+from divlab.lightning_modules.sequence import sequence_log_prob
+from divlab.saved_runs import build_data_and_model
+
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 
 TOLERANCE = 1e-4
@@ -114,12 +117,28 @@ def validation_loss(cfg, run_dir) -> float:
     return metrics["val/loss"]
 
 
+def policy_log_likelihood(cfg, run_dir) -> float:
+    """PPO has no validation loss of its own (it measures fresh rollouts): the fixed evaluation of its last
+    checkpoint is the policy's mean log π(y_w | x) over the validation pairs' chosen completions."""
+    datamodule, model = build_data_and_model(cfg.data, cfg.model)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    model.load_state_dict(checkpoint["state_dict"])
+    datamodule.setup("fit")
+    with torch.no_grad():
+        values = [sequence_log_prob(model.policy.eval(), batch["chosen_ids"], batch["chosen_mask"])
+                  for batch in datamodule.val_dataloader()]
+    return torch.cat(values).mean().item()
+
+
+TINY_PPO = ["experiment=align_ppo", *(f"policy.default.{k}={v}" for k, v in TINY_POLICY.items()),
+            "data.n_prompts=48", "data.drop_ties=false", "data.prompt_length=6", "data.completion_length=10"]
 STOCHASTIC = {
-    "vae": ["experiment=vae_ring8"],
-    "gan_wgan_gp": ["experiment=gan_ring8", "divergence=wasserstein"],
-    "gan_mmd": ["experiment=gan_ring8", "divergence=mmd"],
-    "ddpm": ["experiment=ddpm_ring8"],
-    "score": ["experiment=score_ring8"],
+    "vae": (["experiment=vae_ring8"], validation_loss, 64),
+    "gan_wgan_gp": (["experiment=gan_ring8", "divergence=wasserstein"], validation_loss, 64),
+    "gan_mmd": (["experiment=gan_ring8", "divergence=mmd"], validation_loss, 64),
+    "ddpm": (["experiment=ddpm_ring8"], validation_loss, 64),
+    "score": (["experiment=score_ring8"], validation_loss, 64),
+    "ppo": (TINY_PPO, policy_log_likelihood, 8),
 }
 
 
@@ -127,12 +146,13 @@ STOCHASTIC = {
 def test_stochastic_families_on_two_processes_differ_from_one_only_as_much_as_new_training_noise(
         train_with, tmp_path, family):
     # The families' own validation loss only: no sampling callbacks (a 1000-step DDPM sampler per epoch).
-    overrides = [*STOCHASTIC[family], "debug=tiny", "trainer.max_epochs=4", "test=false", "callbacks=none",
+    family_overrides, evaluate, batch = STOCHASTIC[family]
+    overrides = [*family_overrides, "debug=tiny", "trainer.max_epochs=4", "test=false", "callbacks=none",
                  "trainer=ddp_spawn", "logger=csv"]
     runs = {}
-    for name, extra in {"one": ["data.batch_size=64", "trainer.devices=1"],
-                        "two": ["data.batch_size=32", "trainer.devices=2"],
-                        **{f"redraw{seed}": ["data.batch_size=64", "trainer.devices=1",
+    for name, extra in {"one": [f"data.batch_size={batch}", "trainer.devices=1"],
+                        "two": [f"data.batch_size={batch // 2}", "trainer.devices=2"],
+                        **{f"redraw{seed}": [f"data.batch_size={batch}", "trainer.devices=1",
                                              f"+callbacks.redraw._target_={__name__}.RedrawTrainingNoise",
                                              f"+callbacks.redraw.seed={seed}"] for seed in (101, 202)}}.items():
         cfg, _ = train_with(*overrides, *extra, out=tmp_path / name)
@@ -141,7 +161,7 @@ def test_stochastic_families_on_two_processes_differ_from_one_only_as_much_as_ne
         runs[name] = (cfg, record["global_step"])
     assert runs["one"][1] == runs["two"][1]
     one_cfg = runs["one"][0]
-    loss = {name: validation_loss(one_cfg, tmp_path / name) for name in runs}
+    loss = {name: evaluate(one_cfg, tmp_path / name) for name in runs}
     noise_scale = max(abs(loss[name] - loss["one"]) for name in ("redraw101", "redraw202"))
     assert noise_scale > 0  # the training noise is real: redrawing it moves the result
     assert abs(loss["two"] - loss["one"]) <= 3 * noise_scale, loss
