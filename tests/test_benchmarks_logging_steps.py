@@ -9,7 +9,8 @@ import torch
 from lightning.pytorch.loggers import Logger
 
 from divlab.callbacks.progress import LogLinesProgress
-from divlab.lightning_modules import ddpm, gan, vae
+from divlab.lightning_modules import autoregressive, ddpm, gan, vae
+from divlab.lightning_modules.networks.gpt import GPT
 from divlab.lightning_modules.networks.mlp import MLP
 from divlab.lightning_modules.networks.time_mlp import TimeMLP
 
@@ -19,7 +20,15 @@ FAMILIES = {
     "gan": (gan, lambda: gan.GAN((2,), SMALL_MLP, SMALL_MLP, ADAM, ADAM, noise_dim=4)),
     "vae": (vae, lambda: vae.VAE((2,), SMALL_MLP, SMALL_MLP, ADAM, latent_dim=2, likelihood="gaussian")),
     "ddpm": (ddpm, lambda: ddpm.DDPM((2,), functools.partial(TimeMLP, hidden=16, depth=1, time_dim=8), ADAM, T=50)),
+    "ar": (autoregressive, lambda: autoregressive.AutoregressiveModel(
+        (8,), functools.partial(GPT, n_layer=1, n_head=2, n_embd=16), ADAM, vocab_size=5)),
 }
+
+
+def batches(family: str) -> list[torch.Tensor]:
+    if family == "ar":  # token ids of 16 sequences of 8
+        return [torch.randint(0, 5, (16, 8)) for _ in range(N_BATCHES)]
+    return [torch.randn(16, 2) * 0.1 + 1.0 for _ in range(N_BATCHES)]
 N_BATCHES, LOG_EVERY, PROGRESS_EVERY = 45, 20, 7
 
 
@@ -54,7 +63,7 @@ def train(family: str) -> tuple[list, list, dict, list[torch.Tensor]]:
     _, make_module = FAMILIES[family]
     L.seed_everything(0)
     module = make_module()
-    data = [torch.randn(16, 2) * 0.1 + 1.0 for _ in range(N_BATCHES)]
+    data = batches(family)
     logger, progress_lines = RecordingLogger(), ProgressLineValues()
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=1, logger=logger, log_every_n_steps=LOG_EVERY, enable_checkpointing=False,

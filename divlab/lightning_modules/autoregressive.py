@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from divlab.lightning_modules.likelihoods import bits_per_character, bits_per_dim, token_log_likelihoods
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
 
 
@@ -97,7 +98,8 @@ class AutoregressiveModel(L.LightningModule):
     def training_step(self, x: torch.Tensor, batch_idx: int):
         # Forward KL(P_X ‖ P_θ) up to the data entropy: the mean next-token cross-entropy (nats/token).
         loss = -self.token_log_likelihoods(x).mean()
-        self.log("train/loss", loss, prog_bar=True)
+        if is_logging_step(self, batch_idx):
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
