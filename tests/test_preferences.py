@@ -7,6 +7,7 @@ import torch
 from divlab.alignment.controlled_task import (
     bradley_terry_labels,
     bradley_terry_probability,
+    label_accuracy_ceiling,
     controlled_preference_records,
     corpus_prefixes,
     sentiment_reward,
@@ -222,3 +223,17 @@ def test_corpus_prefixes_start_at_words_and_fit_the_text():
 def test_controlled_task_checks_the_sampler_output():
     with pytest.raises(ValueError, match="must return 2 lists of 2 completions"):
         controlled_preference_records(["a", "b"], lambda prompts, n: [["x"]] * len(prompts))
+
+
+def test_the_accuracy_ceiling_of_bradley_terry_labels_is_the_mean_of_max_p_and_1_minus_p():
+    # Reward gaps 0.1 and −0.2 at temperature 0.1: P(label = true ranking) = σ(1) and σ(2), whichever pair is first.
+    ceiling = label_accuracy_ceiling(torch.tensor([0.3, 0.0]), torch.tensor([0.2, 0.2]), temperature=0.1)
+    expected = (1 / (1 + math.exp(-1)) + 1 / (1 + math.exp(-2))) / 2  # 0.8338
+    assert ceiling.item() == pytest.approx(expected, rel=1e-6)
+    assert label_accuracy_ceiling(torch.zeros(3), torch.zeros(3)).item() == 0.5  # ties: coin flips
+    # The ceiling is what the true reward itself scores on labels drawn from it (Monte Carlo, 200k pairs).
+    generator = torch.Generator().manual_seed(0)
+    r1, r2 = torch.rand(200_000, generator=generator), torch.rand(200_000, generator=generator)
+    labels = bradley_terry_labels(r1, r2, temperature=0.1, generator=generator)
+    assert ((r1 > r2) == labels).float().mean().item() == pytest.approx(label_accuracy_ceiling(r1, r2, 0.1).item(),
+                                                                        abs=3e-3)

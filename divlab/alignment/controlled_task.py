@@ -57,6 +57,13 @@ def bradley_terry_probability(r1: Tensor, r2: Tensor, temperature: float = 1.0) 
     return torch.sigmoid((r1 - r2) / check_positive("temperature", temperature))
 
 
+def label_accuracy_ceiling(r1: Tensor, r2: Tensor, temperature: float = 1.0) -> Tensor:
+    """The best pair accuracy any reward model can reach on Bradley–Terry labels of true rewards r₁, r₂:
+    E[max(p, 1 − p)] = mean σ(|r₁ − r₂|/temperature) (the Bayes-optimal guess is the higher true reward).
+    1 − ceiling is the labels' noise: the share of pairs whose label disagrees with the true ranking."""
+    return bradley_terry_probability((r1 - r2).abs().float(), torch.zeros(()), temperature).mean()
+
+
 def bradley_terry_labels(
     r1: Tensor, r2: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
 ) -> Tensor:
