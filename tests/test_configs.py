@@ -1,13 +1,16 @@
 """Configs mirror the code (issue 17): one networks choice for every family, YAML values equal to the
 constructors' defaults, a top-level divergence that is read or refused, experiments that inherit."""
 import inspect
+import os
+import subprocess
+import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, get_object
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR, compose_config
+from conftest import CONFIG_DIR, ROOT, compose_config
 
 
 @pytest.mark.parametrize("family, networks, role, target", [
@@ -129,3 +132,15 @@ def test_presets_that_repeat_another_differ_from_it_only_where_they_say(tmp_path
     ring8, grid25 = (compose_config(tmp_path, [f"experiment={name}"]) for name in ("study_ring8", "study_grid25"))
     assert grid25.data.name == "grid25"
     assert resolved_without(grid25, "data", "experiment_name") == resolved_without(ring8, "data", "experiment_name")
+
+
+def test_networks_given_to_a_model_without_networks_choices_fails_before_training(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=char_gpt", "networks=conv",
+                             "extras.print_config=false", f"hydra.run.dir={run_dir}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "WANDB_MODE": "disabled"})
+    assert result.returncode == 1
+    assert ("networks=conv is not read by model=ar, which would ignore it; the models with a networks choice: "
+            "ddpm, gan, score, vae") in result.stderr
+    assert not (run_dir / "run.json").exists() and not (run_dir / "checkpoints").exists()

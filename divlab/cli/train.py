@@ -19,6 +19,7 @@ from divlab.callbacks.rank_noise import DistinctNoisePerRank
 from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
 from divlab.cli.hydra_app import run_command_line
 from divlab.cli.trainer_parts import callbacks_and_loggers
+from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
 from divlab.saved_runs import build_data_and_model
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
@@ -60,6 +61,21 @@ def _optimizers(node, prefix: str):
                 yield f"{prefix}.{key}", value
             else:
                 yield from _optimizers(value, f"{prefix}.{key}")
+
+
+def check_networks_are_read(overrides: list[str]) -> None:
+    """`networks=` given on the command line must be read: only families with networks parts
+    (configs/networks/<family>/) take it; the others (ar, dpo, ppo, reward_model) would silently ignore it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "networks"]
+    if not given or not HydraConfig.initialized():
+        return
+    model = HydraConfig.get().runtime.choices.get("model")
+    readers = sorted(p.name for p in (config_dir() / "networks").iterdir() if p.is_dir())
+    if model not in readers:
+        raise ValueError(f"networks={given[-1]} is not read by model={model}, which would ignore it; the models with a "
+                         f"networks choice: {', '.join(readers)}. Drop networks= or choose one of those models")
 
 
 def command_line_overrides() -> list[str]:
@@ -105,6 +121,7 @@ def run(cfg: DictConfig) -> dict:
     anything in the output directory is written.
     """
     validate(cfg)
+    check_networks_are_read(command_line_overrides())
     output_dir = Path(cfg.paths.output_dir)
     previous = read_run_record(output_dir)
     if cfg.get("seed") is not None:
