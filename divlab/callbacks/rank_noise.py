@@ -7,6 +7,12 @@ a GAN's fake batch on 2 GPUs is two copies of one half, a DDPM batch trains each
 adding GPUs adds no Monte Carlo samples. At the start of fit, after DDP has broadcast rank 0's
 weights, each rank r > 0 reseeds torch (CPU and CUDA) from (run seed, r); rank 0 keeps the stream a
 single-process run draws, so 1-process runs are unchanged to the bit.
+
+Only families that draw noise in their training step say so (`draws_training_noise = True`: VAE, GAN,
+DDPM, score SDE, PPO). The others (autoregressive, reward model, DPO) train deterministically given
+the batch and keep the shared stream, which their text data relies on: `RandomWindows` draws one
+window offset per global batch from it, the same on every rank, so a 2-process run sees exactly the
+windows a 1-process run does.
 """
 import lightning as L
 import numpy as np
@@ -20,5 +26,5 @@ def rank_seed(base_seed: int, rank: int) -> int:
 
 class DistinctNoisePerRank(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_rank > 0:
+        if trainer.global_rank > 0 and getattr(pl_module, "draws_training_noise", False):
             torch.manual_seed(rank_seed(torch.initial_seed(), trainer.global_rank))

@@ -32,6 +32,8 @@ SAMPLERS = ("ddpm", "ddim")
 
 
 class DDPM(L.LightningModule):
+    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
+
     family = "ddpm"
     divergence = "eps-mse"
     log_likelihood_is_exact = False

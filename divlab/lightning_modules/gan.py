@@ -39,6 +39,8 @@ def packed_shape(data_shape: tuple, m: int) -> tuple:
 
 
 class GAN(L.LightningModule):
+    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
+
     family = "gan"
 
     def __init__(

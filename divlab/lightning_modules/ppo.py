@@ -53,6 +53,8 @@ KL_CONTROLLERS = {"fixed": FixedKLController, "adaptive": AdaptiveKLController}
 
 
 class PPO(L.LightningModule):
+    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
+
     family = "align"
 
     def __init__(

@@ -32,6 +32,8 @@ SAMPLERS = ("pc", "ode")
 
 
 class ScoreSDE(L.LightningModule):
+    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
+
     family = "score"
     divergence = "dsm"
 

@@ -68,6 +68,8 @@ DECODER_LIKELIHOODS = {
 
 
 class VAE(L.LightningModule):
+    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
+
     family = "vae"
     divergence = "elbo"
     log_likelihood_is_exact = False
