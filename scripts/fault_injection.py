@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from divlab.checkpoints import readable_checkpoints  # noqa: E402
-from divlab.tracking.wandb_offline import find_offline_runs, merged_history  # noqa: E402
+from divlab.tracking.wandb_offline import find_offline_runs, merged_history, offline_run_id  # noqa: E402
 
 STEPS = 100
 COMMAND = [
@@ -76,7 +76,7 @@ def trial(index: int, root: Path, rng: random.Random) -> dict:
     rerun.wait()
     record = json.loads((out / "run.json").read_text())
     attempt = record["attempts"][-1]
-    ids = {folder.name.rsplit("-", 1)[1] for folder in find_offline_runs(out)}
+    ids = {offline_run_id(folder) for folder in find_offline_runs(out)}
     history = record["history"].get("train/loss", [])
     steps = [step for step, _ in history]
     values = dict(history)

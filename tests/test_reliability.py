@@ -320,7 +320,7 @@ def test_nan_weights_are_caught_before_they_are_checkpointed(train_with, tmp_pat
 # 6. W&B history across resumes: rows keyed by global step; a killed attempt's rows past its checkpoint dropped ------
 
 def test_resumed_wandb_history_is_complete_and_unique(train_with, tmp_path, monkeypatch):
-    from divlab.tracking.wandb_offline import find_offline_runs, merged_history
+    from divlab.tracking.wandb_offline import find_offline_runs, merged_history, offline_run_id
 
     wandb = (*TINY, "logger=wandb", "test=false")
     train_with(*wandb)  # attempt 1: steps 1-3, last.ckpt at 3
@@ -335,7 +335,7 @@ def test_resumed_wandb_history_is_complete_and_unique(train_with, tmp_path, monk
     train_with(*wandb, "trainer.max_epochs=2")  # attempt 3 resumes from step 3
     record = record_of(tmp_path)
     folders = find_offline_runs(tmp_path)
-    assert len(folders) == 3 and {f.name.rsplit("-", 1)[1] for f in folders} == {record["wandb"]["id"]}
+    assert len(folders) == 3 and {offline_run_id(f) for f in folders} == {record["wandb"]["id"]}
     rows = [row for row in merged_history(tmp_path) if "train/loss" in row]
     assert [row["_step"] for row in rows] == [1, 2, 3, 4, 5, 6]
     assert [row["train/loss"] for row in rows] == pytest.approx([v for _, v in record["history"]["train/loss"]])

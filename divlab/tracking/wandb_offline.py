@@ -102,8 +102,29 @@ def _parse_run_file(path: Path) -> tuple[OfflineRun, bool]:
     return run, exited
 
 
+def offline_run_id(folder: Path) -> str:
+    """The W&B run id of an `offline-run-*` folder, from its `run-<id>.wandb` file.
+
+    Not from the folder name: W&B names a folder `offline-run-<time>-<id>`, and when two attempts start in
+    the same second the second becomes `offline-run-<time>-<id>-1`.
+    """
+    files = sorted(Path(folder).glob("run-*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no run-*.wandb file in {folder}")
+    return files[0].stem.removeprefix("run-")
+
+
+def _attempt_order(folder: Path) -> tuple[str, int]:
+    """Sort key: start time, then W&B's same-second suffix (`-1`, `-2`, ... `-10` numerically)."""
+    time_stamp = folder.name.removeprefix("offline-run-")[:15]  # YYYYMMDD_HHMMSS
+    run_id = offline_run_id(folder) if any(folder.glob("run-*.wandb")) else ""
+    suffix = folder.name.rsplit(run_id, 1)[-1].lstrip("-") if run_id else ""
+    return time_stamp, int(suffix) if suffix.isdigit() else 0
+
+
 def find_offline_runs(output_dir: Path) -> list[Path]:
-    return sorted(Path(output_dir).glob("wandb/offline-run-*"))
+    """The `offline-run-*` folders under `<output_dir>/wandb`, oldest attempt first."""
+    return sorted(Path(output_dir).glob("wandb/offline-run-*"), key=_attempt_order)
 
 
 def merged_history(output_dir: Path, resume_key: str = "resumed_at_step", folders: list[Path] | None = None,
@@ -114,7 +135,7 @@ def merged_history(output_dir: Path, resume_key: str = "resumed_at_step", folder
     drops the rows earlier folders logged past that step (an attempt killed after its last checkpoint), and
     rows at the same step merge. Each row keeps its `_step`.
     """
-    folders = find_offline_runs(output_dir)
+    folders = find_offline_runs(output_dir) if folders is None else sorted(folders, key=_attempt_order)
     rows: dict[int, dict] = {}
     for index, folder in enumerate(folders):
         run = read_offline_run(folder, wait_seconds=wait_seconds if index == len(folders) - 1 else 0.0)
