@@ -37,6 +37,11 @@ def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_
     assert list((tmp_path / "samples").glob("*.png"))
     assert {"train/loss", "val/nll", "test/nll"} <= set(record["metrics"])
     assert record["best"]["val/nll"] == pytest.approx(record["metrics"]["val/nll"])
+    # The last toy evaluation's mode histogram: high-quality samples per mode, as many as the HQ share says.
+    histogram = record["mode_histogram"]["test"]
+    n_samples = cfg.callbacks.toy_metrics.n_samples
+    assert histogram["step"] == record["global_step"] and len(histogram["counts"]) == 8
+    assert sum(histogram["counts"]) == round(record["metrics"]["test/high_quality_percent"] * n_samples / 100)
 
     runs = find_offline_runs(tmp_path)
     assert len(runs) == 1 and record["wandb"]["mode"] == "offline"

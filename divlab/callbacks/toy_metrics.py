@@ -20,6 +20,7 @@ from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
 from divlab.callbacks.render import save_mode_histogram, save_scatter_over_density
 from divlab.eval_mode import eval_mode
 from divlab.evaluation.toy import loo_bandwidth, mode_scores, scott_bandwidth, toy_divergences
+from divlab.tracking.run_record import RunRecord
 from divlab.validation import check_choice, check_positive
 
 # Bandwidth rules for the KDE of model samples (used when the model has no exact log-density).
@@ -124,6 +125,9 @@ class ToyDivergences(PeriodicEvaluation):
         record = {"step": trainer.global_step, "split": split, "threshold_sigmas": self.threshold,
                   "centres": datamodule.centres.tolist(), "mode_histogram": counts.tolist()}
         self._path(trainer, split, ".json").write_text(json.dumps(record, indent=1))
+        for callback in trainer.callbacks:
+            if isinstance(callback, RunRecord):
+                callback.record["mode_histogram"][split] = {"step": trainer.global_step, "counts": counts.tolist()}
 
     def _plot(self, trainer, samples, split: str, metrics: dict, counts) -> Path:
         path = self._path(trainer, split, ".png")

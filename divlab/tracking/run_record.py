@@ -147,6 +147,7 @@ class RunRecord(L.Callback):
             "finished_at": None,
             "wandb": None,
             "likelihood": None,
+            "mode_histogram": {},  # per split, the last toy evaluation's counts per mode (callbacks/toy_metrics.py)
             "history": {},
             "global_step": 0,
             "attempts": [],
@@ -155,7 +156,7 @@ class RunRecord(L.Callback):
         if previous:
             for key in ("family", "divergence", "data", "started_at", "wandb", "likelihood", "global_step"):
                 self.record[key] = previous.get(key, self.record[key])
-            for key in ("metrics", "best", "checkpoints"):
+            for key in ("metrics", "best", "checkpoints", "mode_histogram"):
                 self.record[key] = dict(previous.get(key) or {})
             self.record["attempts"] = list(previous.get("attempts") or [])
             keep = (lambda step: step <= resume_step) if resume_step is not None else (lambda step: True)
@@ -179,8 +180,8 @@ class RunRecord(L.Callback):
         if attempts[-1].get("id") != self.attempt["id"]:
             return
         self.started = True
-        for key in ("metrics", "best", "checkpoints"):
-            self.record[key] = {**on_disk.get(key, {}), **self.record[key]}
+        for key in ("metrics", "best", "checkpoints", "mode_histogram"):
+            self.record[key] = {**(on_disk.get(key) or {}), **self.record[key]}
         for name, series in (on_disk.get("history") or {}).items():
             self.record["history"][name] = _merge_series(series, self.record["history"].get(name, []))
         for key in ("family", "divergence", "data", "wandb", "likelihood"):
