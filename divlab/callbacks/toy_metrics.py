@@ -127,7 +127,7 @@ class ToyDivergences(PeriodicEvaluation):
         self._path(trainer, split, ".json").write_text(json.dumps(record, indent=1))
         for callback in trainer.callbacks:
             if isinstance(callback, RunRecord):
-                callback.record["mode_histogram"][split] = {"step": trainer.global_step, "counts": counts.tolist()}
+                callback.record.setdefault("mode_histogram", {})[split] = {"step": trainer.global_step, "counts": counts.tolist()}
 
     def _plot(self, trainer, samples, split: str, metrics: dict, counts) -> Path:
         path = self._path(trainer, split, ".png")
