@@ -226,6 +226,7 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
     ("pacgan", {"packing": 4, "noise_dim": 2, "critic_target": "MaxoutMLP", "batch_size": 100}),
     ("wgan_gp", {"n_critic": 5, "gp_weight": 0.1, "divergence": "wasserstein", "batch_size": 256}),
     ("sngan_hinge", {"n_critic": 5, "divergence": "hinge", "spectral_norm": True}),
+    ("packed_ema", {"packing": 4, "divergence": "non_saturating", "ema_decay": 0.999, "n_critic": 1}),
 ])
 def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recipe, expected):
     cfg, _ = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
@@ -233,5 +234,6 @@ def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recip
     model = cfg.model
     actual = {"packing": model.packing, "noise_dim": model.noise_dim, "n_critic": model.n_critic,
               "gp_weight": model.gp_weight, "divergence": cfg.divergence, "batch_size": cfg.data.batch_size,
-              "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm")}
+              "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm"),
+              "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay")}
     assert {key: actual[key] for key in expected} == expected
