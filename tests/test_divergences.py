@@ -385,3 +385,22 @@ def test_dcgan_rejects_shapes_not_divisible_by_four(image_shape):
         with pytest.raises(ValueError, match="divisible by 4") as error:
             build()
         assert str(image_shape) in str(error.value)
+
+
+@pytest.mark.parametrize("name, push", [
+    # ∂/∂x softplus(−w·x) = −σ(−w·x) w;  ∂/∂x −softplus(w·x) = −σ(w·x) w (the minimax loss saturates as D(x̃) → 0).
+    ("non_saturating", lambda wx: torch.sigmoid(-wx)),
+    ("minimax", lambda wx: torch.sigmoid(wx)),
+])
+def test_sample_gradient_norm_is_each_samples_own_push_through_a_linear_critic(name, push):
+    from divlab.lightning_modules.divergences import sample_gradient_norm
+
+    torch.manual_seed(0)
+    w = torch.tensor([3.0, -4.0])  # ‖w‖ = 5
+    fake = torch.randn(64, 2, requires_grad=True)
+    objective = get_divergence(name)
+    loss = objective.generator_loss(torch.zeros(64), fake @ w)
+    expected = (push(fake.detach() @ w) * 5.0).mean()
+    assert sample_gradient_norm(loss, fake).item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()  # the graph survives for the generator's own step
+    assert fake.grad is not None

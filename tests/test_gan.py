@@ -229,7 +229,7 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
     ("packed_ema", {"packing": 4, "divergence": "non_saturating", "ema_decay": 0.999, "n_critic": 1}),
 ])
 def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recipe, expected):
-    cfg, _ = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
+    cfg, metrics = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
                         *([] if recipe != "pacgan" else ["data.n_train=1000"]))
     model = cfg.model
     actual = {"packing": model.packing, "noise_dim": model.noise_dim, "n_critic": model.n_critic,
@@ -237,3 +237,4 @@ def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recip
               "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm"),
               "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay")}
     assert {key: actual[key] for key in expected} == expected
+    assert metrics["train/sample_grad_norm"] > 0  # the generator's push per sample, logged for diagnosis

@@ -206,6 +206,17 @@ def gradient_penalty(
     return ((_critic_gradient(critic, x_hat).norm(dim=1) - 1.0) ** 2).mean()
 
 
+def sample_gradient_norm(generator_loss: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Mean over generated samples of ‖∂(N·L_G)/∂x̃ᵢ‖₂: how hard the generator's loss pushes each sample.
+
+    L_G is a mean over the N samples (or their packs), so N·L_G's gradient is one sample's own push,
+    comparable across batch sizes. Near zero: the divergence gives the generator nothing to follow
+    (a saturated critic); huge: the step overshoots. The graph is kept for the generator's backward.
+    """
+    (grad,) = torch.autograd.grad(generator_loss * fake.shape[0], fake, retain_graph=True)
+    return grad.flatten(1).norm(dim=1).mean()
+
+
 def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
     """E_P[‖∇D(x)‖₂²] on real data (Mescheder et al. 2018); the caller multiplies by γ/2."""
     return _critic_gradient(critic, real).pow(2).sum(dim=1).mean()

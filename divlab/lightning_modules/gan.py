@@ -18,7 +18,8 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy
 
-from divlab.lightning_modules.divergences import get_divergence, gradient_penalty, mmd2_dimension_scaled, r1_penalty
+from divlab.lightning_modules.divergences import (
+    get_divergence, gradient_penalty, mmd2_dimension_scaled, r1_penalty, sample_gradient_norm)
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
@@ -112,6 +113,8 @@ class GAN(L.LightningModule):
 
         if generator_turn:
             generator_loss = self.objective.generator_loss(out_real.detach(), self.score(fake))
+            if log:  # the gradient each sample gets: ~0 when the divergence has saturated (README diagnosis)
+                self.log("train/sample_grad_norm", sample_gradient_norm(generator_loss, fake).detach())
             self.descend(generator_opt, generator_loss)
             if log:
                 self.log("train/generator_loss", generator_loss.detach())
