@@ -237,4 +237,5 @@ def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recip
               "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm"),
               "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay")}
     assert {key: actual[key] for key in expected} == expected
-    assert metrics["train/sample_grad_norm"] > 0  # the generator's push per sample, logged for diagnosis
+    if model.n_critic == 1:  # fast_dev_run's one batch reaches the generator's turn
+        assert metrics["train/sample_grad_norm"] > 0  # the generator's push per sample, logged for diagnosis
