@@ -413,3 +413,38 @@ def test_ppo_and_dpo_train_on_two_processes_and_in_bf16(train_with, tmp_path, ex
     if experiment == "align_ppo":  # the reward model was fitted (through Lightning) before the PPO iterations
         assert 0.0 <= record["metrics"]["val/reward_model_accuracy"] <= 1.0
     assert len(list((tmp_path / "samples").glob("val_samples_step*.txt"))) >= 1
+
+
+def test_frontier_seed_means_and_reward_at_the_common_kl_by_hand(tmp_path):
+    from divlab.tracking.frontier import FrontierPoint, common_kl, reward_at_kl, seed_means
+
+    points = [FrontierPoint("align/dpo", 0.1, 4.0, 0.30, 0), FrontierPoint("align/dpo", 0.1, 6.0, 0.50, 1),
+              FrontierPoint("align/dpo", 1.0, 1.0, 0.10, 0),
+              FrontierPoint("align/ppo", 0.1, 3.0, 0.20, 0), FrontierPoint("align/ppo", 1.0, 1.0, 0.05, 0)]
+    means = seed_means(points)
+    assert [(m.method, m.beta, m.n) for m in means] == [("align/dpo", 1.0, 1), ("align/dpo", 0.1, 2),
+                                                         ("align/ppo", 1.0, 1), ("align/ppo", 0.1, 1)]
+    dpo = [m for m in means if m.method == "align/dpo"]
+    assert (dpo[1].kl, dpo[1].reward) == pytest.approx((5.0, 0.40))
+    assert dpo[1].kl_std == pytest.approx(2 ** 0.5) and dpo[1].reward_std == pytest.approx(0.2 / 2 ** 0.5)
+    assert common_kl(means) == pytest.approx(3.0)  # PPO's curve ends at KL 3
+    # DPO at KL 3: between (1, 0.10) and (5, 0.40): 0.10 + 0.30 · 2/4 = 0.25; PPO ends there at 0.20.
+    assert reward_at_kl(dpo, 3.0, reference=0.0) == pytest.approx(0.25)
+    assert reward_at_kl([m for m in means if m.method == "align/ppo"], 3.0) == pytest.approx(0.20)
+    # From π_ref (KL 0, reward 0.02) to DPO's first point (1, 0.10): halfway is 0.06; no extrapolation past 5.
+    assert reward_at_kl(dpo, 0.5, reference=0.02) == pytest.approx(0.06)
+    assert reward_at_kl(dpo, 0.5) is None and reward_at_kl(dpo, 5.5, reference=0.02) is None
+
+
+def test_compare_prints_the_frontier_summary_with_seed_spread(tmp_path, capsys):
+    import compare
+
+    runs = [fake_run(tmp_path, d, b, kl, r) for d, b, kl, r in [
+        ("dpo", 1.0, 2.0, 0.05), ("dpo", 0.1, 12.0, 0.2), ("ppo", 0.1, 3.0, 0.15), ("ppo", 1.0, 0.5, 0.03)]]
+    runs.append({**fake_run(tmp_path, "dpo", 1.0, 4.0, 0.07), "seed": 1})
+    compare.compare(runs, tmp_path / "out")
+    summary = (tmp_path / "out" / "frontier_summary.md").read_text()
+    assert "| align/dpo | 1 | 2 | 3.000 ± 1.414 | 0.0600 ± 0.0141 |" in summary
+    # Common KL 3 (PPO's end): DPO from (0, 0.02) to (3, 0.06) reaches 0.06; PPO ends at 0.15.
+    assert "| align/dpo | 0.0600 |" in summary and "| align/ppo | 0.1500 |" in summary
+    assert summary in capsys.readouterr().out

@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from divlab.tracking.frontier import frontier_markdown, frontier_points, reference_reward
+from divlab.tracking.frontier import (
+    frontier_markdown, frontier_points, frontier_summary_markdown, reference_reward, seed_means)
 from divlab.tracking.plots import (
     plot_curves,
     plot_metric_bars,
@@ -31,6 +32,9 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None) -> di
     points = frontier_points(runs)
     if points:  # alignment runs: one row per run (per β), which the seed-averaged table would merge
         (out / "frontier.md").write_text(frontier_markdown(points, reference_reward(runs)))
+        summary = frontier_summary_markdown(seed_means(points), reference_reward(runs))
+        (out / "frontier_summary.md").write_text(summary)
+        print(summary)
     return {
         "table": table,
         "bars": plot_metric_bars(table, out / "metrics.png"),

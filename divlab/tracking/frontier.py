@@ -4,6 +4,8 @@ A run is on the frontier when it logged both `val/true_reward` and `val/kl_to_re
 of fresh samples and KL(π‖π_ref) per sequence on them); `val/ref_true_reward` is the reference
 policy's reward on the same prompts, the frontier's point at KL = 0.
 """
+import statistics
+from itertools import groupby
 from typing import NamedTuple
 
 from divlab.tracking.runs import run_label
@@ -44,4 +46,63 @@ def frontier_markdown(points: list[FrontierPoint], reference: float | None) -> s
         lines.append(f"| reference π_ref | – | 0 | {reference:.4f} | – |")
     lines += [f"| {p.method} | {'' if p.beta is None else f'{p.beta:g}'} | {p.kl:.3f} | {p.reward:.4f} | {p.seed} |"
               for p in points]
+    return "\n".join(lines) + "\n"
+
+
+class FrontierMean(NamedTuple):
+    """One (method, β) point of the frontier over its seeds: means and sample standard deviations."""
+    method: str
+    beta: float | None
+    n: int
+    kl: float
+    kl_std: float
+    reward: float
+    reward_std: float
+
+
+def seed_means(points: list[FrontierPoint]) -> list[FrontierMean]:
+    """Average the seeds of each (method, β): the frontier's measured points, sorted by method and mean KL."""
+    key = lambda p: (p.method, -1.0 if p.beta is None else p.beta)  # noqa: E731
+    means = []
+    for (method, _), group in groupby(sorted(points, key=key), key=key):
+        group = list(group)
+        kls, rewards = [p.kl for p in group], [p.reward for p in group]
+        spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
+        means.append(FrontierMean(method, group[0].beta, len(group), statistics.fmean(kls), spread(kls),
+                                  statistics.fmean(rewards), spread(rewards)))
+    return sorted(means, key=lambda m: (m.method, m.kl))
+
+
+def reward_at_kl(curve: list[FrontierMean], kl: float, reference: float | None = None) -> float | None:
+    """A method's reward at a given KL: linear interpolation along its seed-mean points ordered by KL, starting
+    from the reference policy (KL 0, `reference`) when known. None beyond the curve's KL range: no extrapolation."""
+    xs = ([0.0] if reference is not None else []) + [m.kl for m in sorted(curve, key=lambda m: m.kl)]
+    ys = ([reference] if reference is not None else []) + [m.reward for m in sorted(curve, key=lambda m: m.kl)]
+    if not xs or not xs[0] <= kl <= xs[-1]:
+        return None
+    for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]):
+        if x0 <= kl <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (kl - x0) / (x1 - x0)
+    return ys[0]  # a single point at exactly this KL
+
+
+def common_kl(means: list[FrontierMean]) -> float | None:
+    """The largest KL every method's curve reaches: where one scalar per method compares them all."""
+    methods = {m.method for m in means}
+    return min(max(m.kl for m in means if m.method == method) for method in methods) if means else None
+
+
+def frontier_summary_markdown(means: list[FrontierMean], reference: float | None) -> str:
+    """Seed means ± standard deviation per (method, β), then each method's reward at the common KL."""
+    lines = ["| method | β | seeds | KL(π‖π_ref) (nats/seq) | true reward |", "|---|---|---|---|---|"]
+    lines += [f"| {m.method} | {'' if m.beta is None else f'{m.beta:g}'} | {m.n} | {m.kl:.3f} ± {m.kl_std:.3f} | "
+              f"{m.reward:.4f} ± {m.reward_std:.4f} |" for m in means]
+    kl = common_kl(means)
+    if kl is not None:
+        lines += ["", f"Reward at KL = {kl:.3f} nats/seq (the largest KL every method reaches; linear interpolation "
+                      "along the seed means" + (", from π_ref at KL 0" if reference is not None else "") + "):", "",
+                  "| method | reward at that KL |", "|---|---|"]
+        for method in sorted({m.method for m in means}):
+            value = reward_at_kl([m for m in means if m.method == method], kl, reference)
+            lines.append(f"| {method} | {'–' if value is None else f'{value:.4f}'} |")
     return "\n".join(lines) + "\n"

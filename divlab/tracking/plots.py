@@ -205,27 +205,30 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
 
 
 def plot_reward_kl_frontier(runs: list[dict], path: Path) -> dict | None:
-    """True reward against KL(π‖π_ref), one curve per method (points by increasing KL, labelled β), the
-    reference policy as a star at KL = 0: the DPO paper's Figure 2. None (nothing drawn) without such runs."""
-    from divlab.tracking.frontier import frontier_points, reference_reward
+    """True reward against KL(π‖π_ref), one curve per method through its (method, β) seed means with ±1 std
+    error bars in both directions (points by increasing KL, labelled β), the reference policy as a star at
+    KL = 0: the DPO paper's Figure 2. None (nothing drawn) without such runs."""
+    from divlab.tracking.frontier import frontier_points, reference_reward, seed_means
 
     points = frontier_points(runs)
     if not points:
         return None
+    means = seed_means(points)
     methods = sorted({p.method for p in points})
     colours = _colours(methods)
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for method in methods:
-        curve = [p for p in points if p.method == method]
-        ax.plot([p.kl for p in curve], [p.reward for p in curve], marker="o", color=colours[method], label=method)
-        for p in curve:
-            if p.beta is not None:
-                ax.annotate(f"β={p.beta:g}", (p.kl, p.reward), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        curve = [m for m in means if m.method == method]
+        ax.errorbar([m.kl for m in curve], [m.reward for m in curve], xerr=[m.kl_std for m in curve],
+                    yerr=[m.reward_std for m in curve], marker="o", capsize=2, color=colours[method], label=method)
+        for m in curve:
+            if m.beta is not None:
+                ax.annotate(f"β={m.beta:g}", (m.kl, m.reward), fontsize=6, xytext=(3, 3), textcoords="offset points")
     reference = reference_reward(runs)
     if reference is not None:
         ax.scatter([0.0], [reference], marker="*", s=160, color="black", zorder=3, label="reference π_ref")
     ax.set_xlabel("KL(π ‖ π_ref) per sequence (nats)")
-    ax.set_ylabel("true reward of samples")
+    ax.set_ylabel("true reward of samples (mean ± std over seeds)")
     ax.set_title("reward–KL frontier", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
