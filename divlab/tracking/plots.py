@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from divlab.tracking.runs import run_label  # noqa: E402
 from divlab.tracking.table import Cell, Table, direction, run_rows  # noqa: E402
 
-CURVES = ("train/loss", "train/divergence_estimate", "val/loss", "val/nll")
+CURVES = ("train/loss", "train/divergence_estimate", "train/sample_grad_norm", "val/loss", "val/nll")
+LOG_SCALE_CURVES = ("grad_norm",)  # magnitudes over decades: a stalled generator's push is orders below a training one's
 MAX_CURVE_PANELS = 6
 # Logged scalars that are bookkeeping, not training curves.
 NOT_CURVES = ("epoch", "lr-", "time/", "step")
@@ -131,6 +132,9 @@ def plot_curves(runs: list[dict], path: Path) -> list[str]:
             x = epochs(run, steps) if in_epochs else steps
             (line,) = ax.plot(x, values, color=colours[name], alpha=0.8, lw=1, marker="o" if len(x) < 12 else None, ms=3)
             handles.setdefault(name, line)
+        if metric.endswith(LOG_SCALE_CURVES) and all(
+                value > 0 for run in runs for _, value in run.get("history", {}).get(metric) or []):
+            ax.set_yscale("log")
         ax.set_title(metric, fontsize=8)
         ax.set_xlabel("epochs (passes over the training data)" if in_epochs else "optimizer steps", fontsize=7)
         ax.tick_params(labelsize=7)
