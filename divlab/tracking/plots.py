@@ -132,9 +132,8 @@ def plot_curves(runs: list[dict], path: Path) -> list[str]:
             x = epochs(run, steps) if in_epochs else steps
             (line,) = ax.plot(x, values, color=colours[name], alpha=0.8, lw=1, marker="o" if len(x) < 12 else None, ms=3)
             handles.setdefault(name, line)
-        if metric.endswith(LOG_SCALE_CURVES) and all(
-                value > 0 for run in runs for _, value in run.get("history", {}).get(metric) or []):
-            ax.set_yscale("log")
+        if metric.endswith(LOG_SCALE_CURVES):  # symmetric log: a push of exactly 0 stays on the plot
+            ax.set_yscale("symlog", linthresh=1e-3)
         ax.set_title(metric, fontsize=8)
         ax.set_xlabel("epochs (passes over the training data)" if in_epochs else "optimizer steps", fontsize=7)
         ax.tick_params(labelsize=7)
