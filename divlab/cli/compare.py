@@ -31,8 +31,9 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None) -> di
     write_csv(table, out / "table.csv")
     points = frontier_points(runs)
     if points:  # alignment runs: one row per run (per β), which the seed-averaged table would merge
-        (out / "frontier.md").write_text(frontier_markdown(points, reference_reward(runs)))
-        summary = frontier_summary_markdown(seed_means(points), reference_reward(runs))
+        reference = reference_reward(runs)
+        (out / "frontier.md").write_text(frontier_markdown(points, reference))
+        summary = frontier_summary_markdown(seed_means(points), reference)
         (out / "frontier_summary.md").write_text(summary)
         print(summary)
     return {

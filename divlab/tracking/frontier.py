@@ -76,8 +76,9 @@ def seed_means(points: list[FrontierPoint]) -> list[FrontierMean]:
 def reward_at_kl(curve: list[FrontierMean], kl: float, reference: float | None = None) -> float | None:
     """A method's reward at a given KL: linear interpolation along its seed-mean points ordered by KL, starting
     from the reference policy (KL 0, `reference`) when known. None beyond the curve's KL range: no extrapolation."""
-    xs = ([0.0] if reference is not None else []) + [m.kl for m in sorted(curve, key=lambda m: m.kl)]
-    ys = ([reference] if reference is not None else []) + [m.reward for m in sorted(curve, key=lambda m: m.kl)]
+    curve = sorted(curve, key=lambda m: m.kl)
+    xs = ([0.0] if reference is not None else []) + [m.kl for m in curve]
+    ys = ([reference] if reference is not None else []) + [m.reward for m in curve]
     if not xs or not xs[0] <= kl <= xs[-1]:
         return None
     for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]):

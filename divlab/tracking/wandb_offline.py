@@ -67,12 +67,10 @@ def read_offline_run(run_dir: Path, wait_seconds: float = 30.0) -> OfflineRun:
     then what is there is returned).
     """
     run_dir = Path(run_dir)
-    files = sorted(run_dir.glob("run-*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
+    run_file = _run_file(run_dir)
     deadline = time.monotonic() + wait_seconds
     while True:
-        run, exited = _parse_run_file(files[0])
+        run, exited = _parse_run_file(run_file)
         if exited or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -84,7 +82,7 @@ def _parse_run_file(path: Path) -> tuple[OfflineRun, bool]:
     """The run in a `.wandb` file and whether its `exit` record has been written."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    run, exited = OfflineRun(run_id=path.stem.removeprefix("run-")), False
+    run, exited = OfflineRun(run_id=_run_id(path)), False
     for payload in iter_record_bytes(path):
         record = pb.Record()
         record.ParseFromString(payload)
@@ -102,23 +100,35 @@ def _parse_run_file(path: Path) -> tuple[OfflineRun, bool]:
     return run, exited
 
 
+def _run_files(folder: Path) -> list[Path]:
+    return sorted(Path(folder).glob("run-*.wandb"))
+
+
+def _run_file(folder: Path) -> Path:
+    files = _run_files(folder)
+    if not files:
+        raise FileNotFoundError(f"no run-*.wandb file in {folder}")
+    return files[0]
+
+
+def _run_id(run_file: Path) -> str:
+    return run_file.stem.removeprefix("run-")
+
+
 def offline_run_id(folder: Path) -> str:
     """The W&B run id of an `offline-run-*` folder, from its `run-<id>.wandb` file.
 
     Not from the folder name: W&B names a folder `offline-run-<time>-<id>`, and when two attempts start in
     the same second the second becomes `offline-run-<time>-<id>-1`.
     """
-    files = sorted(Path(folder).glob("run-*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no run-*.wandb file in {folder}")
-    return files[0].stem.removeprefix("run-")
+    return _run_id(_run_file(folder))
 
 
 def _attempt_order(folder: Path) -> tuple[str, int]:
     """Sort key: start time, then W&B's same-second suffix (`-1`, `-2`, ... `-10` numerically)."""
     time_stamp = folder.name.removeprefix("offline-run-")[:15]  # YYYYMMDD_HHMMSS
-    run_id = offline_run_id(folder) if any(folder.glob("run-*.wandb")) else ""
-    suffix = folder.name.rsplit(run_id, 1)[-1].lstrip("-") if run_id else ""
+    files = _run_files(folder)
+    suffix = folder.name.rsplit(_run_id(files[0]), 1)[-1].lstrip("-") if files else ""
     return time_stamp, int(suffix) if suffix.isdigit() else 0
 
 
