@@ -1,9 +1,11 @@
 """Sampling speed and quality of DDIM at a few step counts against ancestral DDPM with all T steps.
 
     python -m benchmarks.ddim_vs_ddpm [--checkpoint RUN/checkpoints/last.ckpt] [--n 256] [--steps 10 20 50 100]
+                                      [--train trainer.max_epochs=14 ...] [--etas 0 1]
 
 One trained Fashion-MNIST DDPM (the checkpoint's weights: the EMA average under the ema callback;
-without --checkpoint, the ddpm_fashion_mnist experiment is trained first in a temporary directory),
+without --checkpoint, the ddpm_fashion_mnist experiment is trained first in a temporary directory, with
+the Hydra overrides given to --train), its training steps and last train/val losses printed;
 every sampler measured in this one run from the same model, sample count and threads. Quality is the
 Fréchet distance (divlab.evaluation.frechet) between n samples and n test images in two fixed feature
 spaces: `FD_fmnist`, the 128-d penultimate layer of the shipped Fashion-MNIST classifier
@@ -12,6 +14,7 @@ average-pooled 4×4 to 7×7 and flattened (49-d, nothing learned). The distances
 and n test images are printed as the floor set by the sample size.
 """
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -40,10 +43,18 @@ def frechet_distances(images: torch.Tensor, real: dict, features: dict) -> dict:
         return {name: frechet_distance(f(images.clamp(-1, 1)), real[name]).item() for name, f in features.items()}
 
 
-def train_default_checkpoint(output_dir: Path) -> Path:
+def train_default_checkpoint(output_dir: Path, overrides: list[str]) -> Path:
     run = train(["experiment=ddpm_fashion_mnist", "logger=none", "test=false", "callbacks.progress_bar=null",
-                 f"hydra.run.dir={output_dir}"])
+                 f"hydra.run.dir={output_dir}", *overrides])
     return run.run_dir / "checkpoints" / "last.ckpt"
+
+
+def describe_training(run_dir: Path) -> str:
+    """The model's training length and last losses, from its run.json."""
+    record = json.loads((run_dir / "run.json").read_text())
+    metrics = record.get("metrics", {})
+    losses = ", ".join(f"{k} {metrics[k]:.4f}" for k in ("train/loss", "val/loss") if metrics.get(k) is not None)
+    return f"model: {record.get('global_step')} training steps; {losses}"
 
 
 def timed(sample) -> tuple[torch.Tensor, float]:
@@ -58,11 +69,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100])
-    parser.add_argument("--eta", type=float, default=0.0)
+    parser.add_argument("--etas", type=float, nargs="+", default=[0.0],
+                        help="DDIM η values; η = 1 at steps = T is ancestral sampling with σ² = β̃ (a check)")
+    parser.add_argument("--train", nargs="*", default=[], metavar="OVERRIDE",
+                        help="Hydra overrides for training the model (without --checkpoint)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    checkpoint = args.checkpoint or train_default_checkpoint(Path(tempfile.mkdtemp(prefix="ddim_vs_ddpm_")))
+    checkpoint = args.checkpoint or train_default_checkpoint(Path(tempfile.mkdtemp(prefix="ddim_vs_ddpm_")), args.train)
     _, data, module = load_run(checkpoint.parent.parent, checkpoint)  # <run>/checkpoints/x.ckpt
     data.setup()
     shape = (args.n, *module.data_shape)
@@ -78,12 +92,14 @@ def main() -> None:
     samplers = [("ddpm", module.schedule.T,
                  lambda: AncestralSampler(module.reverse)(module.denoiser, module.schedule, shape,
                                                           generator=generator()))]
-    for steps in args.steps:
-        samplers.append((f"ddim eta={args.eta:g}", steps, lambda s=steps: DDIMSampler(s, args.eta, module.reverse)(
-            module.denoiser, module.schedule, shape, generator=generator())))
+    for eta in args.etas:
+        for steps in args.steps:
+            samplers.append((f"ddim η = {eta:g}", steps, lambda s=steps, e=eta: DDIMSampler(s, e, module.reverse)(
+                module.denoiser, module.schedule, shape, generator=generator())))
 
     print(f"checkpoint {checkpoint}; {args.n} samples; T = {module.schedule.T}; "
           f"torch threads {torch.get_num_threads()}")
+    print(describe_training(checkpoint.parent.parent))
     print("train-vs-test floor at this n: " + ", ".join(f"{k} {v:.3f}" for k, v in floor.items()))
     print(f"| sampler | steps | seconds | speed-up vs DDPM | " + " | ".join(f"{k} (÷ DDPM)" for k in features) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(features))

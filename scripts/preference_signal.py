@@ -2,7 +2,7 @@
 exact zeros and of tied pairs, its spread, and the accuracy ceiling that Bradley–Terry label noise sets for
 any reward model (on the pairs the data keeps).
 
-    python scripts/preference_signal.py [hydra overrides, e.g. data.completion_length=64 data.n_prompts=4096]
+    python scripts/preference_signal.py [hydra overrides, e.g. data.completion_length=56 data.samples_per_prompt=4]
 
 Uses (and on first use builds) the cached default reference policy and the task's cached pairs.
 """
@@ -32,10 +32,13 @@ def main(overrides: list[str]) -> None:
     tied = chosen == rejected
     kept = ~tied if cfg.data.drop_ties else torch.ones_like(tied)
     ceiling = label_accuracy_ceiling(chosen[kept], rejected[kept], cfg.data.label_temperature).item()
-    print(f"pairs {len(records)} ({cfg.data.n_prompts} prompts, completions of {cfg.data.completion_length} tokens)")
+    k = cfg.data.get("samples_per_prompt", 2)
+    print(f"pairs {len(records)} ({cfg.data.n_prompts} prompts × {k * (k - 1) // 2} pairs of {k} samples, "
+          f"completions of {cfg.data.completion_length} tokens)")
     print(f"true reward: exact zeros {(rewards == 0).float().mean():.1%}, std {rewards.std():.3f}, "
           f"tied pairs {tied.float().mean():.1%}")
-    print(f"pairs kept (drop_ties={cfg.data.drop_ties}): {int(kept.sum())}; Bradley–Terry labels at temperature "
+    print(f"pairs kept (drop_ties={cfg.data.drop_ties}): {int(kept.sum())} "
+          f"({int(kept.sum()) / cfg.data.n_prompts:.2f} per prompt); Bradley–Terry labels at temperature "
           f"{cfg.data.label_temperature}: accuracy ceiling {ceiling:.1%}, label noise {1 - ceiling:.1%}")
 
 

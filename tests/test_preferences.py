@@ -209,7 +209,43 @@ def test_controlled_task_prefers_the_higher_true_reward():
     data = PreferenceDataModule(encode, records=records, max_length=64, batch_size=8, name="controlled_sentiment")
     data.setup()
     batch = next(iter(data.val_dataloader()))
-    assert batch["chosen_ids"].shape[0] == 4 and (batch["chosen_mask"].sum(1) > 0).all()
+    assert batch["chosen_ids"].shape[0] >= 4 and (batch["chosen_mask"].sum(1) > 0).all()
+
+
+WORDS = {" love": 0.6369, " hate": -0.5719, " the": 0.0, " good": 0.4404}  # VADER compound of each word alone
+
+
+def test_several_samples_per_prompt_label_every_pair_of_them():
+    prompts = ["To be", "Or not"]
+    completions = {"To be": list(WORDS), "Or not": list(WORDS)[::-1]}
+    records = controlled_preference_records(prompts, lambda ps, n: [completions[p][:n] for p in ps],
+                                            temperature=1e-3, seed=0, samples_per_prompt=4)
+    assert len(records) == 2 * 6  # C(4, 2) pairs per prompt, a prompt's pairs consecutive
+    assert [r["prompt"] for r in records] == ["To be"] * 6 + ["Or not"] * 6
+    for prompt in prompts:  # every unordered pair once, its true rewards VADER's, the label the higher reward
+        pairs = [(r["chosen"], r["rejected"]) for r in records if r["prompt"] == prompt]
+        assert {frozenset(p) for p in pairs} == {frozenset((a, b)) for a in WORDS for b in WORDS if a < b}
+        for r in (r for r in records if r["prompt"] == prompt):
+            assert r["chosen_reward"] == pytest.approx(WORDS[r["chosen"]], abs=1e-4)
+            assert r["rejected_reward"] == pytest.approx(WORDS[r["rejected"]], abs=1e-4)
+            assert r["chosen_reward"] >= r["rejected_reward"]
+    with pytest.raises(ValueError, match="samples_per_prompt must be an integer >= 2.*got 1"):
+        controlled_preference_records(prompts, lambda ps, n: [["x"] * n for _ in ps], samples_per_prompt=1)
+
+
+def test_the_split_keeps_each_prompt_on_one_side():
+    # 30 prompts with 1..6 pairs each: no prompt's pairs may straddle train and val.
+    records = [{"prompt": f"p{i:02d}", "chosen": f"c{j}", "rejected": f"r{j}"} for i in range(30) for j in range(i % 6 + 1)]
+    data = PreferenceDataModule(encode, records=records, max_length=16, val_fraction=0.2, data_seed=3)
+    data.setup()
+    decode = lambda ids: "".join(chr(i - 1) for i in ids)  # noqa: E731  (inverts encode on ASCII)
+    prompts = {split: {decode(ex["prompt"]) for ex in data.splits[split]} for split in ("train", "val")}
+    assert not prompts["train"] & prompts["val"] and prompts["train"] | prompts["val"] == {r["prompt"] for r in records}
+    n_val = len(data.splits["val"])
+    assert len(data.splits["train"]) + n_val == len(records)
+    assert math.floor(0.2 * len(records)) <= n_val < math.floor(0.2 * len(records)) + 6  # whole prompts, then stop
+    with pytest.raises(ValueError, match="at least 2 distinct prompts"):
+        PreferenceDataModule(encode, records=[records[0]] * 3).setup()
 
 
 def test_corpus_prefixes_start_at_words_and_fit_the_text():

@@ -4,16 +4,19 @@ The DPO paper's controlled sentiment generation (Rafailov et al. 2023, §6.1), C
 reward r*(x, y) of a completion y is the VADER compound sentiment of y's text (Hutto & Gilbert
 2014), a rule-based score in [−1, 1] whose lexicon ships inside the `vadersentiment` wheel, so it
 is deterministic, needs no download, and can be measured for every policy. Prompts are
-`prompt_length`-token prefixes at word starts of the reference policy's text; two completions per
-prompt are sampled from π_ref (temperature 1, a fixed seed, so every run of a sweep sees the same
-pairs); preferences are Bradley–Terry draws on r*: P(y₁ ≻ y₂) = σ((r*(y₁) − r*(y₂))/temperature).
-Pairs whose completions have equal true reward (mostly both 0: most short completions of a small
-character model carry no sentiment word) say nothing about the reward and their labels are coin
-flips, so `drop_ties` leaves them out. The records are cached as JSON under
+`prompt_length`-token prefixes at word starts of the reference policy's text; `samples_per_prompt`
+= k completions per prompt are sampled from π_ref (temperature 1, a fixed seed, so every run of a sweep
+sees the same pairs), and each of their k(k − 1)/2 pairs is labelled, as the DPO paper labels pairs
+among several samples per prefix (its App. C.1); preferences are Bradley–Terry draws on r*:
+P(y₁ ≻ y₂) = σ((r*(y₁) − r*(y₂))/temperature). Pairs whose completions have equal true reward (mostly
+both 0: most completions of a small character model carry no sentiment word) say nothing about the
+reward and their labels are coin flips, so `drop_ties` leaves them out; with k = 4 a prompt yields
+several informative pairs where k = 2 yields one at most. The records are cached as JSON under
 `<data_dir>/alignment/tasks/`, keyed by the policy checkpoint and the settings, so the runs of a
 sweep sample them once. The pairs become a plain `PreferenceDataModule`.
 """
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -111,41 +114,52 @@ def eval_prompts(reference: ReferencePolicy, n: int, length: int, seed: int = 0)
 # ---- the task's pairs -------------------------------------------------------------------------
 
 
+def check_samples_per_prompt(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"data.samples_per_prompt must be an integer >= 2 (a pair needs two completions), got {k!r}")
+    return k
+
+
 def controlled_preference_records(
     prompts: Sequence[str],
     sample_fn: SampleFn,
     reward_fn: Callable[[list[str]], Tensor] = sentiment_reward,
     temperature: float = 0.1,
     seed: int = 0,
+    samples_per_prompt: int = 2,
 ) -> list[dict]:
-    """The controlled task's pairs: two completions per prompt from the reference policy,
-    labelled by the Bradley–Terry model on the true reward.
+    """The controlled task's pairs: k = `samples_per_prompt` completions per prompt from the reference
+    policy, each of their k(k − 1)/2 pairs labelled by the Bradley–Terry model on the true reward.
 
-    `sample_fn(prompts, n)` returns, for each prompt, a list of n completion strings (the prompt
+    `sample_fn(prompts, k)` returns, for each prompt, a list of k completion strings (the prompt
     not included); `reward_fn` scores completions. Each record holds prompt/chosen/rejected and
-    the true rewards `chosen_reward`/`rejected_reward`.
+    the true rewards `chosen_reward`/`rejected_reward`; a prompt's records are consecutive, its pairs
+    (i, j), i < j, in order.
     """
+    k = check_samples_per_prompt(samples_per_prompt)
     prompts = list(prompts)
-    completions = sample_fn(prompts, 2)
-    if len(completions) != len(prompts) or any(len(pair) != 2 for pair in completions):
-        raise ValueError(f"sample_fn(prompts, 2) must return {len(prompts)} lists of 2 completions")
-    first, second = [pair[0] for pair in completions], [pair[1] for pair in completions]
-    rewards = reward_fn(first + second)
-    r1, r2 = rewards[: len(prompts)], rewards[len(prompts) :]
-    first_wins = bradley_terry_labels(r1, r2, temperature, torch.Generator().manual_seed(seed)).tolist()
+    completions = sample_fn(prompts, k)
+    if len(completions) != len(prompts) or any(len(group) != k for group in completions):
+        raise ValueError(f"sample_fn(prompts, {k}) must return {len(prompts)} lists of {k} completions")
+    rewards = reward_fn([text for group in completions for text in group]).view(len(prompts), k)
+    pairs = list(itertools.combinations(range(k), 2))
+    first, second = [i for i, _ in pairs], [j for _, j in pairs]
+    first_wins = bradley_terry_labels(
+        rewards[:, first].flatten(), rewards[:, second].flatten(), temperature, torch.Generator().manual_seed(seed)
+    ).view(len(prompts), len(pairs)).tolist()
     records = []
-    for i, prompt in enumerate(prompts):
-        winner, loser = (0, 1) if first_wins[i] else (1, 0)
-        texts, scores = (first[i], second[i]), (r1[i].item(), r2[i].item())
-        records.append(
-            {
-                "prompt": prompt,
-                "chosen": texts[winner],
-                "rejected": texts[loser],
-                "chosen_reward": scores[winner],
-                "rejected_reward": scores[loser],
-            }
-        )
+    for p, prompt in enumerate(prompts):
+        for (i, j), i_wins in zip(pairs, first_wins[p]):
+            winner, loser = (i, j) if i_wins else (j, i)
+            records.append(
+                {
+                    "prompt": prompt,
+                    "chosen": completions[p][winner],
+                    "rejected": completions[p][loser],
+                    "chosen_reward": rewards[p, winner].item(),
+                    "rejected_reward": rewards[p, loser].item(),
+                }
+            )
     return records
 
 
@@ -154,6 +168,7 @@ def controlled_sentiment(
     n_prompts: int = 2048,
     prompt_length: int = 8,
     completion_length: int = 32,
+    samples_per_prompt: int = 2,
     label_temperature: float = 0.1,
     drop_ties: bool = True,
     seed: int = 0,
@@ -162,19 +177,23 @@ def controlled_sentiment(
     """The task's pairs, tokenised by the reference policy's tokenizer; `datamodule_kwargs` go to PreferenceDataModule."""
     for key in ("n_prompts", "prompt_length", "completion_length"):
         check_positive(f"data.{key}", locals()[key])
+    check_samples_per_prompt(samples_per_prompt)
     reference = load_reference_policy(**policy)
     path = reference.ckpt_path  # a file or directory, or a Hugging Face Hub name (policy.hf_model)
     mtime = os.path.getmtime(path) if os.path.exists(path) else None
     settings = {"policy": path, "policy_mtime": mtime,
                 "n_prompts": n_prompts, "prompt_length": prompt_length, "completion_length": completion_length,
                 "label_temperature": label_temperature, "seed": seed}
+    if samples_per_prompt != 2:  # the key of a two-sample task stays what it was, so its cache is reused
+        settings["samples_per_prompt"] = samples_per_prompt
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     data_dir = Path(policy.get("data_dir") or "~/.cache/divlab/data").expanduser()
     cache = data_dir / "alignment" / "tasks" / f"controlled_sentiment-{key}.json"
     if cache.is_file():
         records = json.loads(cache.read_text())
     else:
-        records = sample_records(reference, n_prompts, prompt_length, completion_length, label_temperature, seed)
+        records = sample_records(reference, n_prompts, prompt_length, completion_length, label_temperature, seed,
+                                 samples_per_prompt)
         write_text_atomic(cache, json.dumps(records))  # concurrent runs write the same records
     if drop_ties:
         records = [r for r in records if r["chosen_reward"] != r["rejected_reward"]]
@@ -185,13 +204,14 @@ def controlled_sentiment(
 
 
 def sample_records(reference, n_prompts: int, prompt_length: int, completion_length: int,
-                   label_temperature: float, seed: int) -> list[dict]:
-    """Prompts from the policy's training text, two completions each from π_ref, Bradley–Terry labels."""
+                   label_temperature: float, seed: int, samples_per_prompt: int = 2) -> list[dict]:
+    """Prompts from the policy's training text, `samples_per_prompt` completions each from π_ref, Bradley–Terry
+    labels on every pair of them."""
     text = reference.text
     corpus = text.decode(text.tokens["train"][:1_000_000])
     prompts = [text.decode(ids) for ids in token_prefixes(text, corpus, n_prompts, prompt_length, seed)]
 
-    def sample_pairs(prompts: list[str], n: int) -> list[list[str]]:
+    def sample_completions(prompts: list[str], n: int) -> list[list[str]]:
         ids = torch.stack([text.encode(p) for p in prompts]).repeat_interleave(n, 0)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -199,4 +219,5 @@ def sample_records(reference, n_prompts: int, prompt_length: int, completion_len
         completions = decode_completions(text.decode, tokens, ids.shape[1])
         return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    return controlled_preference_records(prompts, sample_pairs, temperature=label_temperature, seed=seed)
+    return controlled_preference_records(prompts, sample_completions, temperature=label_temperature, seed=seed,
+                                         samples_per_prompt=samples_per_prompt)

@@ -133,11 +133,32 @@ def collate_preferences(examples: Sequence[dict], pad_id: int = 0) -> dict[str, 
     return batch
 
 
+def split_by_prompt(records: Sequence[dict], val_fraction: float, seed: int, source: str = "records") -> set[int]:
+    """Indices of the validation records: whole prompts, in an order shuffled by `seed`, until at least
+    max(1, ⌊val_fraction · N⌋) records; at least one prompt is left for training."""
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault(record["prompt"], []).append(index)
+    if len(groups) < 2:
+        raise ValueError(f"{source}: need at least 2 distinct prompts for a train/val split by prompt, got {len(groups)}")
+    prompts = list(groups)
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed)).tolist()
+    target = max(1, math.floor(val_fraction * len(records)))
+    val: set[int] = set()
+    for i in order[:-1]:
+        if len(val) >= target:
+            break
+        val.update(groups[prompts[i]])
+    return val
+
+
 class PreferenceDataModule(L.LightningDataModule):
     """Train/val preference pairs from `path` (JSON/JSONL) or in-memory `records`, tokenised by `encode`.
 
-    The split is by record, shuffled with `data_seed`; `val_fraction` of the records (at least one)
-    go to validation. `max_length` is the policy's context length in tokens.
+    The split is by prompt, shuffled with `data_seed`: all pairs of a prompt fall on the same side (several
+    pairs per prompt are common, and a held-out pair whose prompt and completions were trained on measures
+    memory, not generalisation); whole prompts go to validation until it holds `val_fraction` of the records
+    (at least one). `max_length` is the policy's context length in tokens.
     """
 
     kind = "preference"
@@ -183,11 +204,10 @@ class PreferenceDataModule(L.LightningDataModule):
         for index, record in enumerate(records):
             example = tokenize_record(record, self.encode, self.hparams.max_length, source, index)
             examples.append({**example, "index": index})
-        order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(self.hparams.data_seed)).tolist()
-        n_val = max(1, math.floor(self.hparams.val_fraction * len(examples)))
+        val = split_by_prompt(records, self.hparams.val_fraction, self.hparams.data_seed, source)
         self.splits = {
-            "train": [examples[i] for i in order[n_val:]],
-            "val": [examples[i] for i in order[:n_val]],
+            "train": [ex for i, ex in enumerate(examples) if i not in val],
+            "val": [ex for i, ex in enumerate(examples) if i in val],
         }
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
