@@ -106,6 +106,15 @@ def test_dpo_bad_settings_name_the_value(policy_spec, kwargs, fragment):
         DPO((48,), policy_spec, ADAM, **kwargs)
 
 
+def test_a_task_longer_than_the_policys_context_is_refused_before_sampling(policy_spec, tmp_path, monkeypatch):
+    from divlab.alignment import controlled_task
+
+    monkeypatch.setattr(controlled_task, "sample_records", lambda *a, **k: pytest.fail("sampled before checking"))
+    # TINY_POLICY's block_size 48 holds BOS + 47 tokens: 8 + 40 is one too many (PPO's value head would fail on it).
+    with pytest.raises(ValueError, match=r"8 \+ 40 = 48 exceeds 47.*block_size \(48\).*at most 39"):
+        controlled_task.controlled_sentiment(policy_spec, prompt_length=8, completion_length=40)
+
+
 def test_missing_policy_checkpoint_names_the_path(policy_spec, tmp_path):
     missing = tmp_path / "nope.ckpt"
     with pytest.raises(FileNotFoundError, match=f"policy.ckpt_path='{missing}' does not exist"):

@@ -179,6 +179,7 @@ def controlled_sentiment(
         check_positive(f"data.{key}", locals()[key])
     check_samples_per_prompt(samples_per_prompt)
     reference = load_reference_policy(**policy)
+    check_fits_context(prompt_length, completion_length, reference.model.block_size)
     path = reference.ckpt_path  # a file or directory, or a Hugging Face Hub name (policy.hf_model)
     mtime = os.path.getmtime(path) if os.path.exists(path) else None
     settings = {"policy": path, "policy_mtime": mtime,
@@ -201,6 +202,17 @@ def controlled_sentiment(
     datamodule_kwargs.setdefault("name", "controlled_sentiment")
     text = reference.text
     return PreferenceDataModule(text.encode, records=records, decode=text.decode, **datamodule_kwargs)
+
+
+def check_fits_context(prompt_length: int, completion_length: int, block_size: int) -> None:
+    """A prompt and its completion must fit the policy's context after a BOS token: the reward model and PPO's
+    value head read [BOS, prompt, completion] (`sequence.read_sequence`)."""
+    if prompt_length + completion_length > block_size - 1:
+        raise ValueError(
+            f"data.prompt_length + data.completion_length = {prompt_length} + {completion_length} = "
+            f"{prompt_length + completion_length} exceeds {block_size - 1}, the reference policy's block_size "
+            f"({block_size}) less its BOS token; shorten data.completion_length to at most {block_size - 1 - prompt_length}"
+        )
 
 
 def sample_records(reference, n_prompts: int, prompt_length: int, completion_length: int,
