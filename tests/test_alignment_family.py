@@ -146,6 +146,18 @@ def synthetic_pairs(n, seed=0):
     return [{"prompt": text("abcdefgh ", 4), "chosen": text("aeiou"), "rejected": text("tkdrsn")} for _ in range(n)]
 
 
+def test_reward_readouts_by_hand():
+    from divlab.lightning_modules.reward_model import read_reward
+
+    # Output position i has read BOS and tokens[:i]; completion tokens 1 and 2 of the first row, 0..3 of the second.
+    scores = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0, 50.0]])
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 1]])
+    assert read_reward(scores, mask, "last").tolist() == [3.0, 50.0]  # after tokens[:3] and tokens[:4]
+    assert read_reward(scores, mask, "sum").tolist() == [2.0 + 3.0, 20.0 + 30.0 + 40.0 + 50.0]
+    with pytest.raises(ValueError, match="unknown model.readout 'mean'; valid choices: last, sum"):
+        read_reward(scores, mask, "mean")
+
+
 def test_reward_model_separates_a_separable_preference_set(policy_spec):
     import lightning as L
 

@@ -69,6 +69,7 @@ class PPO(L.LightningModule):
         reward_model: str | None = None,
         reward_model_epochs: int = 3,
         reward_model_lr: float = 3.0e-4,
+        reward_model_readout: str = "last",
         completion_length: int = 32,
         ppo_epochs: int = 4,
         minibatch_size: int = 16,
@@ -80,7 +81,8 @@ class PPO(L.LightningModule):
         max_grad_norm: float = 1.0,
     ):
         """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: `fit` (on the
-        run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, before PPO starts),
+        run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, read out as
+        `reward_model_readout` says, before PPO starts),
         a checkpoint of a `model=reward_model` run, or null for the true reward."""
         super().__init__()
         check_choice("model.kl_controller", kl_controller, KL_CONTROLLERS)
@@ -99,7 +101,8 @@ class PPO(L.LightningModule):
         self.policy = trainable_copy(self.reference_policy)
         self.value_head = ScalarHead(self.reference.hparams.vocab_size)
         if reward_model == "fit":  # a frozen submodule: saved in the checkpoint, outside DDP's gradient sync
-            reward_model = freeze(RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr)))
+            reward_model = freeze(RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr),
+                                            readout=reward_model_readout))
         else:
             reward_model = load_reward_model(reward_model)
         self.reward_model = reward_model

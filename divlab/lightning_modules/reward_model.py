@@ -1,7 +1,9 @@
 """A reward model r_φ(x, y) fitted to preference pairs by the Bradley–Terry likelihood.
 
 r_φ is a scalar head over a copy of the reference policy's backbone, read after the last
-completion token (Stiennon et al. 2020; Ouyang et al. 2022); training minimises
+completion token (`readout: last`, Stiennon et al. 2020; Ouyang et al. 2022) or added up over the
+completion's tokens (`readout: sum`: a score per token, summed — the shape of a lexicon scorer such as
+the controlled task's VADER, a normalised sum of word valences); training minimises
 −log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). Logged: the loss
 and the pair accuracy, held out as `val/reward_model_accuracy`. A checkpoint of this module is
 what PPO's `model.reward_model=` reads; PPO with `model.reward_model=fit` fits one as its own
@@ -15,16 +17,34 @@ from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, la
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.lightning_modules.sequence import read_sequence
-from divlab.validation import optimizer_lr
+from divlab.validation import check_choice, optimizer_lr
+
+READOUTS = ("last", "sum")
+
+
+def read_reward(position_scores: torch.Tensor, mask: torch.Tensor, readout: str = "last") -> torch.Tensor:
+    """r per sequence [B] from a scalar per output position [B, T + 1] of `read_sequence` on tokens [B, T]
+    (position i has read BOS and tokens[:, :i]) and the completion mask [B, T]:
+
+    - `last`: the score at the position that has read the last completion token;
+    - `sum`:  Σ_t mask_t · score at position t + 1, each completion token's score once it is read.
+    """
+    if readout == "last":
+        last = last_token_index(mask) + 1
+        return position_scores[torch.arange(len(mask), device=mask.device), last]
+    check_choice("model.readout", readout, READOUTS)
+    return (position_scores[:, 1:] * mask).sum(-1)
 
 
 class RewardModel(L.LightningModule):
     family = "align"
     divergence = "bradley_terry"
 
-    def __init__(self, data_shape, policy: dict, optimizer):
-        """`policy`: the reference policy spec (`load_reference_policy`) whose backbone r_φ starts from."""
+    def __init__(self, data_shape, policy: dict, optimizer, readout: str = "last"):
+        """`policy`: the reference policy spec (`load_reference_policy`) whose backbone r_φ starts from;
+        `readout`: last | sum (`read_reward`)."""
         super().__init__()
+        check_choice("model.readout", readout, READOUTS)
         self.save_hyperparameters(ignore=["optimizer"])
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         reference = load_reference_policy(**policy)
@@ -33,10 +53,8 @@ class RewardModel(L.LightningModule):
         self.optimizer = optimizer
 
     def rewards(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """r_φ(x, y) per sequence [B], read where the backbone has seen the last completion token."""
-        outputs = read_sequence(self.backbone, tokens)
-        last = last_token_index(mask) + 1
-        return self.head(outputs[torch.arange(len(tokens), device=tokens.device), last])
+        """r_φ(x, y) per sequence [B], read from the backbone's outputs as `readout` says."""
+        return read_reward(self.head(read_sequence(self.backbone, tokens)), mask, self.hparams.readout)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.preference_step(batch, "train")
