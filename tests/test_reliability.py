@@ -490,3 +490,47 @@ def test_wandb_dryrun_means_offline(monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "dryrun")
     assert resolve_mode(None) == "offline"
+
+
+def test_the_record_times_evaluation_and_not_training(tmp_path):
+    """`evaluation_seconds` spans the validation loop (its batches and the callbacks' epoch-end work) and the
+    test loop, not training: sleeps of known length in each place, bounds that a misplaced clock would cross."""
+    import time
+
+    import lightning as L
+
+    from divlab.tracking.run_record import RunRecord
+
+    class Sleepy(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            time.sleep(0.5)  # training: 3 × 0.5 s, not evaluation
+            return (self.w - 1).pow(2).sum()
+
+        def validation_step(self, batch, batch_idx):
+            time.sleep(0.3)  # 2 batches × 0.3 s
+
+        def test_step(self, batch, batch_idx):
+            time.sleep(0.2)  # 1 batch × 0.2 s
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class EpochEndEvaluation(L.Callback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            time.sleep(0.4)  # an evaluation callback's work
+
+    loader = torch.utils.data.DataLoader(torch.zeros(3, 1), batch_size=1)
+    record = RunRecord(str(tmp_path), config={})
+    trainer = L.Trainer(max_epochs=1, limit_val_batches=2, limit_test_batches=1, num_sanity_val_steps=0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[EpochEndEvaluation(), record])
+    model = Sleepy()
+    trainer.fit(model, loader, loader)
+    trainer.test(model, loader)
+    record.finish("completed")
+    seconds = json.loads((tmp_path / "run.json").read_text())["attempts"][-1]["evaluation_seconds"]
+    assert 0.6 + 0.4 + 0.2 <= seconds < 1.2 + 0.5  # counting one training step would pass 1.7

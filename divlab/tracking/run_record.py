@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import subprocess
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -131,7 +132,8 @@ class RunRecord(L.Callback):
                  resumed_from: str | None = None, resume_step: int | None = None):
         self.path = Path(output_dir) / RUN_FILE
         self.attempt = {"id": uuid.uuid4().hex[:12], "started_at": _now(), "finished_at": None, "status": "running",
-                        "resumed_from": resumed_from, "resume_step": resume_step}
+                        "resumed_from": resumed_from, "resume_step": resume_step, "evaluation_seconds": 0.0}
+        self._evaluation_started: float | None = None
         self.record = {
             "family": None,
             "divergence": None,
@@ -180,6 +182,8 @@ class RunRecord(L.Callback):
         if attempts[-1].get("id") != self.attempt["id"]:
             return
         self.started = True
+        self.attempt["evaluation_seconds"] = max(self.attempt["evaluation_seconds"],
+                                                 attempts[-1].get("evaluation_seconds") or 0.0)
         for key in ("metrics", "best", "checkpoints", "mode_histogram"):
             self.record[key] = {**(on_disk.get(key) or {}), **self.record[key]}
         for name, series in (on_disk.get("history") or {}).items():
@@ -251,8 +255,24 @@ class RunRecord(L.Callback):
 
     def on_test_start(self, trainer, pl_module) -> None:
         self._start()
+        self._start_evaluation()
+
+    # The attempt's `evaluation_seconds`: wall time inside the validation (sanity check included) and test
+    # loops, whose batches and epoch-end callbacks are where every evaluation runs (samples, likelihoods,
+    # FID-family and toy metrics). This record comes after the configured callbacks, so the time spans theirs.
+    def _start_evaluation(self) -> None:
+        self._evaluation_started = time.perf_counter()
+
+    def _stop_evaluation(self) -> None:
+        if self._evaluation_started is not None:
+            self.attempt["evaluation_seconds"] += time.perf_counter() - self._evaluation_started
+            self._evaluation_started = None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._start_evaluation()
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        self._stop_evaluation()
         if not trainer.sanity_checking and self.started:
             self._record_checkpoints(trainer)
             self.write()
@@ -262,6 +282,7 @@ class RunRecord(L.Callback):
         self.write()
 
     def on_test_end(self, trainer, pl_module) -> None:
+        self._stop_evaluation()
         self._record_checkpoints(trainer)
         self.write()
 
@@ -273,6 +294,7 @@ class RunRecord(L.Callback):
 
         An attempt that never started training or testing leaves an existing record as it was.
         """
+        self._stop_evaluation()
         self._merge_from_disk()
         if not self.started and self.previous:
             log.warning("%s left as it was: this rerun stopped (%s) before training", self.path, status)

@@ -1,0 +1,69 @@
+"""Evaluation's share of each preset's wall time at its default settings (goal ≤ 10 %).
+
+    python -m benchmarks.eval_share [--experiments vae_ring8 gan_ring8 ...] [--runs RUN_DIR ...]
+
+Trains each experiment as its config stands (W&B off, output in a temporary directory), then reads its
+run.json: the attempt's wall time (start to finish, setup included) and its `evaluation_seconds`, the
+time inside the validation and test loops, where every evaluation callback runs (samples, likelihoods,
+FID-family and toy metrics). The largest `time/<split>/<step>_seconds` of the last evaluation names
+what costs most. With --runs, reads run directories that already exist instead of training.
+"""
+import argparse
+import json
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from divlab import train
+from divlab.config_dir import config_dir
+
+GOAL = 0.10
+# Sweeps and long studies are many presets' runs, not one preset: measure their members instead.
+NOT_PRESETS = ("study_", "best_", "align_frontier")
+
+
+def presets() -> list[str]:
+    names = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+    return [name for name in names if not name.startswith(NOT_PRESETS)]
+
+
+def run_preset(name: str, root: Path) -> Path:
+    run = train([f"experiment={name}", "logger=none", f"hydra.run.dir={root / name}"])
+    return run.run_dir
+
+
+def share(run_dir: Path) -> dict:
+    """Wall time, evaluation time and the costliest timed evaluation step of a run's last attempt."""
+    record = json.loads((Path(run_dir) / "run.json").read_text())
+    attempt = record["attempts"][-1]
+    wall = (datetime.fromisoformat(attempt["finished_at"]) - datetime.fromisoformat(attempt["started_at"])).total_seconds()
+    evaluation = attempt.get("evaluation_seconds")
+    timed = {k: v for k, v in record["metrics"].items() if k.startswith("time/") and k.endswith("_seconds") and v}
+    costliest = max(timed, key=timed.get) if timed else None
+    return {"experiment": record["config"].get("experiment_name") or Path(run_dir).name, "status": record["status"],
+            "wall": wall, "evaluation": evaluation, "share": evaluation / wall if evaluation is not None else None,
+            "costliest": f"{costliest} {timed[costliest]:.1f} s" if costliest else "–"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--experiments", nargs="+", default=None, help=f"default: every preset ({', '.join(presets())})")
+    parser.add_argument("--runs", nargs="+", type=Path, default=None, help="existing run directories to read instead")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="eval_share_"))
+    run_dirs = args.runs or (run_preset(name, root) for name in args.experiments or presets())  # one row per run as it ends
+    print(f"| preset | status | wall s | evaluation s | share (goal ≤ {GOAL:.0%}) | costliest timed step (last evaluation) |")
+    print("|---|---|---:|---:|---:|---|")
+    for run_dir in run_dirs:
+        row = share(run_dir)
+        if row["share"] is None:
+            print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | – | – (no evaluation_seconds) | "
+                  f"{row['costliest']} |")
+            continue
+        mark = "" if row["share"] <= GOAL else " ✗"
+        print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | {row['evaluation']:.0f} | "
+              f"{row['share']:.1%}{mark} | {row['costliest']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
