@@ -273,3 +273,21 @@ def test_the_accuracy_ceiling_of_bradley_terry_labels_is_the_mean_of_max_p_and_1
     labels = bradley_terry_labels(r1, r2, temperature=0.1, generator=generator)
     assert ((r1 > r2) == labels).float().mean().item() == pytest.approx(label_accuracy_ceiling(r1, r2, 0.1).item(),
                                                                         abs=3e-3)
+
+
+def test_the_bag_of_words_baseline_learns_which_words_win():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from preference_signal import bag_of_words_accuracy
+
+    # "good" beats "bad" whatever the filler; the held-out pairs reuse the words in new sentences.
+    fillers = ["the king", "a horse", "my lord", "thy sword", "our queen", "his crown", "her hand", "that day"]
+    records = [{"prompt": f"p{i}", "chosen": f"{fillers[i % 8]} is good", "rejected": f"{fillers[(i + 3) % 8]} is bad"}
+               for i in range(40)]
+    records = [r if i % 2 else {**r, "chosen": r["chosen"] + " indeed"} for i, r in enumerate(records)]
+    train_accuracy, val_accuracy = bag_of_words_accuracy(records, val=set(range(30, 40)))
+    assert train_accuracy == 1.0 and val_accuracy == 1.0
+    flipped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in records]  # a sign error would score 0
+    assert bag_of_words_accuracy(flipped, val=set(range(30, 40))) == (1.0, 1.0)
