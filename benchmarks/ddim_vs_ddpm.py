@@ -1,7 +1,7 @@
 """Sampling speed and quality of DDIM at a few step counts against ancestral DDPM with all T steps.
 
     python -m benchmarks.ddim_vs_ddpm [--checkpoint RUN/checkpoints/last.ckpt] [--n 256] [--steps 10 20 50 100]
-                                      [--train trainer.max_epochs=14 ...] [--etas 0 1]
+                                      [--train trainer.max_epochs=14 ...] [--etas 0 1] [--unclipped] [--skip-ddpm]
 
 One trained Fashion-MNIST DDPM (the checkpoint's weights: the EMA average under the ema callback;
 without --checkpoint, the ddpm_fashion_mnist experiment is trained first in a temporary directory, with
@@ -14,6 +14,7 @@ average-pooled 4×4 to 7×7 and flattened (49-d, nothing learned). The distances
 and n test images are printed as the floor set by the sample size.
 """
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -73,6 +74,10 @@ def main() -> None:
                         help="DDIM η values; η = 1 at steps = T is ancestral sampling with σ² = β̃ (a check)")
     parser.add_argument("--train", nargs="*", default=[], metavar="OVERRIDE",
                         help="Hydra overrides for training the model (without --checkpoint)")
+    parser.add_argument("--unclipped", action="store_true",
+                        help="DDIM also without clamping x̂_0 to [−1, 1] (the DDIM paper's sampler never clips)")
+    parser.add_argument("--skip-ddpm", action="store_true",
+                        help="no ancestral baseline: ratios are to the first DDIM row (its seed makes rows reproducible)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -89,19 +94,24 @@ def main() -> None:
     def generator():
         return torch.Generator().manual_seed(args.seed)
 
-    samplers = [("ddpm", module.schedule.T,
-                 lambda: AncestralSampler(module.reverse)(module.denoiser, module.schedule, shape,
-                                                          generator=generator()))]
-    for eta in args.etas:
-        for steps in args.steps:
-            samplers.append((f"ddim η = {eta:g}", steps, lambda s=steps, e=eta: DDIMSampler(s, e, module.reverse)(
-                module.denoiser, module.schedule, shape, generator=generator())))
+    samplers = [] if args.skip_ddpm else [
+        ("ddpm", module.schedule.T,
+         lambda: AncestralSampler(module.reverse)(module.denoiser, module.schedule, shape, generator=generator()))]
+    reverses = [("", module.reverse)]
+    if args.unclipped and module.reverse.clip_denoised:
+        reverses.append((", x̂_0 unclipped", dataclasses.replace(module.reverse, clip_denoised=False)))
+    for suffix, reverse in reverses:
+        for eta in args.etas:
+            for steps in args.steps:
+                samplers.append((f"ddim η = {eta:g}{suffix}", steps, lambda s=steps, e=eta, r=reverse: DDIMSampler(
+                    s, e, r)(module.denoiser, module.schedule, shape, generator=generator())))
 
     print(f"checkpoint {checkpoint}; {args.n} samples; T = {module.schedule.T}; "
           f"torch threads {torch.get_num_threads()}")
     print(describe_training(checkpoint.parent.parent))
     print("train-vs-test floor at this n: " + ", ".join(f"{k} {v:.3f}" for k, v in floor.items()))
-    print(f"| sampler | steps | seconds | speed-up vs DDPM | " + " | ".join(f"{k} (÷ DDPM)" for k in features) + " |")
+    first = samplers[0][0] if args.skip_ddpm else "DDPM"
+    print(f"| sampler | steps | seconds | speed-up vs {first} | " + " | ".join(f"{k} (÷ {first})" for k in features) + " |")
     print("|---|---:|---:|---:|" + "---:|" * len(features))
     baseline = None
     for name, steps, sample in samplers:
