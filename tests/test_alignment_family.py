@@ -220,6 +220,8 @@ def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
         PPO((48,), policy_spec, ADAM, kl_controller="pid")
     with pytest.raises(ValueError, match="model.kl_coef must be >= 0, got -1"):
         PPO((48,), policy_spec, ADAM, kl_coef=-1)
+    with pytest.raises(ValueError, match="unknown model.reward_model_readout 'mean'; valid choices: last, sum"):
+        PPO((48,), policy_spec, ADAM, reward_model="fit", reward_model_readout="mean")
     with pytest.raises(FileNotFoundError, match="model.reward_model='/no/rm.ckpt' does not exist"):
         PPO((48,), policy_spec, ADAM, reward_model="/no/rm.ckpt")
 

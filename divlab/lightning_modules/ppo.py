@@ -45,7 +45,7 @@ from divlab.lightning_modules.alignment_objectives import (
 from divlab.lightning_modules.likelihoods import token_log_likelihoods
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer
-from divlab.lightning_modules.reward_model import RewardModel
+from divlab.lightning_modules.reward_model import READOUTS, RewardModel
 from divlab.lightning_modules.sequence import decode_completions, read_sequence, rollout
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
@@ -86,6 +86,7 @@ class PPO(L.LightningModule):
         a checkpoint of a `model=reward_model` run, or null for the true reward."""
         super().__init__()
         check_choice("model.kl_controller", kl_controller, KL_CONTROLLERS)
+        check_choice("model.reward_model_readout", reward_model_readout, READOUTS)
         check_positive("model.kl_coef", kl_coef, allow_zero=True)
         for key in ("reward_model_epochs", "reward_model_lr", "completion_length", "ppo_epochs", "minibatch_size",
                     "clip_eps", "value_clip_eps", "max_grad_norm"):
