@@ -50,8 +50,11 @@ def main() -> None:
     parser.add_argument("--experiments", nargs="+", default=None, help=f"default: every preset ({', '.join(presets())})")
     parser.add_argument("--runs", nargs="+", type=Path, default=None, help="existing run directories to read instead")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="eval_share_"))
-    run_dirs = args.runs or (run_preset(name, root) for name in args.experiments or presets())  # one row per run as it ends
+    if args.runs:
+        run_dirs = args.runs
+    else:  # one row per run as it ends
+        root = Path(tempfile.mkdtemp(prefix="eval_share_"))
+        run_dirs = (run_preset(name, root) for name in args.experiments or presets())
     print(f"| preset | status | wall s | evaluation s | share (goal ≤ {GOAL:.0%}) | costliest timed step (last evaluation) |")
     print("|---|---|---:|---:|---:|---|")
     for run_dir in run_dirs:
