@@ -201,3 +201,18 @@ def test_quality_vs_coverage_has_seed_error_bars_and_the_anchors_of_its_data(tmp
     assert (modes.mean, modes.std, quality.mean, quality.std) == (6, 1, 50, 10)
     assert ring["anchors"] == ["GAN", "PacGAN4", "VEEGAN", "Unrolled GAN"]
     assert plot_quality_vs_coverage(runs("moons"), tmp_path / "moons.png")["anchors"] == []
+
+
+def test_last_sample_image_prefers_samples_then_the_latest_test_scatter(tmp_path):
+    from divlab.tracking.plots import last_sample_image
+
+    toy = tmp_path / "toy_metrics"
+    toy.mkdir()
+    for name in ("val_step0000005.png", "val_step0000010.png", "test_step0000010.png", "test_modes_step0000010.png",
+                 "val_modes_step0000020.png"):
+        (toy / name).touch()
+    assert last_sample_image({"run_dir": str(tmp_path)}) == toy / "test_step0000010.png"
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "samples_step0000003.png").touch()
+    assert last_sample_image({"run_dir": str(tmp_path)}) == tmp_path / "samples" / "samples_step0000003.png"
+    assert last_sample_image({"run_dir": str(tmp_path / "missing")}) is None

@@ -34,7 +34,7 @@ def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_
     assert record["status"] == "completed" and record["seed"] == 3
     assert (record["family"], record["divergence"], record["data"]) == ("vae", "elbo", "ring8")
     assert Path(record["checkpoints"]["last"]).is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert list((tmp_path / "samples").glob("*.png"))
+    assert list((tmp_path / "toy_metrics").glob("test_step*.png"))  # the 2-D presets' scatter plots
     assert {"train/loss", "val/nll", "test/nll"} <= set(record["metrics"])
     assert record["best"]["val/nll"] == pytest.approx(record["metrics"]["val/nll"])
     # The last toy evaluation's mode histogram: high-quality samples per mode, as many as the HQ share says.

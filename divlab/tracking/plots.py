@@ -144,8 +144,14 @@ def plot_curves(runs: list[dict], path: Path) -> list[str]:
 
 
 def last_sample_image(run: dict) -> Path | None:
-    images = sorted(Path(run["run_dir"]).glob("samples/*.png"))
-    return images[-1] if images else None
+    """The run's last sample picture: `samples/`, else the last toy-metrics scatter (the 2-D presets plot
+    there only), the test one when a step has both."""
+    run_dir = Path(run["run_dir"])
+    images = sorted(run_dir.glob("samples/*.png"))
+    if images:
+        return images[-1]
+    scatters = [path for path in run_dir.glob("toy_metrics/*_step*.png") if "_modes_" not in path.name]
+    return max(scatters, key=lambda path: (path.stem.rsplit("_step", 1)[1], path.name.startswith("test")), default=None)
 
 
 def plot_sample_panel(runs: list[dict], path: Path) -> int:

@@ -74,7 +74,8 @@ def read_offline_run(run_dir: Path, wait_seconds: float = 30.0) -> OfflineRun:
         if exited or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    run.images = sorted(str(p) for p in (run_dir / "files" / "media" / "images").glob("*.png"))
+    # keys with a slash ("val/toy_samples") are folders under media/images
+    run.images = sorted(str(p) for p in (run_dir / "files" / "media" / "images").rglob("*.png"))
     return run
 
 
