@@ -305,3 +305,19 @@ def test_image_bits_per_dim_of_a_density_never_pass_for_8_bit_bits(digits, tmp_p
     other = "bpd_continuous" if discrete else "bpd"
     assert f"test/{other}" not in metrics
     assert ("test/nll" in metrics) == discrete and ("test/nll_continuous" in metrics) == (not discrete)
+
+
+def test_monitors_of_image_metrics_logged_every_n_epochs_are_refused():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from divlab.callbacks.image_metrics import ImageFeatureMetrics
+
+    every_third = ImageFeatureMetrics(every_n_epochs=3)
+    with pytest.raises(ValueError, match=r"callbacks.early_stopping.monitor='val/fid_fmnist' .* every 3 epochs"):
+        every_third.setup(SimpleNamespace(callbacks=[EarlyStopping(monitor="val/fid_fmnist")]), None, "fit")
+    for fine in (ModelCheckpoint(monitor="val/loss"), ModelCheckpoint(monitor="test/fid_fmnist"), ModelCheckpoint()):
+        every_third.setup(SimpleNamespace(callbacks=[fine]), None, "fit")
+    ImageFeatureMetrics(every_n_epochs=1).setup(SimpleNamespace(callbacks=[ModelCheckpoint(monitor="val/kid_fmnist")]),
+                                                None, "fit")

@@ -219,3 +219,19 @@ def test_the_documented_wandb_sweep_names_real_config_keys(tmp_path):
         if "value" not in spec:  # the searched ones must be keys of the composed config (groups are choices)
             assert OmegaConf.select(cfg, key, default=None) is not None, key
     assert sweep["metric"]["name"] == "val/js"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["callbacks.likelihood.every_n_epochs=2"],
+     r"callbacks.model_checkpoint.monitor='val/nll' is logged by callbacks.likelihood only every 2 epochs"),
+    (["callbacks.toy_metrics.every_n_epochs=5", "callbacks.model_checkpoint.monitor=val/modes_covered",
+      "callbacks.model_checkpoint.mode=max"],
+     r"callbacks.model_checkpoint.monitor='val/modes_covered' is logged by callbacks.toy_metrics only every 5 epochs"),
+])
+def test_a_checkpoint_monitor_logged_only_every_n_epochs_is_refused_before_training(train_with, tmp_path, overrides,
+                                                                                     message):
+    # Lightning itself would raise at the first validation without the metric: after an epoch, before any checkpoint.
+    with pytest.raises(ValueError, match=message):
+        train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=csv", *overrides)
+    assert not list(tmp_path.glob("checkpoints/*.ckpt"))
+    assert json.loads((tmp_path / "run.json").read_text())["global_step"] == 0

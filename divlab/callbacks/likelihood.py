@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from divlab.callbacks.periodic import validation_due
+from divlab.callbacks.periodic import check_monitors_see_every_validation, validation_due
 from divlab.lightning_modules.likelihoods import bits_per_dim
 from divlab.validation import check_positive
 
@@ -43,6 +43,13 @@ class LikelihoodEvaluator(L.Callback):
         self.every_n_epochs = check_positive("callbacks.likelihood.every_n_epochs", every_n_epochs)
         self._noticed = False
         self._seconds = {"val": 0.0, "test": 0.0}
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            names = {name for kind in (*UNITS, None) for discrete in (True, False) for name in metric_names(kind, discrete)
+                     if name}
+            check_monitors_see_every_validation(trainer, "likelihood", self.every_n_epochs,
+                                                lambda metric: metric.startswith("val/") and metric[4:] in names)
 
     def _applies(self, trainer, pl_module) -> bool:
         if hasattr(pl_module, "log_likelihood"):

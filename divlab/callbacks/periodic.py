@@ -30,6 +30,27 @@ def validation_due(trainer, every_n_epochs: int) -> bool:
     return not trainer.sanity_checking and (trainer.current_epoch + 1) % every_n_epochs == 0
 
 
+# divlab's config names of the callbacks that watch a validation metric every validation
+MONITOR_CONFIG_NAMES = {"ModelCheckpoint": "model_checkpoint", "EarlyStopping": "early_stopping"}
+
+
+def check_monitors_see_every_validation(trainer, name: str, every_n_epochs: int, logs_metric) -> None:
+    """Refuse, before training, a checkpoint or early stop that monitors a metric `logs_metric(metric)` says this
+    callback logs, when it logs it only every `every_n_epochs` > 1 validations: Lightning raises at the first
+    validation without it, after an epoch of training and before any checkpoint."""
+    if every_n_epochs == 1:
+        return
+    for callback in trainer.callbacks:
+        monitor = getattr(callback, "monitor", None)
+        config_name = MONITOR_CONFIG_NAMES.get(type(callback).__name__)
+        if config_name and monitor and logs_metric(monitor):
+            raise ValueError(
+                f"callbacks.{config_name}.monitor={monitor!r} is logged by callbacks.{name} only every "
+                f"{every_n_epochs} epochs (callbacks.{name}.every_n_epochs={every_n_epochs}), so validations in "
+                f"between would have nothing to compare: monitor a metric of every validation (e.g. val/loss) or "
+                f"set callbacks.{name}.every_n_epochs=1")
+
+
 class Timer:
     """Wall times of named steps: `with timer("fid"): ...` → {"fid": seconds}."""
 
@@ -58,6 +79,14 @@ class PeriodicEvaluation(L.Callback):
     def applies(self, datamodule, pl_module) -> bool | str:
         """True, or why to skip: a one-line reason (printed once) or "" (skip silently)."""
         raise NotImplementedError
+
+    def logs_metric(self, metric: str) -> bool:
+        """Whether `metric` ("val/<name>") is one this callback logs (checked against checkpoint monitors)."""
+        return False
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            check_monitors_see_every_validation(trainer, self.name, self.every_n_epochs, self.logs_metric)
 
     def evaluate(self, trainer, pl_module, split: str, timer: Timer) -> dict:
         raise NotImplementedError

@@ -23,6 +23,8 @@ from divlab.evaluation.toy import loo_bandwidth, mode_scores, scott_bandwidth, t
 from divlab.tracking.run_record import RunRecord
 from divlab.validation import check_choice, check_positive
 
+# What `evaluate` logs under `<split>/`
+METRICS = ("modes_covered", "high_quality_percent", "mode_reverse_kl", "forward_kl", "reverse_kl", "js", "kl_exact_q")
 # Bandwidth rules for the KDE of model samples (used when the model has no exact log-density).
 BANDWIDTHS = {"loo": loo_bandwidth, "scott": scott_bandwidth}
 
@@ -73,6 +75,9 @@ class ToyDivergences(PeriodicEvaluation):
         if not getattr(datamodule, "has_log_prob", False) or getattr(datamodule, "centres", None) is None:
             return f"data {getattr(datamodule, 'name', '?')!r} has no known density"
         return True
+
+    def logs_metric(self, metric: str) -> bool:
+        return metric.startswith("val/") and metric[4:] in METRICS
 
     def _model_log_q(self, pl_module):
         # Samples and log q must describe one distribution, or KL(Q‖P) mixes two models.
