@@ -45,9 +45,9 @@ class LikelihoodEvaluator(L.Callback):
         self._seconds = {"val": 0.0, "test": 0.0}
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if stage == "fit":
-            names = {name for kind in (*UNITS, None) for discrete in (True, False) for name in metric_names(kind, discrete)
-                     if name}
+        if stage == "fit" and hasattr(pl_module, "log_likelihood"):
+            kind = getattr(trainer.datamodule, "kind", None)
+            names = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))
             check_monitors_see_every_validation(trainer, "likelihood", self.every_n_epochs,
                                                 lambda metric: metric.startswith("val/") and metric[4:] in names)
 
