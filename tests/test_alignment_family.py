@@ -115,6 +115,26 @@ def test_a_task_longer_than_the_policys_context_is_refused_before_sampling(polic
         controlled_task.controlled_sentiment(policy_spec, prompt_length=8, completion_length=40)
 
 
+def test_the_task_samples_in_bounded_rollout_batches_and_one_batch_gives_the_same_draws(policy_spec, monkeypatch):
+    # All n_prompts × k sequences in one rollout exhausted 24 GB at 65,536 prompts × 4 (the KV cache grows with B).
+    from divlab.alignment import controlled_task
+
+    reference = load_reference_policy(**policy_spec)
+    task = dict(n_prompts=7, prompt_length=6, completion_length=5, label_temperature=0.1, seed=3, samples_per_prompt=3)
+    whole = controlled_task.sample_records(reference, **task)
+    batches = []
+    rollout = controlled_task.rollout
+    monkeypatch.setattr(controlled_task, "rollout", lambda model, ids, n: batches.append(len(ids)) or rollout(model, ids, n))
+    monkeypatch.setattr(controlled_task, "ROLLOUT_CHUNK", 8)
+    chunked = controlled_task.sample_records(reference, **task)
+    assert batches == [8, 8, 5] and len(chunked) == 7 * 3
+    assert [r["prompt"] for r in chunked] == [r["prompt"] for r in whole]
+    assert all(len(r["chosen"]) == len(r["rejected"]) == 5 for r in chunked)
+    batches.clear()
+    monkeypatch.setattr(controlled_task, "ROLLOUT_CHUNK", 21)  # everything in one batch: the draws of before
+    assert controlled_task.sample_records(reference, **task) == whole and batches == [21]
+
+
 def test_missing_policy_checkpoint_names_the_path(policy_spec, tmp_path):
     missing = tmp_path / "nope.ckpt"
     with pytest.raises(FileNotFoundError, match=f"policy.ckpt_path='{missing}' does not exist"):

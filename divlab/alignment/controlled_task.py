@@ -215,6 +215,11 @@ def check_fits_context(prompt_length: int, completion_length: int, block_size: i
         )
 
 
+# Sequences per rollout batch when sampling the task: its KV cache grows with the batch (~0.8 GB at 16,384 for
+# the default policy; all 262,144 sequences of 65,536 prompts × 4 at once exhausted 24 GB).
+ROLLOUT_CHUNK = 16384
+
+
 def sample_records(reference, n_prompts: int, prompt_length: int, completion_length: int,
                    label_temperature: float, seed: int, samples_per_prompt: int = 2) -> list[dict]:
     """Prompts from the policy's training text, `samples_per_prompt` completions each from π_ref, Bradley–Terry
@@ -226,8 +231,9 @@ def sample_records(reference, n_prompts: int, prompt_length: int, completion_len
     def sample_completions(prompts: list[str], n: int) -> list[list[str]]:
         ids = torch.stack([text.encode(p) for p in prompts]).repeat_interleave(n, 0)
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            tokens, _ = rollout(reference.model, ids, completion_length)
+            torch.manual_seed(seed)  # one stream through the chunks: up to one chunk, the draws of a single batch
+            tokens = torch.cat([rollout(reference.model, chunk, completion_length)[0]
+                                for chunk in ids.split(ROLLOUT_CHUNK)])
         completions = decode_completions(text.decode, tokens, ids.shape[1])
         return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]
 
