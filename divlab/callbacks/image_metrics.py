@@ -123,10 +123,9 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         self._feature_spaces = {}
         self._real_features = {}
 
-    def logs_metric(self, metric: str) -> bool:
+    def logs_metric(self, name: str) -> bool:
         # fid_<net>, kid_<net>, kid_std_<net>, precision_<net>, ... (the feature network's suffix)
-        names = ("fid_", "kid_", "precision_", "recall_", "density_", "coverage_")
-        return metric.startswith("val/") and metric[4:].startswith(names)
+        return name.startswith(("fid_", "kid_", "precision_", "recall_", "density_", "coverage_"))
 
     def applies(self, datamodule, pl_module) -> bool | str:
         if getattr(datamodule, "kind", None) != "image":

@@ -49,7 +49,7 @@ class LikelihoodEvaluator(L.Callback):
             kind = getattr(trainer.datamodule, "kind", None)
             names = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))
             check_monitors_see_every_validation(trainer, "likelihood", self.every_n_epochs,
-                                                lambda metric: metric.startswith("val/") and metric[4:] in names)
+                                                lambda name: name in names)
 
     def _applies(self, trainer, pl_module) -> bool:
         if hasattr(pl_module, "log_likelihood"):

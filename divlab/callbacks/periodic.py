@@ -35,15 +35,15 @@ MONITOR_CONFIG_NAMES = {"ModelCheckpoint": "model_checkpoint", "EarlyStopping": 
 
 
 def check_monitors_see_every_validation(trainer, name: str, every_n_epochs: int, logs_metric) -> None:
-    """Refuse, before training, a checkpoint or early stop that monitors a metric `logs_metric(metric)` says this
-    callback logs, when it logs it only every `every_n_epochs` > 1 validations: Lightning raises at the first
-    validation without it, after an epoch of training and before any checkpoint."""
+    """Refuse, before training, a checkpoint or early stop that monitors `val/<name>` where `logs_metric(name)` says
+    this callback logs it, when it logs it only every `every_n_epochs` > 1 validations: Lightning raises at the
+    first validation without it, after an epoch of training and before any checkpoint."""
     if every_n_epochs == 1:
         return
     for callback in trainer.callbacks:
         monitor = getattr(callback, "monitor", None)
         config_name = MONITOR_CONFIG_NAMES.get(type(callback).__name__)
-        if config_name and monitor and logs_metric(monitor):
+        if config_name and monitor and monitor.startswith("val/") and logs_metric(monitor.removeprefix("val/")):
             raise ValueError(
                 f"callbacks.{config_name}.monitor={monitor!r} is logged by callbacks.{name} only every "
                 f"{every_n_epochs} epochs (callbacks.{name}.every_n_epochs={every_n_epochs}), so validations in "
@@ -80,8 +80,8 @@ class PeriodicEvaluation(L.Callback):
         """True, or why to skip: a one-line reason (printed once) or "" (skip silently)."""
         raise NotImplementedError
 
-    def logs_metric(self, metric: str) -> bool:
-        """Whether `metric` ("val/<name>") is one this callback logs (checked against checkpoint monitors)."""
+    def logs_metric(self, name: str) -> bool:
+        """Whether this callback logs `<split>/<name>` (checked against checkpoint monitors)."""
         return False
 
     def setup(self, trainer, pl_module, stage: str) -> None:

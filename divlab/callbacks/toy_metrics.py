@@ -76,8 +76,8 @@ class ToyDivergences(PeriodicEvaluation):
             return f"data {getattr(datamodule, 'name', '?')!r} has no known density"
         return True
 
-    def logs_metric(self, metric: str) -> bool:
-        return metric.startswith("val/") and metric[4:] in METRICS
+    def logs_metric(self, name: str) -> bool:
+        return name in METRICS
 
     def _model_log_q(self, pl_module):
         # Samples and log q must describe one distribution, or KL(Q‖P) mixes two models.
