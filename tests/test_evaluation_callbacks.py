@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from divlab.callbacks.toy_metrics import ToyDivergences
+from divlab.callbacks.toy_metrics import METRICS, ToyDivergences
 from divlab.datamodules.toy2d import GaussianMixture2D, Toy2DDataModule
 
 
@@ -85,6 +85,27 @@ def test_collapsed_model_covers_one_mode_with_asymmetric_kl(ring8, tmp_path, wit
     # JS(P, Q) for Q = one of 8 modes: ½[⅞ log 2 + ⅛ log(2/9)] + ½ log(16/9) ≈ 0.497 nats.
     expected_js = 0.5 * (7 / 8 * math.log(2) + 1 / 8 * math.log(2 / 9)) + 0.5 * math.log(16 / 9)
     assert metrics["test/js"] == pytest.approx(expected_js, abs=0.05)
+
+
+def test_validation_scores_val_n_samples_and_test_the_protocols_n_samples(ring8, tmp_path):
+    class ValidatedModel(FixedModel):
+        def validation_step(self, batch, batch_idx):
+            return None
+
+    callback = ToyDivergences(n_samples=1000, n_data=1000, val_n_samples=200, every_n_epochs=1, plot=False)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=1, limit_test_batches=1,
+                        callbacks=[callback], default_root_dir=tmp_path)
+    model = ValidatedModel(ring8.distribution)
+    trainer.validate(model, datamodule=ring8, verbose=False)
+    # METRICS (what monitors are checked against) names exactly what evaluate logs
+    assert {name.removeprefix("val/") for name in trainer.callback_metrics if name.startswith("val/")} == set(METRICS)
+    trainer.test(model, datamodule=ring8, verbose=False)
+    counts = {split: sum(json.loads(next((tmp_path / "toy_metrics").glob(f"{split}_step*.json")).read_text())
+                         ["mode_histogram"]) for split in ("val", "test")}
+    # The true mixture: ≥ 97 % of samples are high quality, so the histograms count ~200 and ~1,000 samples.
+    assert 190 <= counts["val"] <= 200 and 970 <= counts["test"] <= 1000, counts
+    assert callback.sample_sizes("val") == (200, 200) and callback.sample_sizes("test") == (1000, 1000)
 
 
 def test_toy_callback_skips_data_without_density(tmp_path):
