@@ -230,6 +230,46 @@ def test_ppo_iteration_moves_the_policy_with_finite_losses(policy_spec):
     assert kl > 0
 
 
+class SumOfTokensReward(torch.nn.Module):
+    """A stand-in reward model: gain × (sum of completion token ids) / 100 + offset."""
+
+    def __init__(self, gain: float, offset: float):
+        super().__init__()
+        self.gain, self.offset = gain, offset
+
+    def rewards(self, tokens, mask):
+        return self.gain * (tokens.float() * mask).sum(-1) / 100 + self.offset
+
+
+def test_reward_model_scores_are_normalised_on_reference_completions(policy_spec):
+    from divlab.lightning_modules.ppo import PPO
+    from divlab.lightning_modules.sequence import rollout
+
+    reference = load_reference_policy(**policy_spec)
+    loader = [prompt_batch(reference, n=16) for _ in range(4)]
+    torch.manual_seed(1)
+    tokens, mask = rollout(reference.model, loader[0]["prompt_ids"], 8)
+    scores = {}
+    for name, (gain, offset, normalization) in {"raw": (1.0, 0.0, "reference"), "affine": (10.0, -66.0, "reference"),
+                                                "unnormalised": (10.0, -66.0, "none")}.items():
+        model = PPO((48,), policy_spec, ADAM, completion_length=8, reward_normalization=normalization,
+                    reward_normalization_samples=40)
+        model.reward_model = SumOfTokensReward(gain, offset)
+        assert model.normalizes_rewards == (normalization == "reference")
+        torch.manual_seed(0)
+        model.reward_stats = model.reference_reward_stats(loader, 40)
+        torch.manual_seed(0)  # the same completions again: batches of 16, 16 and the last 8 prompts
+        completions = [rollout(reference.model, b["prompt_ids"][:size], 8) for b, size in zip(loader, (16, 16, 8))]
+        if normalization == "reference":  # mean 0, std 1 on the reference completions the statistics came from
+            normalised = torch.cat([model.score(t, m, 6) for t, m in completions])
+            assert normalised.mean().item() == pytest.approx(0, abs=1e-5)
+            assert normalised.std().item() == pytest.approx(1, abs=1e-5)
+        scores[name] = model.score(tokens, mask, 6)
+    # (r − μ)/σ is blind to the Bradley–Terry offset and scale: an affine copy of r_φ scores the same
+    torch.testing.assert_close(scores["affine"], scores["raw"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(scores["unnormalised"], 10 * (tokens.float() * mask).sum(-1) / 100 - 66)
+
+
 def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
     from divlab.lightning_modules.ppo import PPO, equal_length_prompts
 
@@ -242,6 +282,8 @@ def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
         PPO((48,), policy_spec, ADAM, kl_coef=-1)
     with pytest.raises(ValueError, match="unknown model.reward_model_readout 'mean'; valid choices: last, sum"):
         PPO((48,), policy_spec, ADAM, reward_model="fit", reward_model_readout="mean")
+    with pytest.raises(ValueError, match="unknown model.reward_normalization 'batch'; valid choices: none, reference"):
+        PPO((48,), policy_spec, ADAM, reward_normalization="batch")
     with pytest.raises(FileNotFoundError, match="model.reward_model='/no/rm.ckpt' does not exist"):
         PPO((48,), policy_spec, ADAM, reward_model="/no/rm.ckpt")
 
@@ -268,19 +310,22 @@ def test_a_resumed_ppo_keeps_its_fitted_reward_model_and_kl_coefficient(policy_s
     first = PPO((16,), policy_spec, ADAM, **settings)
     fit(first, max_steps=2).save_checkpoint(tmp_path / "ppo.ckpt")
     fitted = {name: value.clone() for name, value in first.reward_model.state_dict().items()}
+    assert not first.reward_stats.isnan().any()  # the score's normalisation was measured before PPO started
     assert first.kl_control.value != 0.05  # the adaptive controller moved β: its state is worth saving
 
     refits, start_kl = [], []
     monkeypatch.setattr(PPO, "fit_reward_model", lambda self, *args: refits.append(args))
+    monkeypatch.setattr(PPO, "reference_reward_stats", lambda self, *args: refits.append(args) or torch.tensor([0., 1.]))
     monkeypatch.setattr(PPO, "on_train_start", lambda self: start_kl.append(self.kl_control.value))
     resumed = PPO((16,), policy_spec, ADAM, **settings)
     fit(resumed, max_steps=3, ckpt_path=tmp_path / "ppo.ckpt")
-    assert refits == []  # continued with the saved r_φ instead of fitting a new one
+    assert refits == []  # continued with the saved r_φ (and its normalisation) instead of fitting a new one
+    assert torch.equal(resumed.reward_stats, first.reward_stats)
     assert start_kl == [first.kl_control.value]  # β where the first attempt left it
     for name, value in resumed.reward_model.state_dict().items():
         assert torch.equal(value, fitted[name]), name
-    fit(PPO((16,), policy_spec, ADAM, **settings), max_steps=1)  # without a checkpoint it does fit
-    assert len(refits) == 1
+    fit(PPO((16,), policy_spec, ADAM, **settings), max_steps=1)  # without a checkpoint it fits and normalises
+    assert len(refits) == 2
 
 
 # ---- configs and runs -------------------------------------------------------------------------

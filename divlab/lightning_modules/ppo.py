@@ -3,7 +3,8 @@
 Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 2019; Stiennon
 et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
 run's preference pairs before training (`reward_model: fit`) or read from a checkpoint — or, with
-`reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); per-token rewards
+`reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a reward model's score is normalised
+to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
 r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`kl_penalized_rewards`); a value head over the
 policy's backbone gives V_t and GAE(γ, λ) the advantages; then `ppo_epochs` passes over the
 rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the clipped value loss.
@@ -12,20 +13,22 @@ rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the cli
 
 The reward model is PPO's submodule, fitted by manual optimisation at the start of fit (its own
 optimiser, `manual_backward`, the precision plugin's autocast); the checkpoint keeps its weights and the
-KL controller's state, so a resumed run continues with the same r_φ and β instead of refitting.
+KL controller's state and the score's normalisation, so a resumed run continues with the same r_φ and β instead of refitting.
 
-Logged: train/score, train/kl_to_ref (on the rollouts), train/kl_coef, the two losses,
+Logged: train/score (the score PPO maximises: normalised when a reward model's), train/kl_to_ref (on the rollouts), train/kl_coef, the two losses,
 train/clip_fraction, train/approx_kl. The true reward and KL of fresh samples, and the reward model's
 held-out pair accuracy, are measured by the `alignment` callback (`callbacks/alignment_metrics.py`)
 through `policy`, `reference_policy` and `reward_model`.
 """
 import contextlib
 import dataclasses
+import math
 from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from divlab.alignment.controlled_task import sentiment_reward
 from divlab.alignment.reference import freeze, load_reference_policy, trainable_copy
@@ -79,17 +82,28 @@ class PPO(L.LightningModule):
         gamma: float = 1.0,
         lam: float = 0.95,
         max_grad_norm: float = 1.0,
+        reward_normalization: str = "reference",
+        reward_normalization_samples: int = 256,
     ):
         """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: `fit` (on the
         run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, read out as
         `reward_model_readout` says, before PPO starts),
-        a checkpoint of a `model=reward_model` run, or null for the true reward."""
+        a checkpoint of a `model=reward_model` run, or null for the true reward.
+
+        `reward_normalization`: `reference` scores PPO with (r_φ − μ)/σ, μ and σ the reward model's mean and
+        standard deviation on `reward_normalization_samples` completions of the reference policy, measured once
+        before PPO starts and kept in the checkpoint (Ziegler et al. 2019, §2.1: the reward model normalised to
+        mean 0, variance 1 on the reference policy's samples). A Bradley–Terry model is defined only up to an
+        offset, and a summed readout sits far from 0 (−66 on the controlled task), so unnormalised its offset
+        becomes the value head's target and the value loss, through the shared backbone, swamps the policy
+        gradient. `none`: r_φ as it is. The true reward (PPO-GT) is never normalised."""
         super().__init__()
         check_choice("model.kl_controller", kl_controller, KL_CONTROLLERS)
         check_choice("model.reward_model_readout", reward_model_readout, READOUTS)
+        check_choice("model.reward_normalization", reward_normalization, REWARD_NORMALIZATIONS)
         check_positive("model.kl_coef", kl_coef, allow_zero=True)
         for key in ("reward_model_epochs", "reward_model_lr", "completion_length", "ppo_epochs", "minibatch_size",
-                    "clip_eps", "value_clip_eps", "max_grad_norm"):
+                    "clip_eps", "value_clip_eps", "max_grad_norm", "reward_normalization_samples"):
             check_positive(f"model.{key}", locals()[key])
         for key in ("vf_coef", "gamma", "lam"):
             check_positive(f"model.{key}", locals()[key], allow_zero=True)
@@ -108,6 +122,8 @@ class PPO(L.LightningModule):
             reward_model = load_reward_model(reward_model)
         self.reward_model = reward_model
         self.reward_model_fitted = self.hparams.reward_model != "fit"
+        # (μ, σ) of r_φ on reference completions; NaN until measured (a buffer: saved in the checkpoint)
+        self.register_buffer("reward_stats", torch.full((2,), math.nan))
         self.kl_control = (FixedKLController(kl_coef) if kl_controller == "fixed"
                            else AdaptiveKLController(kl_coef, kl_target, kl_horizon))
         self.optimizer = optimizer
@@ -123,6 +139,35 @@ class PPO(L.LightningModule):
                 torch.manual_seed(0)
                 self.fit_reward_model(self.trainer.datamodule.train_dataloader(), self.hparams.reward_model_epochs)
             self.reward_model_fitted = True
+        if self.normalizes_rewards and self.reward_stats.isnan().any():  # same prompts and seed on every rank
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                self.reward_stats = self.reference_reward_stats(self.trainer.datamodule.train_dataloader(),
+                                                                self.hparams.reward_normalization_samples)
+            mean, std = self.reward_stats.tolist()
+            rank_zero_info(f"reward model on {self.hparams.reward_normalization_samples} reference completions: mean "
+                           f"{mean:.4g}, std {std:.4g}; PPO is scored with (r - mean) / std")
+
+    @property
+    def normalizes_rewards(self) -> bool:
+        return self.reward_model is not None and self.hparams.reward_normalization == "reference"
+
+    @torch.no_grad()
+    def reference_reward_stats(self, loader, n: int) -> torch.Tensor:
+        """(mean, std) of r_φ on completions the reference policy samples for the first prompts of `loader`."""
+        scores, count = [], 0
+        for batch in loader:
+            prompts = equal_length_prompts(batch).to(self.device)[: n - count]
+            tokens, mask = rollout(self.reference, prompts, self.hparams.completion_length)
+            with eval_mode(self.reward_model):
+                scores.append(self.reward_model.rewards(tokens, mask).float())
+            count += len(prompts)
+            if count >= n:
+                break
+        scores = torch.cat(scores)
+        if len(scores) < 2:
+            raise ValueError(f"model.reward_normalization=reference needs at least 2 training prompts, got {len(scores)}")
+        return torch.stack([scores.mean(), scores.std().clamp_min(1e-8)])
 
     def fit_reward_model(self, loader, epochs: int) -> None:
         """`epochs` of the Bradley–Terry loss over `loader` with the reward model's own optimiser, through
@@ -198,7 +243,11 @@ class PPO(L.LightningModule):
         """r(x, y) per sequence [B]: the reward model's, or the true reward of the decoded completions."""
         if self.reward_model is not None:
             with eval_mode(self.reward_model):
-                return self.reward_model.rewards(tokens, mask)
+                score = self.reward_model.rewards(tokens, mask)
+            if self.normalizes_rewards:
+                mean, std = self.reward_stats
+                score = (score - mean) / std
+            return score
         completions = decode_completions(self.reference_policy.text.decode, tokens, prompt_length)
         return sentiment_reward(completions).to(self.device)
 
@@ -214,6 +263,7 @@ class PPO(L.LightningModule):
         return [policy, self.reward_model.configure_optimizers()] if self.hparams.reward_model == "fit" else policy
 
 
+REWARD_NORMALIZATIONS = ("reference", "none")
 PPO_STATS = ("train/policy_loss", "train/value_loss", "train/clip_fraction", "train/approx_kl")
 
 
