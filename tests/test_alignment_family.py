@@ -370,6 +370,13 @@ def test_frontier_members_compose_with_beta_as_the_kl_coefficient(tmp_path, memb
         assert cfg.model.divergence == member
     else:
         assert cfg.model.reward_model == ("fit" if member == "ppo" else None)
+    # one trained reward model for the whole sweep: PPO reads it, PPO-GT keeps the true reward
+    cfg = compose_config(tmp_path, ["experiment=align_frontier", f"align_member={member}",
+                                    "align_reward_model=rm/last.ckpt"])
+    if target == "PPO":
+        assert cfg.model.reward_model == ("rm/last.ckpt" if member == "ppo" else None)
+    else:
+        assert "reward_model" not in cfg.model
 
 
 def test_frontier_sweeps_dpo_ipo_and_ppo_over_beta():
