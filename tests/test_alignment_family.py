@@ -315,7 +315,8 @@ def test_a_resumed_ppo_keeps_its_fitted_reward_model_and_kl_coefficient(policy_s
 
     refits, start_kl = [], []
     monkeypatch.setattr(PPO, "fit_reward_model", lambda self, *args: refits.append(args))
-    monkeypatch.setattr(PPO, "reference_reward_stats", lambda self, *args: refits.append(args) or torch.tensor([0., 1.]))
+    monkeypatch.setattr(PPO, "reference_reward_stats",
+                        lambda self, *args: refits.append(args) or torch.tensor([0.0, 1.0]))
     monkeypatch.setattr(PPO, "on_train_start", lambda self: start_kl.append(self.kl_control.value))
     resumed = PPO((16,), policy_spec, ADAM, **settings)
     fit(resumed, max_steps=3, ckpt_path=tmp_path / "ppo.ckpt")

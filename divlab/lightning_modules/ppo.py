@@ -3,8 +3,8 @@
 Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 2019; Stiennon
 et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
 run's preference pairs before training (`reward_model: fit`) or read from a checkpoint — or, with
-`reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a reward model's score is normalised
-to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
+`reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a reward model's
+score is normalised to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
 r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`kl_penalized_rewards`); a value head over the
 policy's backbone gives V_t and GAE(γ, λ) the advantages; then `ppo_epochs` passes over the
 rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the clipped value loss.
@@ -13,12 +13,13 @@ rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the cli
 
 The reward model is PPO's submodule, fitted by manual optimisation at the start of fit (its own
 optimiser, `manual_backward`, the precision plugin's autocast); the checkpoint keeps its weights and the
-KL controller's state and the score's normalisation, so a resumed run continues with the same r_φ and β instead of refitting.
+KL controller's state and the score's normalisation, so a resumed run continues with the same r_φ and β
+instead of refitting.
 
-Logged: train/score (the score PPO maximises: normalised when a reward model's), train/kl_to_ref (on the rollouts), train/kl_coef, the two losses,
-train/clip_fraction, train/approx_kl. The true reward and KL of fresh samples, and the reward model's
-held-out pair accuracy, are measured by the `alignment` callback (`callbacks/alignment_metrics.py`)
-through `policy`, `reference_policy` and `reward_model`.
+Logged: train/score (the score PPO maximises: normalised when a reward model's), train/kl_to_ref (on the
+rollouts), train/kl_coef, the two losses, train/clip_fraction, train/approx_kl. The true reward and KL of
+fresh samples, and the reward model's held-out pair accuracy, are measured by the `alignment` callback
+(`callbacks/alignment_metrics.py`) through `policy`, `reference_policy` and `reward_model`.
 """
 import contextlib
 import dataclasses
@@ -166,7 +167,8 @@ class PPO(L.LightningModule):
                 break
         scores = torch.cat(scores)
         if len(scores) < 2:
-            raise ValueError(f"model.reward_normalization=reference needs at least 2 training prompts, got {len(scores)}")
+            raise ValueError("model.reward_normalization=reference needs at least 2 training prompts, "
+                             f"got {len(scores)}")
         return torch.stack([scores.mean(), scores.std().clamp_min(1e-8)])
 
     def fit_reward_model(self, loader, epochs: int) -> None:
