@@ -36,7 +36,7 @@ def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_
     assert Path(record["checkpoints"]["last"]).is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert list((tmp_path / "toy_metrics").glob("test_step*.png"))  # the 2-D presets' scatter plots
     assert {"train/loss", "val/nll", "test/nll"} <= set(record["metrics"])
-    assert record["best"]["val/nll"] == pytest.approx(record["metrics"]["val/nll"])
+    assert set(record["best"]) == {"val/loss"}  # the preset's checkpoint monitor: the validation ELBO
     # The last toy evaluation's mode histogram: high-quality samples per mode, as many as the HQ share says.
     histogram = record["mode_histogram"]["test"]
     n_samples = cfg.callbacks.toy_metrics.n_samples
@@ -54,6 +54,7 @@ def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_
         "family": "vae", "divergence": "elbo", "data": "ring8", "name": "vae-elbo-ring8-seed3"}
     assert not {"latent_dim", "family", "lr"} & set(run.config)  # no flat copies of the module's hyperparameters
     assert run.metric("val/nll")[-1] == pytest.approx(record["metrics"]["val/nll"], rel=1e-5)
+    assert min(run.metric("val/loss")) == pytest.approx(record["best"]["val/loss"], rel=1e-5)  # mode: min
     assert len(run.metric("train/loss")) == 3
     assert run.images and all(Path(p).stat().st_size > 0 for p in run.images)
 
@@ -222,7 +223,7 @@ def test_the_documented_wandb_sweep_names_real_config_keys(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["callbacks.likelihood.every_n_epochs=2"],
+    (["callbacks.likelihood.every_n_epochs=2", "callbacks.model_checkpoint.monitor=val/nll"],
      r"callbacks.model_checkpoint.monitor='val/nll' is logged by callbacks.likelihood only every 2 epochs"),
     (["callbacks.toy_metrics.every_n_epochs=5", "callbacks.model_checkpoint.monitor=val/modes_covered",
       "callbacks.model_checkpoint.mode=max"],
