@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 
 from conftest import compose_config
 
-# A tiny VAE run without the costly sampling callbacks (val/nll, the monitored metric, stays).
+# A tiny VAE run without the costly sampling callbacks (val/loss, the monitored metric, and val/nll stay).
 TINY = ("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=csv", "~callbacks.toy_metrics",
         "~callbacks.samples", "~callbacks.progress_bar")
 
