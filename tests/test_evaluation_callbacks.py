@@ -106,6 +106,8 @@ def test_validation_scores_val_n_samples_and_test_the_protocols_n_samples(ring8,
     # The true mixture: ≥ 97 % of samples are high quality, so the histograms count ~200 and ~1,000 samples.
     assert 190 <= counts["val"] <= 200 and 970 <= counts["test"] <= 1000, counts
     assert callback.sample_sizes("val") == (200, 200) and callback.sample_sizes("test") == (1000, 1000)
+    # never more at validation than at test (debug=tiny scores 200 samples, a preset asks 500 at validation)
+    assert ToyDivergences(n_samples=100, n_data=100, val_n_samples=500).sample_sizes("val") == (100, 100)
 
 
 def test_toy_callback_skips_data_without_density(tmp_path):

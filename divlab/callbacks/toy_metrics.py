@@ -88,8 +88,9 @@ class ToyDivergences(PeriodicEvaluation):
 
     def sample_sizes(self, split: str) -> tuple[int, int]:
         """(model samples, data points) scored at `split`."""
-        if split == "val" and self.val_n_samples is not None:
-            return self.val_n_samples, min(self.n_data, self.val_n_samples)
+        if split == "val" and self.val_n_samples is not None:  # never more than at test
+            n = min(self.val_n_samples, self.n_samples)
+            return n, min(self.n_data, n)
         return self.n_samples, self.n_data
 
     def _model_log_q(self, pl_module):
