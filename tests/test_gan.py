@@ -11,7 +11,7 @@ from hydra.errors import InstantiationException
 
 from conftest import compose_config
 from divlab.evaluation.toy import mode_scores
-from divlab.lightning_modules.divergences import DIVERGENCES
+from divlab.lightning_modules.divergences import DIVERGENCES, get_divergence, mmd2_unbiased
 from divlab.lightning_modules.gan import GAN
 from divlab.lightning_modules.networks.dcgan import DCGANCritic, DCGANGenerator
 from divlab.lightning_modules.networks.mlp import MLP
@@ -194,6 +194,16 @@ def test_packed_critic_sees_m_samples_and_every_divergence_trains(kind, divergen
 def test_packing_needs_a_critic_and_whole_batches():
     with pytest.raises(ValueError, match="model.packing=2 .* 'mmd' has none"):
         make_gan(divergence="mmd", packing=2)
+
+
+def test_mmd_bandwidths_set_the_generators_kernel_and_only_for_mmd():
+    x, fake = torch.randn(16, 2), torch.randn(16, 2) + 0.5
+    gan = make_gan(divergence="mmd", mmd_bandwidths=[0.05, 0.5])
+    expected = mmd2_unbiased(x, fake, [0.05, 0.5])  # closed-form-tested in test_divergences.py
+    assert gan.objective.generator_loss(gan.score(x), gan.score(fake)).item() == pytest.approx(expected.item())
+    assert make_gan(divergence="mmd").objective is get_divergence("mmd")
+    with pytest.raises(ValueError, match=r"model\.mmd_bandwidths=\[0\.1\] .* not of 'js'"):
+        make_gan(divergence="js", mmd_bandwidths=[0.1])
     with pytest.raises(ValueError, match="model.packing=3 needs training batches of a multiple of it, got a batch of 16"):
         fit(make_gan(divergence="js", packing=3), batches("points", 1))
 

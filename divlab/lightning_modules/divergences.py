@@ -19,7 +19,7 @@ The critic's raw output V is mapped into dom f* by the output activation T = g_f
 """
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 
 import torch
@@ -263,14 +263,21 @@ def mmd2_dimension_scaled(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return mmd2_unbiased(x, y, [c * root_d for c in MMD_BANDWIDTH_SCALES])
 
 
-def mmd_critic_loss(out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
+def mmd_critic_loss(out_real: torch.Tensor, out_fake: torch.Tensor,
+                    bandwidths: Sequence[float] | None = None) -> torch.Tensor:
     """−MMD²_u of critic features: an optional kernel-learning critic (MMD-GAN, Li et al. 2017)."""
-    return -mmd2_dimension_scaled(out_real, out_fake)
+    return -mmd_generator_loss(out_real, out_fake, bandwidths)
 
 
-def mmd_generator_loss(out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
-    """MMD²_u between real and generated samples (GMMN; Li et al. 2015, Dziugaite et al. 2015)."""
-    return mmd2_dimension_scaled(out_real, out_fake)
+def mmd_generator_loss(out_real: torch.Tensor, out_fake: torch.Tensor,
+                       bandwidths: Sequence[float] | None = None) -> torch.Tensor:
+    """MMD²_u between real and generated samples (GMMN; Li et al. 2015, Dziugaite et al. 2015).
+
+    `bandwidths`: the Gaussian kernels' h in the data's own units; None: h = c·√d (`mmd2_dimension_scaled`).
+    """
+    if bandwidths is None:
+        return mmd2_dimension_scaled(out_real, out_fake)
+    return mmd2_unbiased(out_real, out_fake, bandwidths)
 
 
 @dataclass(frozen=True)
@@ -293,7 +300,9 @@ class Divergence:
     default_gp_weight: float = 0.0
 
     def __reduce__(self):
-        return get_divergence, (self.name,)
+        if DIVERGENCES.get(self.name) is self:
+            return get_divergence, (self.name,)
+        return Divergence, tuple(getattr(self, field.name) for field in fields(self))  # a variant: by value
 
 
 def _f_gan(name: str) -> Divergence:
@@ -324,3 +333,13 @@ DIVERGENCES: dict[str, Divergence] = {
 def get_divergence(name: str) -> Divergence:
     """The registered `Divergence` called `name`; ValueError listing the valid names otherwise."""
     return DIVERGENCES[check_choice("divergence", name, DIVERGENCES)]
+
+
+def mmd_with_bandwidths(bandwidths: Sequence[float]) -> Divergence:
+    """`mmd` with Gaussian kernels of these bandwidths h (the data's units) instead of the dimension-scaled
+    default: k(a, b) = Σ_h exp(−‖a − b‖²/(2h²)), the multi-bandwidth kernel of GMMN (Li et al. 2015, §3.2)."""
+    bandwidths = tuple(float(h) for h in bandwidths)
+    if not bandwidths or not all(math.isfinite(h) and h > 0 for h in bandwidths):
+        raise ValueError(f"model.mmd_bandwidths={list(bandwidths)} must be a non-empty list of positive numbers")
+    loss = partial(mmd_generator_loss, bandwidths=bandwidths)
+    return Divergence("mmd", partial(mmd_critic_loss, bandwidths=bandwidths), loss, loss, needs_critic=False)

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 
 from divlab.lightning_modules.divergences import (
-    get_divergence, gradient_penalty, mmd2_dimension_scaled, r1_penalty, sample_gradient_norm)
+    get_divergence, gradient_penalty, mmd2_dimension_scaled, mmd_with_bandwidths, r1_penalty, sample_gradient_norm)
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
@@ -57,10 +57,16 @@ class GAN(L.LightningModule):
         gp_weight: float | None = None,
         r1_gamma: float = 0.0,
         packing: int = 1,
+        mmd_bandwidths: list[float] | None = None,
     ):
         super().__init__()
         self.divergence = divergence
         self.objective = get_divergence(divergence)  # its losses and bound: divergences.Divergence
+        if mmd_bandwidths is not None:
+            if divergence != "mmd":
+                raise ValueError(f"model.mmd_bandwidths={list(mmd_bandwidths)} sets the kernel of divergence 'mmd', "
+                                 f"not of {divergence!r}; leave it null or use divergence=mmd")
+            self.objective = mmd_with_bandwidths(mmd_bandwidths)
         check_positive("model.packing", packing)
         if packing > 1 and not self.objective.needs_critic:
             raise ValueError(f"model.packing={packing} packs samples for a critic, and divergence {divergence!r} has "
