@@ -432,6 +432,22 @@ def test_compare_draws_the_reward_kl_frontier_one_curve_per_method(tmp_path):
                         "| align/ppo | 1 | 0.500 | 0.0300 | 0 |", "| align/ppo | 0.1 | 3.000 | 0.1500 | 0 |"]
 
 
+def test_frontier_keeps_runs_on_other_data_apart_and_beta_within_one_curve(tmp_path):
+    from divlab.tracking.frontier import frontier_points, seed_means
+
+    def run(beta, n_prompts, seed, kl, reward):
+        record = fake_run(tmp_path, "dpo", beta, kl, reward)
+        record["config"] = {"align_beta": beta, "model": {"beta": beta}, "data": {"n_prompts": n_prompts}}
+        return {**record, "seed": seed}
+
+    runs = [run(0.1, 2048, 0, 28.0, 0.41), run(0.1, 2048, 1, 30.0, 0.45), run(1.0, 2048, 0, 9.0, 0.22),
+            run(0.1, 32768, 0, 58.0, 0.94)]
+    means = seed_means(frontier_points(runs))
+    assert [(m.method, m.beta, m.n) for m in means] == [
+        ("align/dpo (data.n_prompts=2048)", 1.0, 1), ("align/dpo (data.n_prompts=2048)", 0.1, 2),
+        ("align/dpo (data.n_prompts=32768)", 0.1, 1)]  # 32,768 prompts: its own curve, not a third seed
+
+
 def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):
     import compare
 

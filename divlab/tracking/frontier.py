@@ -8,7 +8,7 @@ import statistics
 from itertools import groupby
 from typing import NamedTuple
 
-from divlab.tracking.runs import run_label
+from divlab.tracking.table import config_groups, row_name
 
 REWARD, KL, REFERENCE = "val/true_reward", "val/kl_to_ref", "val/ref_true_reward"
 
@@ -27,10 +27,20 @@ def run_beta(run: dict) -> float | None:
     return next((v for v in (config.get("align_beta"), model.get("beta"), model.get("kl_coef")) if v is not None), None)
 
 
+BETA_KEYS = ("align_beta", "model.beta", "model.kl_coef")  # what moves a method along its curve
+
+
 def frontier_points(runs: list[dict]) -> list[FrontierPoint]:
-    """Points of the runs that have both frontier metrics, sorted by method and KL."""
-    points = [FrontierPoint(run_label(run), run_beta(run), run["metrics"][KL], run["metrics"][REWARD], run.get("seed"))
-              for run in runs if {KL, REWARD} <= set(run.get("metrics", {}))]
+    """Points of the runs that have both frontier metrics, sorted by method and KL.
+
+    A method is the run label plus every other config key that differs between runs of that label, as the
+    table's rows (`table.config_groups`) but with β left out: DPO on 5,000 pairs and DPO on 80,000 are two
+    curves, never one curve's seeds.
+    """
+    runs = [run for run in runs if {KL, REWARD} <= set(run.get("metrics", {}))]
+    columns, groups = config_groups(runs, ignore=BETA_KEYS)
+    points = [FrontierPoint(row_name(group, columns), run_beta(run), run["metrics"][KL], run["metrics"][REWARD],
+                            run.get("seed")) for group, run in zip(groups, runs)]
     return sorted(points, key=lambda p: (p.method, p.kl))
 
 

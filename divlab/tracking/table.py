@@ -95,12 +95,12 @@ def _display_order(key: str) -> tuple:
     return (key == "experiment_name", not key.endswith("_target_"), key.count("."), key)
 
 
-def config_groups(runs: list[dict]) -> tuple[list[str], list[tuple]]:
+def config_groups(runs: list[dict], ignore: tuple[str, ...] = ()) -> tuple[list[str], list[tuple]]:
     """(columns, group of each run). A group is (label, values of the columns): runs that share it
-    differ only in seed and noise keys. Columns are the fewest differing keys that still tell the
-    groups apart (keys implied by others, e.g. each backbone's sizes by the backbone, are left out)."""
+    differ only in seed and noise keys (and the `ignore` keys). Columns are the fewest differing keys that
+    still tell the groups apart (keys implied by others, e.g. each backbone's sizes by the backbone, are left out)."""
     labels = [run_label(run) for run in runs]
-    flats = [settings(run) for run in runs]
+    flats = [{k: v for k, v in settings(run).items() if k not in ignore} for run in runs]
     by_label = defaultdict(list)
     for label, flat in zip(labels, flats):
         by_label[label].append(flat)
