@@ -448,6 +448,20 @@ def test_frontier_keeps_runs_on_other_data_apart_and_beta_within_one_curve(tmp_p
         ("align/dpo (data.n_prompts=32768)", 0.1, 1)]  # 32,768 prompts: its own curve, not a third seed
 
 
+def test_frontier_summary_gives_every_methods_reward_at_every_points_kl_by_hand(tmp_path):
+    import compare
+
+    runs = [fake_run(tmp_path, d, b, kl, r) for d, b, kl, r in [
+        ("dpo", 1.0, 2.0, 0.05), ("dpo", 0.1, 12.0, 0.2), ("ppo", 0.1, 3.0, 0.15), ("ppo", 1.0, 0.5, 0.03)]]
+    compare.compare(runs, tmp_path / "out")
+    rows = (tmp_path / "out" / "frontier_summary.md").read_text().splitlines()
+    table = rows[rows.index("| at the point of | β | KL | align/dpo | align/ppo |"):]
+    # π_ref at (0, 0.02). At PPO's KL 0.5: DPO 0.02 + 0.03 · 0.5/2 = 0.0275; at 3: 0.05 + 0.15 · 1/10 = 0.065.
+    # At DPO's KL 2: PPO 0.03 + 0.12 · 1.5/2.5 = 0.102; at 12 PPO's curve has ended.
+    assert table[2:6] == ["| align/dpo | 1 | 2.000 | 0.0500 | 0.1020 |", "| align/dpo | 0.1 | 12.000 | 0.2000 | – |",
+                          "| align/ppo | 1 | 0.500 | 0.0275 | 0.0300 |", "| align/ppo | 0.1 | 3.000 | 0.0650 | 0.1500 |"]
+
+
 def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):
     import compare
 

@@ -116,4 +116,19 @@ def frontier_summary_markdown(means: list[FrontierMean], reference: float | None
         for method in sorted({m.method for m in means}):
             value = reward_at_kl([m for m in means if m.method == method], kl, reference)
             lines.append(f"| {method} | {'–' if value is None else f'{value:.4f}'} |")
+        lines += ["", *rewards_at_every_point_markdown(means, reference).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def rewards_at_every_point_markdown(means: list[FrontierMean], reference: float | None) -> str:
+    """Every method's reward at the KL of every measured point (interpolated as `reward_at_kl`; – outside a
+    curve's range): whether one frontier lies above another wherever both have points, read along a row."""
+    methods = sorted({m.method for m in means})
+    curves = {method: [m for m in means if m.method == method] for method in methods}
+    lines = ["Each method's reward at the KL of every measured point (seed means; – where a curve does not reach):",
+             "", "| at the point of | β | KL | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
+    for point in means:
+        cells = [reward_at_kl(curves[method], point.kl, reference) for method in methods]
+        lines.append(f"| {point.method} | {'' if point.beta is None else f'{point.beta:g}'} | {point.kl:.3f} | "
+                     + " | ".join("–" if c is None else f"{c:.4f}" for c in cells) + " |")
     return "\n".join(lines) + "\n"
