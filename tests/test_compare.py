@@ -139,6 +139,14 @@ def test_beta_and_learning_rate_sweeps_are_not_averaged_as_seeds():
     assert table.settings["align/dpo (align_beta=1, model.optimizer.lr=–)"] == ("align/dpo", "1", "–")
 
 
+def test_a_key_older_runs_lack_names_a_row_only_when_no_key_every_run_sets_does():
+    # DPO on 2,048 and on 32,768 prompts; the newer runs also carry a top-level key added to the configs later.
+    runs = [record("align", 0, {"val/true_reward": 0.3}, divergence="dpo", config={"data": {"n_prompts": 2048}}),
+            record("align", 0, {"val/true_reward": 0.9}, divergence="dpo",
+                   config={"data": {"n_prompts": 32768}, "align_reward_model": "fit"})]
+    assert build_table(runs).columns == ["data.n_prompts"]  # not align_reward_model (shallower, but absent in one)
+
+
 def test_seeds_of_one_configuration_are_one_row_despite_paths_ids_and_seeded_keys():
     runs = [record("gan", seed, {"test/js": 0.1 * seed}, divergence="js") for seed in (0, 1, 2)]
     table = build_table(runs)

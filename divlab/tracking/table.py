@@ -114,8 +114,10 @@ def config_groups(runs: list[dict], ignore: tuple[str, ...] = ()) -> tuple[list[
         return {(label, *(repr(flat.get(k, MISSING)) for k in keys)) for label, flat in zip(labels, flats)}
 
     full = len(partition(sorted(differing)))
+    # A key some runs lack (added to the configs after they ran) explains less than one every run sets: last.
+    absent_somewhere = {key for key in differing if any(key not in flat for flat in flats)}
     columns = []
-    for key in sorted(differing, key=_display_order):
+    for key in sorted(differing, key=lambda k: (k in absent_somewhere, *_display_order(k))):
         if len(partition(columns)) == full:
             break
         if len(partition([*columns, key])) > len(partition(columns)):
