@@ -1,3 +1,4 @@
+import json
 """compare.py on real tiny runs: rows, means and stds match the run records; plots are real PNGs."""
 import math
 import statistics
@@ -145,6 +146,23 @@ def test_a_key_older_runs_lack_names_a_row_only_when_no_key_every_run_sets_does(
             record("align", 0, {"val/true_reward": 0.9}, divergence="dpo",
                    config={"data": {"n_prompts": 32768}, "align_reward_model": "fit"})]
     assert build_table(runs).columns == ["data.n_prompts"]  # not align_reward_model (shallower, but absent in one)
+
+
+def test_ignore_keys_merges_runs_that_differ_only_in_them_and_names_a_key_no_run_has(tmp_path, capsys):
+    from divlab.cli.compare import main
+
+    for seed, extra in ((0, {}), (1, {"align_reward_model": "fit", "model": {"beta": 0.1}})):
+        run_dir = tmp_path / f"run{seed}"
+        run_dir.mkdir()
+        rec = record("align", seed, {"val/true_reward": 0.5 + seed / 10}, divergence="ppo_gt", config=extra)
+        (run_dir / "run.json").write_text(json.dumps({**rec, "run_dir": str(run_dir)}))
+    dirs = [str(tmp_path / "run0"), str(tmp_path / "run1")]
+    assert main([*dirs, "--out", str(tmp_path / "split")]) == 0
+    assert "| align/ppo_gt | fit | 1 |" in (tmp_path / "split" / "table.md").read_text()  # two rows
+    assert main([*dirs, "--out", str(tmp_path / "one"), "--ignore-keys", "align_reward_model", "model.beta"]) == 0
+    assert "| align/ppo_gt | 2 |" in (tmp_path / "one" / "table.md").read_text()  # one row of 2 seeds
+    assert main([*dirs, "--out", str(tmp_path / "bad"), "--ignore-keys", "model.nope"]) == 2
+    assert "--ignore-keys model.nope: no run's config has it" in capsys.readouterr().err
 
 
 def test_seeds_of_one_configuration_are_one_row_despite_paths_ids_and_seeded_keys():

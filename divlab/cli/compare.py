@@ -1,6 +1,6 @@
 """Compare finished runs: a table (Markdown + CSV) and plots, from run records or from W&B.
 
-    divlab compare RUN_DIR [RUN_DIR ...] --out OUT_DIR [--metrics test/nll ...] [--log-wandb]
+    divlab compare RUN_DIR [RUN_DIR ...] --out OUT_DIR [--metrics test/nll ...] [--ignore-keys KEY ...] [--log-wandb]
     divlab compare --wandb-project divlab --group study_ring8 --out OUT_DIR      (online)
 
 (`python compare.py ...` in a checkout.)
@@ -44,6 +44,31 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None) -> di
         "quality_vs_coverage": plot_quality_vs_coverage(runs, out / "quality_vs_coverage.png"),
         "frontier": plot_reward_kl_frontier(runs, out / "frontier.png"),
     }
+
+
+def without_config_keys(runs: list[dict], keys: list[str]) -> list[dict]:
+    """The runs with these dotted config keys removed, so they no longer tell configurations apart (e.g. a key
+    added to the configs after older runs were made, which the method does not read). ValueError for a key no
+    run has."""
+    def drop(config: dict, path: list[str]) -> tuple[dict, bool]:
+        head, *rest = path
+        if head not in config:
+            return config, False
+        if not rest:
+            return {k: v for k, v in config.items() if k != head}, True
+        if not isinstance(config[head], dict):
+            return config, False
+        inner, found = drop(config[head], rest)
+        if not inner:  # nothing left under it: no empty section to tell runs apart
+            return {k: v for k, v in config.items() if k != head}, found
+        return {**config, head: inner}, found
+
+    for key in keys:
+        stripped = [drop(run.get("config") or {}, key.split(".")) for run in runs]
+        if not any(found for _, found in stripped):
+            raise ValueError(f"--ignore-keys {key}: no run's config has it")
+        runs = [{**run, "config": config} for run, (config, _) in zip(runs, stripped)]
+    return runs
 
 
 def runs_from_wandb(project: str, group: str) -> list[dict]:
@@ -95,6 +120,8 @@ def main(argv=None, prog: str | None = None) -> int:
     parser.add_argument("--wandb-project")
     parser.add_argument("--group")
     parser.add_argument("--log-wandb", action="store_true", help="also log table and plots to W&B (offline without network)")
+    parser.add_argument("--ignore-keys", nargs="+", default=[], metavar="KEY",
+                        help="config keys (dotted) that do not tell configurations apart, e.g. one older runs lack")
     args = parser.parse_args(argv)
     try:
         if args.wandb_project:
@@ -103,7 +130,7 @@ def main(argv=None, prog: str | None = None) -> int:
             runs = load_runs(args.run_dirs)
         else:
             parser.error("pass RUN_DIR(s) or --wandb-project P --group G")
-        written = compare(runs, args.out, args.metrics)
+        written = compare(without_config_keys(runs, args.ignore_keys), args.out, args.metrics)
     except (RunSelectionError, ValueError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
