@@ -242,3 +242,17 @@ def test_last_sample_image_prefers_samples_then_the_latest_test_scatter(tmp_path
     (tmp_path / "samples" / "samples_step0000003.png").touch()
     assert last_sample_image({"run_dir": str(tmp_path)}) == tmp_path / "samples" / "samples_step0000003.png"
     assert last_sample_image({"run_dir": str(tmp_path / "missing")}) is None
+
+
+def test_ignore_keys_takes_a_whole_section(tmp_path):
+    from divlab.cli.compare import main
+
+    for seed, lr in ((0, 1e-3), (1, 1e-4)):
+        run_dir = tmp_path / f"run{seed}"
+        run_dir.mkdir()
+        rec = record("align", seed, {"val/true_reward": 0.5}, divergence="dpo",
+                     config={"model": {"optimizer": {"lr": lr}}, "data": {"n_prompts": 2048}})
+        (run_dir / "run.json").write_text(json.dumps({**rec, "run_dir": str(run_dir)}))
+    dirs = [str(tmp_path / "run0"), str(tmp_path / "run1")]
+    assert main([*dirs, "--out", str(tmp_path / "one"), "--ignore-keys", "model"]) == 0
+    assert "| align/dpo | 2 |" in (tmp_path / "one" / "table.md").read_text()

@@ -1,6 +1,7 @@
 """Compare finished runs: a table (Markdown + CSV) and plots, from run records or from W&B.
 
-    divlab compare RUN_DIR [RUN_DIR ...] --out OUT_DIR [--metrics test/nll ...] [--ignore-keys KEY ...] [--log-wandb]
+    divlab compare RUN_DIR [RUN_DIR ...] --out OUT_DIR [--metrics test/nll ...] [--ignore-keys KEY ...]
+                   [--frontier-points final|every-validation] [--log-wandb]
     divlab compare --wandb-project divlab --group study_ring8 --out OUT_DIR      (online)
 
 (`python compare.py ...` in a checkout.)
@@ -20,16 +21,20 @@ from divlab.tracking.plots import (
     plot_sample_panel,
 )
 from divlab.tracking.runs import RunSelectionError, load_runs, run_label  # noqa: F401 (re-exported for tests)
-from divlab.tracking.table import build_table, to_markdown, write_csv
+from divlab.tracking.table import build_table, flatten, is_ignored, to_markdown, write_csv
 
 
-def compare(runs: list[dict], out: Path, metrics: list[str] | None = None) -> dict:
-    """Write table.md, table.csv and the PNG plots under `out`; returns what was written."""
+def compare(runs: list[dict], out: Path, metrics: list[str] | None = None, ignore_keys: tuple[str, ...] = (),
+            every_validation: bool = False) -> dict:
+    """Write table.md, table.csv and the PNG plots under `out`; returns what was written. `ignore_keys`: dotted
+    config keys that do not tell configurations apart (ValueError for one no run has); `every_validation`: the
+    reward–KL frontier takes every validation of a run, not only its last."""
+    check_config_keys(runs, ignore_keys)
     out.mkdir(parents=True, exist_ok=True)
-    table = build_table(runs, metrics)
+    table = build_table(runs, metrics, ignore_keys)
     (out / "table.md").write_text(to_markdown(table))
     write_csv(table, out / "table.csv")
-    points = frontier_points(runs)
+    points = frontier_points(runs, every_validation, ignore_keys)
     if points:  # alignment runs: one row per run (per β), which the seed-averaged table would merge
         reference = reference_reward(runs)
         (out / "frontier.md").write_text(frontier_markdown(points, reference))
@@ -42,33 +47,16 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None) -> di
         "curves": plot_curves(runs, out / "curves.png"),
         "tiles": plot_sample_panel(runs, out / "samples.png"),
         "quality_vs_coverage": plot_quality_vs_coverage(runs, out / "quality_vs_coverage.png"),
-        "frontier": plot_reward_kl_frontier(runs, out / "frontier.png"),
+        "frontier": plot_reward_kl_frontier(runs, out / "frontier.png", every_validation, ignore_keys),
     }
 
 
-def without_config_keys(runs: list[dict], keys: list[str]) -> list[dict]:
-    """The runs with these dotted config keys removed, so they no longer tell configurations apart (e.g. a key
-    added to the configs after older runs were made, which the method does not read). ValueError for a key no
-    run has."""
-    def drop(config: dict, path: list[str]) -> tuple[dict, bool]:
-        head, *rest = path
-        if head not in config:
-            return config, False
-        if not rest:
-            return {k: v for k, v in config.items() if k != head}, True
-        if not isinstance(config[head], dict):
-            return config, False
-        inner, found = drop(config[head], rest)
-        if not inner:  # nothing left under it: no empty section to tell runs apart
-            return {k: v for k, v in config.items() if k != head}, found
-        return {**config, head: inner}, found
-
+def check_config_keys(runs: list[dict], keys) -> None:
+    """ValueError naming a dotted config key that no run's config has (a typo would otherwise ignore nothing)."""
+    present = set().union(*(flatten(run.get("config") or {}) for run in runs)) if runs else set()
     for key in keys:
-        stripped = [drop(run.get("config") or {}, key.split(".")) for run in runs]
-        if not any(found for _, found in stripped):
+        if not any(is_ignored(name, (key,)) for name in present):
             raise ValueError(f"--ignore-keys {key}: no run's config has it")
-        runs = [{**run, "config": config} for run, (config, _) in zip(runs, stripped)]
-    return runs
 
 
 def runs_from_wandb(project: str, group: str) -> list[dict]:
@@ -122,6 +110,8 @@ def main(argv=None, prog: str | None = None) -> int:
     parser.add_argument("--log-wandb", action="store_true", help="also log table and plots to W&B (offline without network)")
     parser.add_argument("--ignore-keys", nargs="+", default=[], metavar="KEY",
                         help="config keys (dotted) that do not tell configurations apart, e.g. one older runs lack")
+    parser.add_argument("--frontier-points", choices=("final", "every-validation"), default="final",
+                        help="reward–KL frontier: each run's final point, or one per validation (its path from π_ref)")
     args = parser.parse_args(argv)
     try:
         if args.wandb_project:
@@ -130,7 +120,8 @@ def main(argv=None, prog: str | None = None) -> int:
             runs = load_runs(args.run_dirs)
         else:
             parser.error("pass RUN_DIR(s) or --wandb-project P --group G")
-        written = compare(without_config_keys(runs, args.ignore_keys), args.out, args.metrics)
+        written = compare(runs, args.out, args.metrics, tuple(args.ignore_keys),
+                          args.frontier_points == "every-validation")
     except (RunSelectionError, ValueError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

@@ -1,8 +1,14 @@
-"""The alignment family's reward–KL frontier from run records: one point per run, one curve per method.
+"""The alignment family's reward–KL frontier from run records: one point per run (or per validation of a run),
+one curve per method.
 
 A run is on the frontier when it logged both `val/true_reward` and `val/kl_to_ref` (the true reward
 of fresh samples and KL(π‖π_ref) per sequence on them); `val/ref_true_reward` is the reference
-policy's reward on the same prompts, the frontier's point at KL = 0.
+policy's reward on the same prompts, the frontier's point at KL = 0. By default a run gives its final
+point; `every_validation=True` takes every validation in its history (a run validated several times
+traces its path away from π_ref, so one run at one β gives points at many KLs).
+
+A method's frontier value at KL x is the best reward it reaches within KL ≤ x (`reward_at_kl`): linear
+between measured points, and never below a point at lower KL.
 """
 import statistics
 from itertools import groupby
@@ -19,6 +25,7 @@ class FrontierPoint(NamedTuple):
     kl: float
     reward: float
     seed: int | None
+    step: int | None = None  # the validation's global step (every_validation); None for a run's final point
 
 
 def run_beta(run: dict) -> float | None:
@@ -30,17 +37,30 @@ def run_beta(run: dict) -> float | None:
 BETA_KEYS = ("align_beta", "model.beta", "model.kl_coef")  # what moves a method along its curve
 
 
-def frontier_points(runs: list[dict]) -> list[FrontierPoint]:
-    """Points of the runs that have both frontier metrics, sorted by method and KL.
+def validation_points(run: dict) -> list[tuple[int, float, float]]:
+    """(step, KL, reward) of every validation in a run's history that logged both frontier metrics."""
+    history = run.get("history") or {}
+    rewards = {int(step): value for step, value in history.get(REWARD, [])}
+    return [(int(step), kl, rewards[int(step)]) for step, kl in history.get(KL, []) if int(step) in rewards]
+
+
+def frontier_points(runs: list[dict], every_validation: bool = False, ignore: tuple[str, ...] = ()) -> list[FrontierPoint]:
+    """Points of the runs that have both frontier metrics, sorted by method and KL: each run's final values,
+    or with `every_validation` one point per validation in its history (its step recorded).
 
     A method is the run label plus every other config key that differs between runs of that label, as the
-    table's rows (`table.config_groups`) but with β left out: DPO on 5,000 pairs and DPO on 80,000 are two
-    curves, never one curve's seeds.
+    table's rows (`table.config_groups`) but with β (and the `ignore` keys) left out: DPO on 5,000 pairs and
+    DPO on 80,000 are two curves, never one curve's seeds.
     """
     runs = [run for run in runs if {KL, REWARD} <= set(run.get("metrics", {}))]
-    columns, groups = config_groups(runs, ignore=BETA_KEYS)
-    points = [FrontierPoint(row_name(group, columns), run_beta(run), run["metrics"][KL], run["metrics"][REWARD],
-                            run.get("seed")) for group, run in zip(groups, runs)]
+    columns, groups = config_groups(runs, ignore=(*BETA_KEYS, *ignore))
+    points = []
+    for group, run in zip(groups, runs):
+        method, beta, seed = row_name(group, columns), run_beta(run), run.get("seed")
+        if every_validation:
+            points += [FrontierPoint(method, beta, kl, reward, seed, step) for step, kl, reward in validation_points(run)]
+        else:
+            points.append(FrontierPoint(method, beta, run["metrics"][KL], run["metrics"][REWARD], seed))
     return sorted(points, key=lambda p: (p.method, p.kl))
 
 
@@ -50,17 +70,27 @@ def reference_reward(runs: list[dict]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _beta_text(beta: float | None) -> str:
+    return "" if beta is None else f"{beta:g}"
+
+
+def _has_steps(points) -> bool:
+    return any(p.step is not None for p in points)
+
+
 def frontier_markdown(points: list[FrontierPoint], reference: float | None) -> str:
-    lines = ["| method | β | KL(π‖π_ref) (nats/seq) | true reward | seed |", "|---|---|---|---|---|"]
+    steps = _has_steps(points)
+    step_header, step_rule = ("step | ", "---|") if steps else ("", "")
+    lines = [f"| method | β | {step_header}KL(π‖π_ref) (nats/seq) | true reward | seed |", f"|---|---|{step_rule}---|---|---|"]
     if reference is not None:
-        lines.append(f"| reference π_ref | – | 0 | {reference:.4f} | – |")
-    lines += [f"| {p.method} | {'' if p.beta is None else f'{p.beta:g}'} | {p.kl:.3f} | {p.reward:.4f} | {p.seed} |"
-              for p in points]
+        lines.append(f"| reference π_ref | – | {'0 | ' if steps else ''}0 | {reference:.4f} | – |")
+    lines += [f"| {p.method} | {_beta_text(p.beta)} | {f'{p.step} | ' if steps else ''}{p.kl:.3f} | {p.reward:.4f} | "
+              f"{p.seed} |" for p in points]
     return "\n".join(lines) + "\n"
 
 
 class FrontierMean(NamedTuple):
-    """One (method, β) point of the frontier over its seeds: means and sample standard deviations."""
+    """One (method, β, step) point of the frontier over its seeds: means and sample standard deviations."""
     method: str
     beta: float | None
     n: int
@@ -68,33 +98,48 @@ class FrontierMean(NamedTuple):
     kl_std: float
     reward: float
     reward_std: float
+    step: int | None = None
 
 
 def seed_means(points: list[FrontierPoint]) -> list[FrontierMean]:
-    """Average the seeds of each (method, β): the frontier's measured points, sorted by method and mean KL."""
-    key = lambda p: (p.method, -1.0 if p.beta is None else p.beta)  # noqa: E731
+    """Average the seeds of each (method, β, step): the frontier's measured points, sorted by method and mean KL."""
+    key = lambda p: (p.method, -1.0 if p.beta is None else p.beta, -1 if p.step is None else p.step)  # noqa: E731
     means = []
-    for (method, _), group in groupby(sorted(points, key=key), key=key):
+    for _, group in groupby(sorted(points, key=key), key=key):
         group = list(group)
         kls, rewards = [p.kl for p in group], [p.reward for p in group]
         spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
-        means.append(FrontierMean(method, group[0].beta, len(group), statistics.fmean(kls), spread(kls),
-                                  statistics.fmean(rewards), spread(rewards)))
+        means.append(FrontierMean(group[0].method, group[0].beta, len(group), statistics.fmean(kls), spread(kls),
+                                  statistics.fmean(rewards), spread(rewards), group[0].step))
     return sorted(means, key=lambda m: (m.method, m.kl))
 
 
 def reward_at_kl(curve: list[FrontierMean], kl: float, reference: float | None = None) -> float | None:
-    """A method's reward at a given KL: linear interpolation along its seed-mean points ordered by KL, starting
-    from the reference policy (KL 0, `reference`) when known. None beyond the curve's KL range: no extrapolation."""
+    """A method's frontier at a given KL: the best reward it reaches within KL ≤ `kl`, over its seed-mean points
+    and the straight lines between neighbours in KL (from the reference policy at KL 0, `reference`, when known).
+    A straight line is what a mix of the two policies, drawn per sequence, reaches or beats: its reward is the
+    mix of theirs and its KL at most the mix of theirs (KL is convex). None beyond the curve's KL range: no
+    extrapolation."""
     curve = sorted(curve, key=lambda m: m.kl)
     xs = ([0.0] if reference is not None else []) + [m.kl for m in curve]
     ys = ([reference] if reference is not None else []) + [m.reward for m in curve]
     if not xs or not xs[0] <= kl <= xs[-1]:
         return None
+    reached = max(y for x, y in zip(xs, ys) if x <= kl)  # a measured point at lower KL
     for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]):
         if x0 <= kl <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (kl - x0) / (x1 - x0)
-    return ys[0]  # a single point at exactly this KL
+            return max(reached, y0 if x1 == x0 else y0 + (y1 - y0) * (kl - x0) / (x1 - x0))
+    return reached  # a single point at exactly this KL
+
+
+def upper_envelope(curve: list[FrontierMean]) -> list[FrontierMean]:
+    """The points no other point beats: each has more reward than every point at lower KL (the frontier's
+    corners, through which `reward_at_kl` interpolates until the last of them)."""
+    envelope = []
+    for point in sorted(curve, key=lambda m: (m.kl, -m.reward)):
+        if not envelope or point.reward > envelope[-1].reward:
+            envelope.append(point)
+    return envelope
 
 
 def common_kl(means: list[FrontierMean]) -> float | None:
@@ -105,13 +150,16 @@ def common_kl(means: list[FrontierMean]) -> float | None:
 
 def frontier_summary_markdown(means: list[FrontierMean], reference: float | None) -> str:
     """Seed means ± standard deviation per (method, β), then each method's reward at the common KL."""
-    lines = ["| method | β | seeds | KL(π‖π_ref) (nats/seq) | true reward |", "|---|---|---|---|---|"]
-    lines += [f"| {m.method} | {'' if m.beta is None else f'{m.beta:g}'} | {m.n} | {m.kl:.3f} ± {m.kl_std:.3f} | "
-              f"{m.reward:.4f} ± {m.reward_std:.4f} |" for m in means]
+    steps = _has_steps(means)
+    step_header, step_rule = ("step | ", "---|") if steps else ("", "")
+    lines = [f"| method | β | {step_header}seeds | KL(π‖π_ref) (nats/seq) | true reward |", f"|---|---|{step_rule}---|---|---|"]
+    lines += [f"| {m.method} | {_beta_text(m.beta)} | {f'{m.step} | ' if steps else ''}{m.n} | {m.kl:.3f} ± "
+              f"{m.kl_std:.3f} | {m.reward:.4f} ± {m.reward_std:.4f} |" for m in means]
     kl = common_kl(means)
     if kl is not None:
-        lines += ["", f"Reward at KL = {kl:.3f} nats/seq (the largest KL every method reaches; linear interpolation "
-                      "along the seed means" + (", from π_ref at KL 0" if reference is not None else "") + "):", "",
+        lines += ["", f"Reward at KL = {kl:.3f} nats/seq (the largest KL every method reaches; the best reward within "
+                      "that KL, linear between the seed means" + (", from π_ref at KL 0" if reference is not None else "")
+                      + "):", "",
                   "| method | reward at that KL |", "|---|---|"]
         for method in sorted({m.method for m in means}):
             value = reward_at_kl([m for m in means if m.method == method], kl, reference)
@@ -125,10 +173,12 @@ def rewards_at_every_point_markdown(means: list[FrontierMean], reference: float 
     curve's range): whether one frontier lies above another wherever both have points, read along a row."""
     methods = sorted({m.method for m in means})
     curves = {method: [m for m in means if m.method == method] for method in methods}
+    steps = _has_steps(means)
     lines = ["Each method's reward at the KL of every measured point (seed means; – where a curve does not reach):",
-             "", "| at the point of | β | KL | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
+             "", f"| at the point of | β | {'step | ' if steps else ''}KL | " + " | ".join(methods) + " |",
+             "|---|---|---|" + ("---|" if steps else "") + "---|" * len(methods)]
     for point in means:
         cells = [reward_at_kl(curves[method], point.kl, reference) for method in methods]
-        lines.append(f"| {point.method} | {'' if point.beta is None else f'{point.beta:g}'} | {point.kl:.3f} | "
+        lines.append(f"| {point.method} | {_beta_text(point.beta)} | {f'{point.step} | ' if steps else ''}{point.kl:.3f} | "
                      + " | ".join("–" if c is None else f"{c:.4f}" for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -213,32 +213,46 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
     return {"quality": quality, "coverage": coverage, "points": points, "anchors": [a[0] for a in anchors or ()]}
 
 
-def plot_reward_kl_frontier(runs: list[dict], path: Path) -> dict | None:
-    """True reward against KL(π‖π_ref), one curve per method through its (method, β) seed means with ±1 std
-    error bars in both directions (points by increasing KL, labelled β), the reference policy as a star at
-    KL = 0: the DPO paper's Figure 2. None (nothing drawn) without such runs."""
-    from divlab.tracking.frontier import frontier_points, reference_reward, seed_means
+def plot_reward_kl_frontier(runs: list[dict], path: Path, every_validation: bool = False,
+                            ignore: tuple[str, ...] = ()) -> dict | None:
+    """True reward against KL(π‖π_ref): per method its (method, β[, step]) seed means with ±1 std error bars in
+    both directions, its frontier (the upper envelope `reward_at_kl` reads, from the reference policy, a star at
+    KL = 0) as a solid line, points the envelope passes over faded, and with `every_validation` each β's path
+    over its validations dotted: the DPO paper's Figure 2. Returns the points per method; None (nothing
+    drawn) without such runs."""
+    from divlab.tracking.frontier import frontier_points, reference_reward, seed_means, upper_envelope
 
-    points = frontier_points(runs)
+    points = frontier_points(runs, every_validation, ignore)
     if not points:
         return None
     means = seed_means(points)
     methods = sorted({p.method for p in points})
     colours = _colours(methods)
+    reference = reference_reward(runs)
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for method in methods:
         curve = [m for m in means if m.method == method]
-        ax.errorbar([m.kl for m in curve], [m.reward for m in curve], xerr=[m.kl_std for m in curve],
-                    yerr=[m.reward_std for m in curve], marker="o", capsize=2, color=colours[method], label=method)
+        envelope = upper_envelope(curve)
         for m in curve:
-            if m.beta is not None:
-                ax.annotate(f"β={m.beta:g}", (m.kl, m.reward), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    reference = reference_reward(runs)
+            ax.errorbar([m.kl], [m.reward], xerr=[m.kl_std], yerr=[m.reward_std], marker="o", markersize=4, capsize=2,
+                        color=colours[method], alpha=1.0 if m in envelope else 0.35)
+        start = [(0.0, reference)] if reference is not None else []
+        line = start + [(m.kl, m.reward) for m in envelope]
+        ax.plot(*zip(*line), color=colours[method], label=method)
+        betas = sorted({m.beta for m in curve if m.beta is not None})
+        for beta in betas:
+            path_points = sorted((m for m in curve if m.beta == beta), key=lambda m: -1 if m.step is None else m.step)
+            if every_validation and len(path_points) > 1:
+                ax.plot(*zip(*(start + [(m.kl, m.reward) for m in path_points])), ":", color=colours[method],
+                        linewidth=0.8)
+            last = path_points[-1]
+            ax.annotate(f"β={beta:g}", (last.kl, last.reward), fontsize=6, xytext=(3, 3), textcoords="offset points")
     if reference is not None:
         ax.scatter([0.0], [reference], marker="*", s=160, color="black", zorder=3, label="reference π_ref")
     ax.set_xlabel("KL(π ‖ π_ref) per sequence (nats)")
     ax.set_ylabel("true reward of samples (mean ± std over seeds)")
-    ax.set_title("reward–KL frontier", fontsize=9)
+    ax.set_title("reward–KL frontier" + (" (every validation; dotted: one β's path)" if every_validation else ""),
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

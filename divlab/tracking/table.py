@@ -95,12 +95,17 @@ def _display_order(key: str) -> tuple:
     return (key == "experiment_name", not key.endswith("_target_"), key.count("."), key)
 
 
+def is_ignored(key: str, ignore: tuple[str, ...]) -> bool:
+    """Whether a flat key is one of `ignore` or lies under one (a whole section)."""
+    return any(key == name or key.startswith(f"{name}.") for name in ignore)
+
+
 def config_groups(runs: list[dict], ignore: tuple[str, ...] = ()) -> tuple[list[str], list[tuple]]:
     """(columns, group of each run). A group is (label, values of the columns): runs that share it
-    differ only in seed and noise keys (and the `ignore` keys). Columns are the fewest differing keys that
+    differ only in seed and noise keys (and the `ignore` keys or sections). Columns are the fewest differing keys that
     still tell the groups apart (keys implied by others, e.g. each backbone's sizes by the backbone, are left out)."""
     labels = [run_label(run) for run in runs]
-    flats = [{k: v for k, v in settings(run).items() if k not in ignore} for run in runs]
+    flats = [{k: v for k, v in settings(run).items() if not is_ignored(k, ignore)} for run in runs]
     by_label = defaultdict(list)
     for label, flat in zip(labels, flats):
         by_label[label].append(flat)
@@ -181,13 +186,14 @@ def row_name(group: tuple, columns: list[str]) -> str:
     return label if not columns else f"{label} ({', '.join(f'{c}={v}' for c, v in zip(columns, values))})"
 
 
-def build_table(runs: list[dict], metrics: list[str] | None = None) -> Table:
+def build_table(runs: list[dict], metrics: list[str] | None = None, ignore: tuple[str, ...] = ()) -> Table:
+    """Seed means per configuration; `ignore`: flat config keys that do not tell configurations apart."""
     metrics = metrics or default_metrics(runs)
     available = {name for run in runs for name in run.get("metrics", {})}
     missing = [m for m in metrics if m not in available]
     if missing:
         raise ValueError(f"no run has metric(s) {', '.join(missing)}; available: {', '.join(sorted(available))}")
-    columns, groups = config_groups(runs)
+    columns, groups = config_groups(runs, ignore)
     rows, counts, row_settings = defaultdict(dict), defaultdict(int), {}
     for group, run in sorted(zip(groups, runs), key=lambda pair: pair[0]):
         name = row_name(group, columns)
