@@ -52,10 +52,21 @@ def test_compare_every_validation_writes_each_steps_point_and_draws_the_paths(tm
         (run_dir / "run.json").write_text(json.dumps({**record, "run_dir": str(run_dir)}))
     out = tmp_path / "out"
     assert main([str(tmp_path / "run0"), str(tmp_path / "run1"), "--out", str(out),
-                 "--frontier-points", "every-validation"]) == 0
+                 "--frontier-points", "every-validation", "--frontier-at-kl", "2"]) == 0
     rows = (out / "frontier.md").read_text().splitlines()
     assert rows[0] == "| method | β | step | KL(π‖π_ref) (nats/seq) | true reward | seed |"
     assert "| align/dpo | 0.1 | 100 | 2.000 | 0.2000 | 1 |" in rows
     summary = (out / "frontier_summary.md").read_text()
     assert "| align/dpo | 0.1 | 200 | 2 | 4.500 ± 0.707 | 0.4000 ± 0.0000 |" in summary
+    assert "| 2 | 0.2333 |" in summary  # between the step means (1.5, 0.2) and (4.5, 0.4): 0.2 + 0.2 · 0.5/3
     assert (out / "frontier.png").stat().st_size > 0
+
+
+def test_frontier_at_chosen_kls_and_as_a_share_of_the_last_method_by_hand():
+    from divlab.tracking.frontier import rewards_at_kls_markdown
+
+    means = [FrontierMean("align/dpo", 0.1, 1, 4.0, 0.0, 0.4, 0.0), FrontierMean("align/ppo_gt", 0.1, 1, 2.0, 0.0, 0.6, 0.0)]
+    rows = rewards_at_kls_markdown(means, 0.0, (1.0, 2.0, 3.0)).splitlines()
+    assert rows[2] == "| KL | align/dpo | align/ppo_gt | align/dpo / align/ppo_gt |"
+    # π_ref at (0, 0). DPO at KL 1: 0.1, at 2: 0.2; PPO-GT at 1: 0.3, at 2: 0.6, and its curve ends at 2.
+    assert rows[4:] == ["| 1 | 0.1000 | 0.3000 | 33 % |", "| 2 | 0.2000 | 0.6000 | 33 % |", "| 3 | 0.3000 | – | – |"]

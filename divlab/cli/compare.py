@@ -1,7 +1,7 @@
 """Compare finished runs: a table (Markdown + CSV) and plots, from run records or from W&B.
 
     divlab compare RUN_DIR [RUN_DIR ...] --out OUT_DIR [--metrics test/nll ...] [--ignore-keys KEY ...]
-                   [--frontier-points final|every-validation] [--log-wandb]
+                   [--frontier-points final|every-validation] [--frontier-at-kl KL ...] [--log-wandb]
     divlab compare --wandb-project divlab --group study_ring8 --out OUT_DIR      (online)
 
 (`python compare.py ...` in a checkout.)
@@ -25,10 +25,11 @@ from divlab.tracking.table import build_table, flatten, is_ignored, to_markdown,
 
 
 def compare(runs: list[dict], out: Path, metrics: list[str] | None = None, ignore_keys: tuple[str, ...] = (),
-            every_validation: bool = False) -> dict:
+            every_validation: bool = False, frontier_at_kls: tuple[float, ...] = ()) -> dict:
     """Write table.md, table.csv and the PNG plots under `out`; returns what was written. `ignore_keys`: dotted
     config keys that do not tell configurations apart (ValueError for one no run has); `every_validation`: the
-    reward–KL frontier takes every validation of a run, not only its last."""
+    reward–KL frontier takes every validation of a run, not only its last; `frontier_at_kls`: KLs at which the
+    frontier summary reads every method's reward."""
     check_config_keys(runs, ignore_keys)
     out.mkdir(parents=True, exist_ok=True)
     table = build_table(runs, metrics, ignore_keys)
@@ -38,7 +39,7 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None, ignor
     if points:  # alignment runs: one row per run (per β), which the seed-averaged table would merge
         reference = reference_reward(runs)
         (out / "frontier.md").write_text(frontier_markdown(points, reference))
-        summary = frontier_summary_markdown(seed_means(points), reference)
+        summary = frontier_summary_markdown(seed_means(points), reference, frontier_at_kls)
         (out / "frontier_summary.md").write_text(summary)
         print(summary)
     return {
@@ -112,6 +113,8 @@ def main(argv=None, prog: str | None = None) -> int:
                         help="config keys (dotted) that do not tell configurations apart, e.g. one older runs lack")
     parser.add_argument("--frontier-points", choices=("final", "every-validation"), default="final",
                         help="reward–KL frontier: each run's final point, or one per validation (its path from π_ref)")
+    parser.add_argument("--frontier-at-kl", nargs="+", type=float, default=[], metavar="KL",
+                        help="also read every method's frontier at these KLs (nats per sequence)")
     args = parser.parse_args(argv)
     try:
         if args.wandb_project:
@@ -121,7 +124,7 @@ def main(argv=None, prog: str | None = None) -> int:
         else:
             parser.error("pass RUN_DIR(s) or --wandb-project P --group G")
         written = compare(runs, args.out, args.metrics, tuple(args.ignore_keys),
-                          args.frontier_points == "every-validation")
+                          args.frontier_points == "every-validation", tuple(args.frontier_at_kl))
     except (RunSelectionError, ValueError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

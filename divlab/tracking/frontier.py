@@ -148,8 +148,9 @@ def common_kl(means: list[FrontierMean]) -> float | None:
     return min(max(m.kl for m in means if m.method == method) for method in methods) if means else None
 
 
-def frontier_summary_markdown(means: list[FrontierMean], reference: float | None) -> str:
-    """Seed means ± standard deviation per (method, β), then each method's reward at the common KL."""
+def frontier_summary_markdown(means: list[FrontierMean], reference: float | None, at_kls: tuple[float, ...] = ()) -> str:
+    """Seed means ± standard deviation per (method, β), then each method's reward at the common KL (and at each
+    of `at_kls`), then at the KL of every measured point."""
     steps = _has_steps(means)
     step_header, step_rule = ("step | ", "---|") if steps else ("", "")
     lines = [f"| method | β | {step_header}seeds | KL(π‖π_ref) (nats/seq) | true reward |", f"|---|---|{step_rule}---|---|---|"]
@@ -164,7 +165,28 @@ def frontier_summary_markdown(means: list[FrontierMean], reference: float | None
         for method in sorted({m.method for m in means}):
             value = reward_at_kl([m for m in means if m.method == method], kl, reference)
             lines.append(f"| {method} | {'–' if value is None else f'{value:.4f}'} |")
+        if at_kls:
+            lines += ["", *rewards_at_kls_markdown(means, reference, at_kls).splitlines()]
         lines += ["", *rewards_at_every_point_markdown(means, reference).splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def rewards_at_kls_markdown(means: list[FrontierMean], reference: float | None, kls: tuple[float, ...]) -> str:
+    """Each method's frontier (`reward_at_kl`) at the given KLs, one row per KL, and the last method's column as
+    each other method's share of it (the oracle's, when the last method is the oracle)."""
+    methods = sorted({m.method for m in means})
+    curves = {method: [m for m in means if m.method == method] for method in methods}
+    last = methods[-1]
+    shares = methods[:-1]
+    lines = ["Each method's reward at chosen KLs (the best within that KL; – where a curve does not reach), and as a "
+             f"share of {last}'s:", "",
+             "| KL | " + " | ".join(methods) + "".join(f" | {m} / {last}" for m in shares) + " |",
+             "|---|" + "---|" * (len(methods) + len(shares))]
+    for kl in kls:
+        values = {method: reward_at_kl(curves[method], kl, reference) for method in methods}
+        ratios = [None if values[m] is None or not values[last] else values[m] / values[last] for m in shares]
+        lines.append(f"| {kl:g} | " + " | ".join("–" if values[m] is None else f"{values[m]:.4f}" for m in methods)
+                     + "".join(" | –" if r is None else f" | {100 * r:.0f} %" for r in ratios) + " |")
     return "\n".join(lines) + "\n"
 
 
