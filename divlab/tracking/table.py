@@ -187,7 +187,7 @@ def row_name(group: tuple, columns: list[str]) -> str:
 
 
 def build_table(runs: list[dict], metrics: list[str] | None = None, ignore: tuple[str, ...] = ()) -> Table:
-    """Seed means per configuration; `ignore`: flat config keys that do not tell configurations apart."""
+    """Seed means per configuration; `ignore`: config keys (or whole sections) that do not tell configurations apart."""
     metrics = metrics or default_metrics(runs)
     available = {name for run in runs for name in run.get("metrics", {})}
     missing = [m for m in metrics if m not in available]
