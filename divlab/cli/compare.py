@@ -36,10 +36,10 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None, ignor
     (out / "table.md").write_text(to_markdown(table))
     write_csv(table, out / "table.csv")
     points = frontier_points(runs, every_validation, ignore_keys)
+    means, reference = seed_means(points), reference_reward(runs)
     if points:  # alignment runs: one row per run (per β), which the seed-averaged table would merge
-        reference = reference_reward(runs)
         (out / "frontier.md").write_text(frontier_markdown(points, reference))
-        summary = frontier_summary_markdown(seed_means(points), reference, frontier_at_kls)
+        summary = frontier_summary_markdown(means, reference, frontier_at_kls)
         (out / "frontier_summary.md").write_text(summary)
         print(summary)
     return {
@@ -48,7 +48,7 @@ def compare(runs: list[dict], out: Path, metrics: list[str] | None = None, ignor
         "curves": plot_curves(runs, out / "curves.png"),
         "tiles": plot_sample_panel(runs, out / "samples.png"),
         "quality_vs_coverage": plot_quality_vs_coverage(runs, out / "quality_vs_coverage.png"),
-        "frontier": plot_reward_kl_frontier(runs, out / "frontier.png", every_validation, ignore_keys),
+        "frontier": plot_reward_kl_frontier(means, reference, out / "frontier.png"),
     }
 
 

@@ -74,17 +74,23 @@ def _beta_text(beta: float | None) -> str:
     return "" if beta is None else f"{beta:g}"
 
 
-def _has_steps(points) -> bool:
+def has_steps(points) -> bool:
+    """Whether the points come from every validation (they carry steps) rather than runs' final values."""
     return any(p.step is not None for p in points)
 
 
+def _step_cell(text, steps: bool, rule: bool = False) -> str:
+    """A table's step column (header, rule or value) when the points carry steps; nothing otherwise."""
+    return "" if not steps else "---|" if rule else f"{text} | "
+
+
 def frontier_markdown(points: list[FrontierPoint], reference: float | None) -> str:
-    steps = _has_steps(points)
-    step_header, step_rule = ("step | ", "---|") if steps else ("", "")
-    lines = [f"| method | β | {step_header}KL(π‖π_ref) (nats/seq) | true reward | seed |", f"|---|---|{step_rule}---|---|---|"]
+    steps = has_steps(points)
+    lines = [f"| method | β | {_step_cell('step', steps)}KL(π‖π_ref) (nats/seq) | true reward | seed |",
+             f"|---|---|{_step_cell('', steps, rule=True)}---|---|---|"]
     if reference is not None:
-        lines.append(f"| reference π_ref | – | {'0 | ' if steps else ''}0 | {reference:.4f} | – |")
-    lines += [f"| {p.method} | {_beta_text(p.beta)} | {f'{p.step} | ' if steps else ''}{p.kl:.3f} | {p.reward:.4f} | "
+        lines.append(f"| reference π_ref | – | {_step_cell(0, steps)}0 | {reference:.4f} | – |")
+    lines += [f"| {p.method} | {_beta_text(p.beta)} | {_step_cell(p.step, steps)}{p.kl:.3f} | {p.reward:.4f} | "
               f"{p.seed} |" for p in points]
     return "\n".join(lines) + "\n"
 
@@ -132,6 +138,11 @@ def reward_at_kl(curve: list[FrontierMean], kl: float, reference: float | None =
     return reached  # a single point at exactly this KL
 
 
+def curves_by_method(means: list[FrontierMean]) -> dict[str, list[FrontierMean]]:
+    """Each method's seed-mean points, methods in sorted order."""
+    return {method: [m for m in means if m.method == method] for method in sorted({m.method for m in means})}
+
+
 def upper_envelope(curve: list[FrontierMean]) -> list[FrontierMean]:
     """The points no other point beats: each has more reward than every point at lower KL (the frontier's
     corners, through which `reward_at_kl` interpolates until the last of them)."""
@@ -151,10 +162,10 @@ def common_kl(means: list[FrontierMean]) -> float | None:
 def frontier_summary_markdown(means: list[FrontierMean], reference: float | None, at_kls: tuple[float, ...] = ()) -> str:
     """Seed means ± standard deviation per (method, β), then each method's reward at the common KL (and at each
     of `at_kls`), then at the KL of every measured point."""
-    steps = _has_steps(means)
-    step_header, step_rule = ("step | ", "---|") if steps else ("", "")
-    lines = [f"| method | β | {step_header}seeds | KL(π‖π_ref) (nats/seq) | true reward |", f"|---|---|{step_rule}---|---|---|"]
-    lines += [f"| {m.method} | {_beta_text(m.beta)} | {f'{m.step} | ' if steps else ''}{m.n} | {m.kl:.3f} ± "
+    steps = has_steps(means)
+    lines = [f"| method | β | {_step_cell('step', steps)}seeds | KL(π‖π_ref) (nats/seq) | true reward |",
+             f"|---|---|{_step_cell('', steps, rule=True)}---|---|---|"]
+    lines += [f"| {m.method} | {_beta_text(m.beta)} | {_step_cell(m.step, steps)}{m.n} | {m.kl:.3f} ± "
               f"{m.kl_std:.3f} | {m.reward:.4f} ± {m.reward_std:.4f} |" for m in means]
     kl = common_kl(means)
     if kl is not None:
@@ -162,8 +173,8 @@ def frontier_summary_markdown(means: list[FrontierMean], reference: float | None
                       "that KL, linear between the seed means" + (", from π_ref at KL 0" if reference is not None else "")
                       + "):", "",
                   "| method | reward at that KL |", "|---|---|"]
-        for method in sorted({m.method for m in means}):
-            value = reward_at_kl([m for m in means if m.method == method], kl, reference)
+        for method, curve in curves_by_method(means).items():
+            value = reward_at_kl(curve, kl, reference)
             lines.append(f"| {method} | {'–' if value is None else f'{value:.4f}'} |")
         if at_kls:
             lines += ["", *rewards_at_kls_markdown(means, reference, at_kls).splitlines()]
@@ -174,8 +185,8 @@ def frontier_summary_markdown(means: list[FrontierMean], reference: float | None
 def rewards_at_kls_markdown(means: list[FrontierMean], reference: float | None, kls: tuple[float, ...]) -> str:
     """Each method's frontier (`reward_at_kl`) at the given KLs, one row per KL, and the last method's column as
     each other method's share of it (the oracle's, when the last method is the oracle)."""
-    methods = sorted({m.method for m in means})
-    curves = {method: [m for m in means if m.method == method] for method in methods}
+    curves = curves_by_method(means)
+    methods = list(curves)
     last = methods[-1]
     shares = methods[:-1]
     lines = ["Each method's reward at chosen KLs (the best within that KL; – where a curve does not reach), and as a "
@@ -193,14 +204,14 @@ def rewards_at_kls_markdown(means: list[FrontierMean], reference: float | None, 
 def rewards_at_every_point_markdown(means: list[FrontierMean], reference: float | None) -> str:
     """Every method's reward at the KL of every measured point (interpolated as `reward_at_kl`; – outside a
     curve's range): whether one frontier lies above another wherever both have points, read along a row."""
-    methods = sorted({m.method for m in means})
-    curves = {method: [m for m in means if m.method == method] for method in methods}
-    steps = _has_steps(means)
+    curves = curves_by_method(means)
+    methods = list(curves)
+    steps = has_steps(means)
     lines = ["Each method's reward at the KL of every measured point (seed means; – where a curve does not reach):",
-             "", f"| at the point of | β | {'step | ' if steps else ''}KL | " + " | ".join(methods) + " |",
-             "|---|---|---|" + ("---|" if steps else "") + "---|" * len(methods)]
+             "", f"| at the point of | β | {_step_cell('step', steps)}KL | " + " | ".join(methods) + " |",
+             "|---|---|---|" + _step_cell('', steps, rule=True) + "---|" * len(methods)]
     for point in means:
         cells = [reward_at_kl(curves[method], point.kl, reference) for method in methods]
-        lines.append(f"| {point.method} | {_beta_text(point.beta)} | {f'{point.step} | ' if steps else ''}{point.kl:.3f} | "
+        lines.append(f"| {point.method} | {_beta_text(point.beta)} | {_step_cell(point.step, steps)}{point.kl:.3f} | "
                      + " | ".join("–" if c is None else f"{c:.4f}" for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -213,25 +213,21 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
     return {"quality": quality, "coverage": coverage, "points": points, "anchors": [a[0] for a in anchors or ()]}
 
 
-def plot_reward_kl_frontier(runs: list[dict], path: Path, every_validation: bool = False,
-                            ignore: tuple[str, ...] = ()) -> dict | None:
-    """True reward against KL(π‖π_ref): per method its (method, β[, step]) seed means with ±1 std error bars in
-    both directions, its frontier (the upper envelope `reward_at_kl` reads, from the reference policy, a star at
-    KL = 0) as a solid line, points the envelope passes over faded, and with `every_validation` each β's path
-    over its validations dotted: the DPO paper's Figure 2. Returns the points per method; None (nothing
-    drawn) without such runs."""
-    from divlab.tracking.frontier import frontier_points, reference_reward, seed_means, upper_envelope
+def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) -> dict | None:
+    """True reward against KL(π‖π_ref) of the frontier's seed means (`frontier.seed_means`): per method its
+    (method, β[, step]) points with ±1 std error bars in both directions, its frontier (the upper envelope
+    `reward_at_kl` reads, from the reference policy, a star at KL = 0) as a solid line, points the envelope passes
+    over faded, and for points from every validation each β's path dotted: the DPO paper's Figure 2. Returns the
+    runs' points per method; None (nothing drawn) without points."""
+    from divlab.tracking.frontier import curves_by_method, has_steps, upper_envelope
 
-    points = frontier_points(runs, every_validation, ignore)
-    if not points:
+    if not means:
         return None
-    means = seed_means(points)
-    methods = sorted({p.method for p in points})
-    colours = _colours(methods)
-    reference = reference_reward(runs)
+    every_validation = has_steps(means)
+    curves = curves_by_method(means)
+    colours = _colours(list(curves))
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for method in methods:
-        curve = [m for m in means if m.method == method]
+    for method, curve in curves.items():
         envelope = upper_envelope(curve)
         for m in curve:
             ax.errorbar([m.kl], [m.reward], xerr=[m.kl_std], yerr=[m.reward_std], marker="o", markersize=4, capsize=2,
@@ -257,4 +253,4 @@ def plot_reward_kl_frontier(runs: list[dict], path: Path, every_validation: bool
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {method: sum(p.method == method for p in points) for method in methods}
+    return {method: sum(m.n for m in curve) for method, curve in curves.items()}
