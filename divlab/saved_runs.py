@@ -58,7 +58,9 @@ def load_run(run_dir, ckpt_path=None, data_dir: str | None = None) -> LoadedRun:
                                 "=false saves none); pass ckpt_path= one of the run's checkpoints")
     checkpoint = check_readable(ckpt_path)
     data_cfg = config.data if data_dir is None else OmegaConf.merge(config.data, {"data_dir": data_dir})
-    datamodule, model = build_data_and_model(data_cfg, config.model)
+    # the checkpoint holds the weights: a model is rebuilt without the checkpoint it was started from
+    model_cfg = OmegaConf.merge(config.model, {"init_from": None}) if "init_from" in config.model else config.model
+    datamodule, model = build_data_and_model(data_cfg, model_cfg)
     check_matches(checkpoint, model, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     return LoadedRun(config, datamodule, model.eval())

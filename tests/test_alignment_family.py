@@ -197,6 +197,44 @@ def test_reward_model_separates_a_separable_preference_set(policy_spec):
     assert model.rewards(batch["chosen_ids"], batch["chosen_mask"]).shape == (2,)
 
 
+def test_reward_model_second_stage_starts_from_a_checkpoint_and_decays_its_rate_to_zero(policy_spec, tmp_path):
+    """`init_from` copies the weights of a reward model checkpoint (and refuses another readout or a missing
+    file by name); a cosine `scheduler` with T_max = the run's steps ends at rate 0."""
+    import lightning as L
+
+    from divlab.datamodules.preferences import PreferenceDataModule
+    from divlab.lightning_modules.reward_model import RewardModel
+
+    reference = load_reference_policy(**policy_spec)
+    data = PreferenceDataModule(reference.text.encode, records=synthetic_pairs(64), max_length=16,
+                                val_fraction=0.25, batch_size=16)
+    first = RewardModel((16,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3), readout="sum")
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                        default_root_dir=tmp_path)
+    trainer.fit(first, datamodule=data)
+    ckpt = tmp_path / "first.ckpt"
+    trainer.save_checkpoint(ckpt)
+
+    cosine = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=3)
+    second = RewardModel((16,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3), readout="sum",
+                         scheduler=cosine, init_from=str(ckpt))
+    fresh = RewardModel((16,), policy_spec, ADAM, readout="sum")
+    for name, value in first.state_dict().items():
+        assert torch.equal(second.state_dict()[name], value), name
+    assert any(not torch.equal(fresh.state_dict()[n], v) for n, v in first.state_dict().items())
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(second, datamodule=data)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert trainer.lr_scheduler_configs[0].interval == "step"
+
+    with pytest.raises(ValueError, match="readout='sum'.*model.readout='last'"):
+        RewardModel((16,), policy_spec, ADAM, readout="last", init_from=str(ckpt))
+    with pytest.raises(FileNotFoundError, match="model.init_from='nowhere.ckpt'"):
+        RewardModel((16,), policy_spec, ADAM, init_from="nowhere.ckpt")
+
+
 # ---- PPO --------------------------------------------------------------------------------------
 
 

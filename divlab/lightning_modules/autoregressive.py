@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from divlab.lightning_modules.likelihoods import bits_per_character, bits_per_dim, token_log_likelihoods
-from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
 
@@ -189,7 +189,4 @@ class AutoregressiveModel(L.LightningModule):
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.hparams.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
-        optimizer = make_optimizer(self.optimizer, groups, self.device)
-        if self.scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "step"}}
+        return with_scheduler(make_optimizer(self.optimizer, groups, self.device), self.scheduler)

@@ -286,5 +286,5 @@ def load_reward_model(ckpt_path: str | None) -> RewardModel | None:
         raise FileNotFoundError(f"model.reward_model={ckpt_path!r} does not exist; train one with "
                                 "experiment=align_reward_model, or leave it null for the true reward")
     model = RewardModel.load_from_checkpoint(Path(ckpt_path).expanduser(), map_location="cpu", optimizer=None,
-                                             weights_only=True)
+                                             init_from=None, weights_only=True)
     return freeze(model)

@@ -7,15 +7,20 @@ the controlled task's VADER, a normalised sum of word valences); training minimi
 −log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). Logged: the loss
 and the pair accuracy, held out as `val/reward_model_accuracy`. A checkpoint of this module is
 what PPO's `model.reward_model=` reads; PPO with `model.reward_model=fit` fits one as its own
-submodule on its run's pairs first (`PPO.fit_reward_model`).
+submodule on its run's pairs first (`PPO.fit_reward_model`). `init_from` starts r_φ from another reward
+model's weights (a fresh optimiser and schedule: a second stage, e.g. one epoch of cosine decay to zero
+after training at a constant rate).
 """
+from pathlib import Path
+
 import lightning as L
 import torch
 
 from divlab.alignment.reference import load_reference_policy, trainable_copy
 from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, last_token_index, pair_accuracy
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
-from divlab.lightning_modules.optim import make_optimizer
+from divlab.checkpoints import check_readable
+from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.sequence import read_sequence
 from divlab.validation import check_choice, optimizer_lr
 
@@ -40,17 +45,34 @@ class RewardModel(L.LightningModule):
     family = "align"
     divergence = "bradley_terry"
 
-    def __init__(self, data_shape, policy: dict, optimizer, readout: str = "last"):
+    def __init__(self, data_shape, policy: dict, optimizer, readout: str = "last", scheduler=None,
+                 init_from: str | None = None):
         """`policy`: the reference policy spec (`load_reference_policy`) whose backbone r_φ starts from;
-        `readout`: last | sum (`read_reward`)."""
+        `readout`: last | sum (`read_reward`); `scheduler`: a partial lr scheduler stepped every step, or
+        None for a constant rate; `init_from`: a reward model checkpoint whose weights r_φ starts from."""
         super().__init__()
         check_choice("model.readout", readout, READOUTS)
-        self.save_hyperparameters(ignore=["optimizer"])
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         reference = load_reference_policy(**policy)
         self.backbone = trainable_copy(reference)
         self.head = ScalarHead(reference.model.hparams.vocab_size)
-        self.optimizer = optimizer
+        self.optimizer, self.scheduler = optimizer, scheduler
+        if init_from is not None:
+            self.load_weights(init_from)
+
+    def load_weights(self, ckpt_path: str) -> None:
+        """r_φ's weights from a reward model checkpoint of the same readout and backbone shape (strict)."""
+        path = Path(ckpt_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model.init_from={ckpt_path!r} does not exist; pass a checkpoint of an "
+                                    "experiment=align_reward_model run, or null to start from the policy")
+        checkpoint = check_readable(path)
+        readout = checkpoint.get("hyper_parameters", {}).get("readout", self.hparams.readout)
+        if readout != self.hparams.readout:
+            raise ValueError(f"model.init_from={ckpt_path!r} was trained with readout={readout!r}, this run has "
+                             f"model.readout={self.hparams.readout!r}; set model.readout={readout}")
+        self.load_state_dict(checkpoint["state_dict"])
 
     def rewards(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """r_φ(x, y) per sequence [B], read from the backbone's outputs as `readout` says."""
@@ -77,5 +99,5 @@ class RewardModel(L.LightningModule):
         self.preference_step(batch, "val")
 
     def configure_optimizers(self):
-        return make_optimizer(self.optimizer, self.parameters(), self.device)
+        return with_scheduler(make_optimizer(self.optimizer, self.parameters(), self.device), self.scheduler)
 
