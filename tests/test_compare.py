@@ -256,3 +256,23 @@ def test_ignore_keys_takes_a_whole_section(tmp_path):
     dirs = [str(tmp_path / "run0"), str(tmp_path / "run1")]
     assert main([*dirs, "--out", str(tmp_path / "one"), "--ignore-keys", "model"]) == 0
     assert "| align/dpo | 2 |" in (tmp_path / "one" / "table.md").read_text()
+
+
+def test_rows_that_differ_in_a_checkpoint_path_are_named_by_the_part_that_differs():
+    rm = "/home/u/outputs/align_reward_model/runs/{}/checkpoints/last.ckpt"
+    runs = [record("align", seed, {"val/true_reward": 0.5}, divergence="ppo",
+                   config={"model": {"reward_model": rm.format(name)}}) for name in ("2026-12-01_12-59", "anneal")
+            for seed in (0, 1)]
+    runs.append(record("align", 0, {"val/true_reward": 0.1}, divergence="ppo", config={"model": {"reward_model": None}}))
+    table = build_table(runs)
+    assert table.counts == {"align/ppo (model.reward_model=…/2026-12-01_12-59/…)": 2,
+                            "align/ppo (model.reward_model=…/anneal/…)": 2, "align/ppo (model.reward_model=None)": 1}
+
+
+def test_distinct_path_parts_keeps_different_paths_different():
+    from divlab.tracking.table import distinct_path_parts
+
+    assert distinct_path_parts(["a/b/c", "a/b/x/c", "None"]) == {"a/b/c": "…/c", "a/b/x/c": "…/x/c"}
+    assert distinct_path_parts(["a/b", "a/b/c"]) == {"a/b": "…/b", "a/b/c": "…/b/c"}
+    assert distinct_path_parts(["x/last.ckpt", "y/last.ckpt"]) == {"x/last.ckpt": "x/…", "y/last.ckpt": "y/…"}
+    assert distinct_path_parts(["only/one", "fit"]) == {}

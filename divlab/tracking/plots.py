@@ -226,7 +226,8 @@ def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) ->
     every_validation = has_steps(means)
     curves = curves_by_method(means)
     colours = _colours(list(curves))
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    # the legend goes under the axes, one line per method, so long method names never squeeze the plot
+    fig, ax = plt.subplots(figsize=(7, 4.4 + 0.16 * (len(curves) + 1)), layout="constrained")
     for method, curve in curves.items():
         envelope = upper_envelope(curve)
         for m in curve:
@@ -249,8 +250,7 @@ def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) ->
     ax.set_ylabel("true reward of samples (mean ± std over seeds)")
     ax.set_title("reward–KL frontier" + (" (every validation; dotted: one β's path)" if every_validation else ""),
                  fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.legend(loc="outside lower center", fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {method: sum(m.n for m in curve) for method, curve in curves.items()}

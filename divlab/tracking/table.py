@@ -127,12 +127,39 @@ def config_groups(runs: list[dict], ignore: tuple[str, ...] = ()) -> tuple[list[
             break
         if len(partition([*columns, key])) > len(partition(columns)):
             columns.append(key)
-    groups = [(label, *(_display(k, flat.get(k, MISSING)) for k in columns)) for label, flat in zip(labels, flats)]
     # Rare: keys left out made two configurations look alike; keep them apart by all differing keys.
-    if len(set(groups)) < full:
+    if len(set(_groups(labels, flats, columns))) < full:
         columns = sorted(differing, key=_display_order)
-        groups = [(label, *(_display(k, flat.get(k, MISSING)) for k in columns)) for label, flat in zip(labels, flats)]
-    return [_column_name(k) for k in columns], groups
+    return [_column_name(k) for k in columns], _groups(labels, flats, columns)
+
+
+def _groups(labels: list[str], flats: list[dict], columns: list[str]) -> list[tuple]:
+    """(label, displayed value per column) per run, file paths cut to the part that tells them apart."""
+    displayed = []
+    for key in columns:
+        column = [_display(key, flat.get(key, MISSING)) for flat in flats]
+        short = distinct_path_parts(column)
+        displayed.append([short.get(value, value) for value in column])
+    return [(label, *(column[i] for column in displayed)) for i, label in enumerate(labels)]
+
+
+def distinct_path_parts(values: list[str]) -> dict[str, str]:
+    """{path: the components that tell it from the other paths among `values`, with … for the shared ones},
+    e.g. …/anneal/… and …/2026-12-01_12-59-14/… for two runs' <dir>/checkpoints/last.ckpt; {} for under two paths.
+    The shortest path keeps at least one component, so different paths stay different."""
+    paths = sorted({v for v in values if isinstance(v, str) and "/" in v})
+    if len(paths) < 2:
+        return {}
+    parts = [path.split("/") for path in paths]
+    shortest = min(map(len, parts))
+    prefix = 0
+    while prefix < shortest - 1 and len({p[prefix] for p in parts}) == 1:
+        prefix += 1
+    suffix = 0
+    while prefix + suffix < shortest - 1 and len({p[-1 - suffix] for p in parts}) == 1:
+        suffix += 1
+    return {path: ("…/" if prefix else "") + "/".join(p[prefix:len(p) - suffix]) + ("/…" if suffix else "")
+            for path, p in zip(paths, parts)}
 
 
 @dataclass
