@@ -383,6 +383,21 @@ def test_reward_model_then_ppo_on_its_scores_run_through_train(train_with, tmp_p
     assert (record["family"], record["divergence"]) == ("align", "ppo")
 
 
+def test_a_second_stage_reward_model_runs_through_train_and_loads_without_its_first_stage(train_with, tmp_path):
+    from divlab import load_run
+
+    train_with("experiment=align_reward_model", *TINY_OVERRIDES, out=tmp_path / "rm1")
+    first = tmp_path / "rm1" / "checkpoints" / "last.ckpt"
+    cosine = "model.scheduler={_target_: torch.optim.lr_scheduler.CosineAnnealingLR, _partial_: true, T_max: 4}"
+    cfg, _ = train_with("experiment=align_reward_model", f"model.init_from={first}", cosine, *TINY_OVERRIDES,
+                        out=tmp_path / "rm2")
+    assert cfg.model.init_from == str(first)
+    first.unlink()  # the first stage gone: the second's checkpoint holds the weights
+    _, _, model = load_run(tmp_path / "rm2")
+    saved = torch.load(tmp_path / "rm2" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(value, saved[name]) for name, value in model.state_dict().items())
+
+
 def test_dpo_trains_on_a_users_jsonl_pairs(train_with, tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in PAIRS * 4) + "\n")

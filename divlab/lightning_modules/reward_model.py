@@ -17,9 +17,9 @@ import lightning as L
 import torch
 
 from divlab.alignment.reference import load_reference_policy, trainable_copy
+from divlab.checkpoints import check_readable
 from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, last_token_index, pair_accuracy
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
-from divlab.checkpoints import check_readable
 from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.sequence import read_sequence
 from divlab.validation import check_choice, optimizer_lr
