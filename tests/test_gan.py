@@ -82,6 +82,29 @@ def test_critic_takes_n_critic_steps_per_generator_step():
     assert trainer.global_step == 4
 
 
+def test_each_schedule_steps_with_its_own_optimiser():
+    """n_critic=2 over 8 batches: 8 critic steps, 4 generator steps. Cosine schedules with T_max = those
+    counts end at exactly 0; stepped every batch, the generator's would pass T_max and climb back
+    (cos(2π) = 1: back at 1e-3), and never stepped both would stay at 1e-3."""
+    torch.manual_seed(0)
+    cosine = functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, eta_min=0.0)
+    model = make_gan(n_critic=2, generator_scheduler=functools.partial(cosine, T_max=4),
+                     critic_scheduler=functools.partial(cosine, T_max=8))
+    trainer = fit(model, batches("points", 8))
+    generator_opt, critic_opt = trainer.optimizers
+    assert generator_opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert critic_opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert [config.scheduler.last_epoch for config in trainer.lr_scheduler_configs] == [4, 8]
+
+
+def test_a_generator_schedule_alone_and_no_critic_schedule_without_a_critic():
+    linear = functools.partial(torch.optim.lr_scheduler.LinearLR, start_factor=1.0, end_factor=0.5, total_iters=2)
+    trainer = fit(make_gan(divergence="mmd", generator_scheduler=linear), batches("points", 2))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(5e-4)
+    with pytest.raises(ValueError, match="critic_scheduler.*'mmd' has no critic"):
+        make_gan(divergence="mmd", critic_scheduler=linear)
+
+
 @pytest.mark.parametrize("kind", ["points", "image"])
 def test_sample_has_the_data_layout(kind):
     model = make_gan(kind).eval()

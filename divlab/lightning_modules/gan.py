@@ -5,6 +5,10 @@ Wasserstein, hinge, least squares; see `divergences.py`): every batch the critic
 that bound, every `n_critic`-th batch the generator takes a step down the divergence's generator
 loss. `mmd` needs no critic: the generator minimises MMD² between data and samples directly.
 
+Learning-rate schedules: `generator_scheduler` / `critic_scheduler` (partial torch schedulers, e.g.
+CosineAnnealingLR) are stepped after each step of their own optimiser, so T_max counts that network's
+steps (with `n_critic=k` the generator takes one step per k batches).
+
 Packing (PacGAN, Lin et al. 2018): with `packing=m` the critic judges m samples at once, concatenated
 along features (channels for images), so it sees the diversity of a batch and can penalise a
 generator that drops modes; it applies to every critic-based divergence.
@@ -20,7 +24,7 @@ from lightning.pytorch.strategies import DDPStrategy
 
 from divlab.lightning_modules.divergences import (
     get_divergence, gradient_penalty, mmd2_dimension_scaled, mmd_with_bandwidths, r1_penalty, sample_gradient_norm)
-from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
 
@@ -58,6 +62,8 @@ class GAN(L.LightningModule):
         r1_gamma: float = 0.0,
         packing: int = 1,
         mmd_bandwidths: list[float] | None = None,
+        generator_scheduler=None,
+        critic_scheduler=None,
     ):
         super().__init__()
         self.divergence = divergence
@@ -77,7 +83,11 @@ class GAN(L.LightningModule):
         check_positive("model.n_critic", n_critic)
         check_positive("model.gp_weight", gp_weight, allow_zero=True)
         check_positive("model.r1_gamma", r1_gamma, allow_zero=True)
-        self.save_hyperparameters(ignore=["generator", "critic", "generator_optimizer", "critic_optimizer"])
+        if critic_scheduler is not None and not self.objective.needs_critic:
+            raise ValueError(f"model.critic_scheduler is set, and divergence {divergence!r} has no critic; "
+                             "leave it null or use a critic-based divergence")
+        self.save_hyperparameters(ignore=["generator", "critic", "generator_optimizer", "critic_optimizer",
+                                          "generator_scheduler", "critic_scheduler"])
         self.hparams.update(
             family=self.family,
             divergence=divergence,
@@ -92,6 +102,8 @@ class GAN(L.LightningModule):
                        if self.objective.needs_critic else None)
         self.generator_optimizer = generator_optimizer
         self.critic_optimizer = critic_optimizer
+        self.generator_scheduler = generator_scheduler
+        self.critic_scheduler = critic_scheduler
 
     def training_step(self, x: torch.Tensor, batch_idx: int) -> None:
         if x.shape[0] % self.hparams.packing:
@@ -145,10 +157,14 @@ class GAN(L.LightningModule):
         return penalty
 
     def descend(self, optimizer, loss: torch.Tensor) -> None:
-        """One step of `optimizer` down `loss` (named apart from Lightning's `optimizer_step` hook)."""
+        """One step of `optimizer` down `loss` (named apart from Lightning's `optimizer_step` hook), then one
+        of its learning-rate schedule if it has one (manual optimisation: Lightning steps none itself)."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
+        for config in self.trainer.lr_scheduler_configs:
+            if config.scheduler.optimizer is optimizer.optimizer:
+                config.scheduler.step()
 
     def validation_step(self, x: torch.Tensor, batch_idx: int) -> None:
         self.log_dict(self.evaluate("val", x), sync_dist=True, prog_bar=True)
@@ -171,7 +187,12 @@ class GAN(L.LightningModule):
         return self.generator(self.noise(n))
 
     def configure_optimizers(self):
-        generator_opt = make_optimizer(self.generator_optimizer, self.generator.parameters(), self.device)
-        if self.critic is None:
-            return generator_opt
-        return generator_opt, make_optimizer(self.critic_optimizer, self.critic.parameters(), self.device)
+        """Generator's optimiser first, then the critic's; each with its schedule when it has one."""
+        networks = [(self.generator, self.generator_optimizer, self.generator_scheduler)]
+        if self.critic is not None:
+            networks.append((self.critic, self.critic_optimizer, self.critic_scheduler))
+        configs = [with_scheduler(make_optimizer(optimizer, network.parameters(), self.device), scheduler)
+                   for network, optimizer, scheduler in networks]
+        if all(isinstance(config, torch.optim.Optimizer) for config in configs):
+            return configs if len(configs) > 1 else configs[0]
+        return [config if isinstance(config, dict) else {"optimizer": config} for config in configs]
