@@ -344,3 +344,31 @@ def test_monitors_of_image_metrics_logged_every_n_epochs_are_refused():
         every_third.setup(SimpleNamespace(callbacks=[fine]), None, "fit")
     ImageFeatureMetrics(every_n_epochs=1).setup(SimpleNamespace(callbacks=[ModelCheckpoint(monitor="val/kid_fmnist")]),
                                                 None, "fit")
+
+
+class CountingPool(ImagePool):
+    def __init__(self, images: torch.Tensor):
+        super().__init__(images)
+        self.calls = 0
+
+    def sample(self, n: int, generator=None) -> torch.Tensor:
+        self.calls += 1
+        return super().sample(n, generator)
+
+
+def test_samples_are_drawn_once_per_weights_and_again_when_the_weights_change(digits, tmp_path):
+    """A second evaluation from the same weights (a fit's test on its last checkpoint) reuses the samples and
+    scores exactly what drawing them again would; changed weights draw new ones."""
+    pool = CountingPool(digits.real_samples("train", 400))
+    model, callback = FixedModel(pool, False), image_callback(tmp_path, 100, batch_size=100)
+    first = run_test(model, digits, callback, tmp_path)
+    again = run_test(model, digits, callback, tmp_path)
+    assert pool.calls == 1
+    fresh = run_test(model, digits, image_callback(tmp_path, 100, batch_size=100), tmp_path)
+    assert pool.calls == 2
+    for name in ("fid_digits", "kid_digits", "precision_digits", "coverage_digits"):
+        assert again[f"test/{name}"] == first[f"test/{name}"] == fresh[f"test/{name}"]
+    with torch.no_grad():
+        model.anchor.add_(1.0)
+    run_test(model, digits, callback, tmp_path)
+    assert pool.calls == 3

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from divlab.atomic_files import atomic_write
-from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
+from divlab.callbacks.periodic import PeriodicEvaluation
 from divlab.evaluation.feature_nets import FEATURE_SPACES, file_hash, load_feature_net
 from divlab.evaluation.frechet import feature_fid_metric, feature_kid_metric, kid_subset_size
 from divlab.evaluation.manifold import density_coverage, precision_recall
@@ -170,7 +170,7 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         with timer(f"real_features_{suffix}"):
             real = self.real_features(datamodule, split, pl_module.device)
         with timer("image_samples"):
-            images = seeded_samples(pl_module, self.n_samples, self.seed, self.batch_size)
+            images = self.samples(pl_module, self.n_samples, self.batch_size)
         with timer(f"fake_features_{suffix}"):
             fake = extract_features(net, images, pl_module.device, self.batch_size)
         return self.score(real, fake, suffix, timer)

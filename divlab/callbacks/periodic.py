@@ -2,7 +2,12 @@
 
 Heavy evaluations run on rank 0 only (on samples it draws itself) and are logged with
 `rank_zero_only=True`, so DDP runs neither duplicate the work nor the log lines.
+
+Samples are drawn from the callback's own seed, so the same weights give the same samples: a callback asked
+again for as many samples from weights it has just sampled (the test of a fit whose best checkpoint is its
+last, after that epoch's validation) reuses them instead of drawing them again (`PeriodicEvaluation.samples`).
 """
+import hashlib
 import time
 from contextlib import contextmanager
 
@@ -22,6 +27,15 @@ def seeded_samples(pl_module, n: int, seed: int, batch_size: int = 1000) -> torc
         torch.manual_seed(seed)
         return torch.cat([pl_module.sample(min(batch_size, n - start)).float().cpu()
                           for start in range(0, n, batch_size)])
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A hash of every entry of `module.state_dict()` (names and bytes): equal digests, equal weights."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def validation_due(trainer, every_n_epochs: int) -> bool:
@@ -75,6 +89,7 @@ class PeriodicEvaluation(L.Callback):
         self.seed = seed
         self.name = name
         self._skip_noticed = False
+        self._last_samples = None  # ((n, batch_size, weights digest), samples)
 
     def applies(self, datamodule, pl_module) -> bool | str:
         """True, or why to skip: a one-line reason (printed once) or "" (skip silently)."""
@@ -90,6 +105,16 @@ class PeriodicEvaluation(L.Callback):
 
     def evaluate(self, trainer, pl_module, split: str, timer: Timer) -> dict:
         raise NotImplementedError
+
+    def samples(self, pl_module, n: int, batch_size: int = 1000) -> torch.Tensor:
+        """`seeded_samples` from this callback's seed; the previous call's samples when it asked for as many from
+        the same weights (sampling is a function of seed and weights, so reusing them changes no number)."""
+        key = (n, batch_size, weights_digest(pl_module))
+        if self._last_samples is None or self._last_samples[0] != key:
+            self._last_samples = (key, seeded_samples(pl_module, n, self.seed, batch_size))
+        else:
+            rank_zero_info(f"{type(self).__name__}: the same weights as its last evaluation; reusing its {n} samples")
+        return self._last_samples[1]
 
     def _applies(self, trainer, pl_module) -> bool:
         verdict = self.applies(trainer.datamodule, pl_module)

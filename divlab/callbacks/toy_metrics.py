@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from divlab.callbacks.media import log_image_file
-from divlab.callbacks.periodic import PeriodicEvaluation, seeded_samples
+from divlab.callbacks.periodic import PeriodicEvaluation
 from divlab.callbacks.render import save_mode_histogram, save_scatter_over_density
 from divlab.eval_mode import eval_mode
 from divlab.evaluation.toy import loo_bandwidth, mode_scores, scott_bandwidth, toy_divergences
@@ -115,7 +115,7 @@ class ToyDivergences(PeriodicEvaluation):
         datamodule = trainer.datamodule
         n_samples, n_data = self.sample_sizes(split)
         with timer("toy_samples"):
-            samples = seeded_samples(pl_module, n_samples, self.seed)
+            samples = self.samples(pl_module, n_samples)
         data = datamodule.real_samples(split, n_data).float()
         with timer("toy_modes"):
             scores = mode_scores(samples, datamodule.centres, datamodule.sigma, self.threshold, self.min_count)
