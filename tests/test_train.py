@@ -182,6 +182,46 @@ def test_progress_is_logged_as_lines_when_output_is_not_a_terminal(train_with, c
     assert any(line.startswith("test:") and "test/modes_covered" in line for line in lines)
 
 
+def test_validation_lines_show_only_what_that_validation_logged(caplog):
+    """A metric logged every other epoch appears in those epochs' lines only (Lightning's callback_metrics
+    keep its last value, which the line must not pass off as this epoch's)."""
+    import logging
+
+    import lightning as L
+    import torch
+
+    from divlab.callbacks.progress import LogLinesProgress
+
+    class EveryOtherEpoch(L.Callback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch % 2 == 0:
+                pl_module.log("val/rare", float(trainer.current_epoch + 10))
+
+    class Model(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w * batch).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", (self.w * batch).sum())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader([torch.ones(1)], batch_size=None)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        callbacks=[LogLinesProgress(), EveryOtherEpoch()])
+    with caplog.at_level(logging.INFO, logger="divlab.progress"):
+        trainer.fit(Model(), data, data)
+    lines = [r.getMessage() for r in caplog.records if "validation:" in r.getMessage()]
+    assert len(lines) == 3 and all("val/loss" in line for line in lines)
+    assert "val/rare 10" in lines[0] and "val/rare" not in lines[1] and "val/rare 12" in lines[2]
+
+
 def test_extras_show_the_config_tree_and_can_require_tags(tmp_path, caplog):
     import logging
 

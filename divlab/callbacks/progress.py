@@ -1,7 +1,8 @@
 """Progress a person can follow wherever the output goes: Rich's live bar on a terminal; in a log
 file or a batch job's output (not a TTY), plain log lines through Python's logging, so they also land
 in the run's `train.log`: every `every_n_steps` steps the step, epoch, speed and the latest training
-losses, and after each validation every logged metric (timings `time/...` included)."""
+losses, and after each validation every metric logged in that validation (timings `time/...` included; a
+metric an evaluation callback logs every N epochs is shown at its own epochs, not repeated from the last)."""
 import logging
 import sys
 import time
@@ -19,9 +20,14 @@ def progress_bar(every_n_steps: int = 50) -> ProgressBar:
     return RichProgressBar() if sys.stdout.isatty() else LogLinesProgress(every_n_steps)
 
 
-def _format(metrics: dict, prefixes: tuple[str, ...]) -> str:
+def _format(metrics: dict, prefixes: tuple[str, ...], stale: dict | None = None) -> str:
+    """`name value` pairs of the scalar metrics under `prefixes`, leaving out those still the very object they
+    were in `stale` (Lightning's callback_metrics keep a metric's last value until it is logged again)."""
+    stale = stale or {}
     items = []
     for name, value in sorted(metrics.items()):
+        if value is stale.get(name):
+            continue
         if name.startswith(prefixes) and isinstance(value, torch.Tensor) and value.numel() == 1:
             items.append(f"{name} {value.item():.4g}")
     return ", ".join(items)
@@ -35,6 +41,7 @@ class LogLinesProgress(ProgressBar):
         self.every_n_steps = check_positive("callbacks.progress_bar.every_n_steps", every_n_steps)
         self._enabled = True
         self._start = None
+        self._before_evaluation = {}
 
     def disable(self) -> None:
         self._enabled = False
@@ -60,14 +67,20 @@ class LogLinesProgress(ProgressBar):
                  trainer.num_training_batches, trainer.global_step, seconds,
                  _format(trainer.callback_metrics, ("train/",)))
 
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._before_evaluation = dict(trainer.callback_metrics)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._before_evaluation = dict(trainer.callback_metrics)
+
     def on_validation_end(self, trainer, pl_module) -> None:
         if self._enabled and trainer.is_global_zero and not trainer.sanity_checking:
             log.info("epoch %d step %d validation: %s", trainer.current_epoch, trainer.global_step,
-                     _format(trainer.callback_metrics, ("val/", "time/")))
+                     _format(trainer.callback_metrics, ("val/", "time/"), self._before_evaluation))
 
     def on_test_end(self, trainer, pl_module) -> None:
         if self._enabled and trainer.is_global_zero:
-            log.info("test: %s", _format(trainer.callback_metrics, ("test/", "time/")))
+            log.info("test: %s", _format(trainer.callback_metrics, ("test/", "time/"), self._before_evaluation))
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._enabled and trainer.is_global_zero:
