@@ -193,6 +193,4 @@ class GAN(L.LightningModule):
             networks.append((self.critic, self.critic_optimizer, self.critic_scheduler))
         configs = [with_scheduler(make_optimizer(optimizer, network.parameters(), self.device), scheduler)
                    for network, optimizer, scheduler in networks]
-        if all(isinstance(config, torch.optim.Optimizer) for config in configs):
-            return configs if len(configs) > 1 else configs[0]
         return [config if isinstance(config, dict) else {"optimizer": config} for config in configs]
