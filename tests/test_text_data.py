@@ -73,6 +73,21 @@ def test_loaders_give_the_batches_they_gave_before_sharing_the_in_memory_loaders
     assert (len(data.train_dataloader()), len(data.val_dataloader())) == (250, 110)
 
 
+def test_test_windows_are_evenly_spaced_over_the_validation_text_and_default_to_val_windows(tmp_path):
+    (tmp_path / "hamlet.txt").write_text(TEXT)
+    data = TextDataModule(path=str(tmp_path / "hamlet.txt"), data_dir=str(tmp_path), block_size=12, batch_size=3,
+                          val_windows=4, test_windows=10)
+    last = len(data.tokens["val"]) - 12  # the last window's start
+    starts = {split: data.dataset(split).starts.tolist() for split in ("val", "test")}
+    assert starts["val"] == [0, last // 3, 2 * last // 3, last]
+    assert len(starts["test"]) == 10 and starts["test"][0] == 0 and starts["test"][-1] == last
+    assert (len(data.val_dataloader()), len(data.test_dataloader())) == (2, 4)  # batches of 3
+    same = TextDataModule(path=str(tmp_path / "hamlet.txt"), data_dir=str(tmp_path), block_size=12, val_windows=4)
+    assert same.dataset("test").starts.tolist() == starts["val"]
+    with pytest.raises(ValueError, match="data.test_windows"):
+        TextDataModule(path=str(tmp_path / "hamlet.txt"), data_dir=str(tmp_path), test_windows=0)
+
+
 def test_cache_is_reused_and_keyed_by_settings(tmp_path, text_file):
     a = TextDataModule(path=str(text_file), data_dir=str(tmp_path), block_size=16)
     b = TextDataModule(path=str(text_file), data_dir=str(tmp_path), block_size=16)

