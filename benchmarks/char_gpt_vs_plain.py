@@ -1,17 +1,27 @@
 """char_gpt through divlab's Trainer vs a nanoGPT-style plain loop: tokens per second, side by side.
 
     python benchmarks/char_gpt_vs_plain.py [--iters 200] [--repeats 3] [--accelerator auto|cpu|gpu]
+    python benchmarks/char_gpt_vs_plain.py --whole-run [--repeats 1]
 
-Both train fresh copies of the same module (the char_gpt experiment's GPT, AdamW and cosine schedule)
+Steps: both train fresh copies of the same module (the char_gpt experiment's GPT, AdamW and cosine schedule)
 on the same pre-drawn batches of divlab's character-level Shakespeare data, alternated `--repeats`
 times. The plain loop is written the way nanoGPT's train.py is: forward, backward, optimizer step,
 schedule step, `loss.item()` every `log_every_n_steps` iterations. Prints the median tokens/s of each,
 their ratio (goal: the Trainer within 10 % of the plain loop) and the final training loss of each.
+
+--whole-run: the whole of `python train.py experiment=char_gpt` (setup, 2,000 steps, its validations, checkpoints,
+samples and test; W&B off) against a whole nanoGPT-style run of the same model, data and recipe written the way
+nanoGPT's train.py runs its CPU command (`--eval_iters=20`, `eval_interval` 250: the loss on 20 random batches of
+each split at iteration 0 and every 250, a checkpoint of model and optimizer whenever that val estimate improves),
+alternated `--repeats` times on one device. Prints the wall time of each and their ratio (goal ≤ 1.05), and both
+models' loss on the same 2,400 validation windows (divlab's `test/loss`; the plain model scored on them after its
+run, untimed).
 """
 import argparse
 import copy
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +32,7 @@ import torch
 
 from benchmarks.cases.experiment import experiment_case
 from benchmarks.overhead import StepTimer
+from divlab.datamodules.text import RandomWindows
 
 WARMUP = 5
 
@@ -82,12 +93,87 @@ def time_plain(module, batches, device: torch.device, log_every: int) -> tuple[f
     return (time.perf_counter() - start) / (len(batches) - WARMUP), float(loss)
 
 
+EVAL_INTERVAL, EVAL_ITERS = 250, 20  # nanoGPT's shakespeare_char config and its README's CPU command
+
+
+@torch.no_grad()
+def window_loss(model, batches) -> float:
+    """Mean next-token loss (nats/token) over `batches`, as nanoGPT's estimate_loss takes it."""
+    model.eval()
+    losses = [(-model.token_log_likelihoods(x).mean()).item() for x in batches]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def nanogpt_style_run(max_steps: int, checkpoint: Path):
+    """A whole nanoGPT-style run (see the module docstring); returns (wall seconds, model)."""
+    start = time.perf_counter()
+    case = experiment_case("char_gpt", "char_gpt", plain_step=None)
+    model, data = case["module"], case["datamodule"]
+    model.build(data.vocab_size)
+    model.train()
+    configured = model.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    train_batches = iter(data.train_dataloader())
+    batch_size = data.hparams.batch_size
+
+    def random_batches(split: str) -> list:  # nanoGPT's get_batch: random windows of the split
+        windows = RandomWindows(data.tokens[split], data.block_size, EVAL_ITERS * batch_size)
+        return [windows.__getitems__(list(range(i * batch_size, (i + 1) * batch_size))) for i in range(EVAL_ITERS)]
+
+    best = float("inf")
+    for it in range(max_steps + 1):
+        if it % EVAL_INTERVAL == 0:
+            losses = {split: window_loss(model, random_batches(split)) for split in ("train", "val")}
+            if losses["val"] < best and it > 0:
+                best = losses["val"]
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": it}, checkpoint)
+        if it == max_steps:
+            break
+        try:
+            x = next(train_batches)
+        except StopIteration:
+            train_batches = iter(data.train_dataloader())
+            x = next(train_batches)
+        loss = -model.token_log_likelihoods(x).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss.item()  # nanoGPT's log_interval=1 in its CPU command
+    return time.perf_counter() - start, model, data
+
+
+def whole_runs(repeats: int) -> None:
+    from divlab import train
+
+    divlab_s, plain_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(repeats):
+            start = time.perf_counter()
+            run = train(["experiment=char_gpt", "logger=none", f"hydra.run.dir={tmp}/divlab{repeat}"])
+            divlab_s.append(time.perf_counter() - start)
+            divlab_loss = run.metrics["test/loss"]
+            seconds, model, data = nanogpt_style_run(2000, Path(tmp) / "plain.pt")
+            plain_s.append(seconds)
+            test = data.dataset("test")
+            plain_loss = window_loss(model, [test.__getitems__(list(range(i, min(i + 200, len(test)))))
+                                             for i in range(0, len(test), 200)])
+            print(f"repeat {repeat}: divlab {divlab_s[-1]:.1f} s, test/loss {divlab_loss:.4f}; "
+                  f"nanoGPT-style {plain_s[-1]:.1f} s, loss on the same {len(test)} windows {plain_loss:.4f}", flush=True)
+    ratio = statistics.median(d / p for d, p in zip(divlab_s, plain_s))
+    print(f"whole run, divlab / nanoGPT-style wall time: {ratio:.3f} (goal ≤ 1.05)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--whole-run", action="store_true", help="whole runs with evaluation, not steps alone")
     args = parser.parse_args()
+    if args.whole_run:
+        return whole_runs(args.repeats)
     if args.iters <= WARMUP:
         parser.error(f"--iters must exceed the {WARMUP} warm-up iterations, got {args.iters}")
     torch.manual_seed(0)
