@@ -118,6 +118,7 @@ def test_toy_callback_skips_data_without_density(tmp_path):
 
 # ---------------------------------------------------------------- image feature metrics
 
+from divlab.callbacks import image_metrics  # noqa: E402
 from divlab.callbacks.image_metrics import ImageFeatureMetrics, extract_features  # noqa: E402
 from divlab.callbacks.periodic import seeded_samples  # noqa: E402
 from divlab.datamodules.images import ImageDataModule  # noqa: E402
@@ -330,6 +331,15 @@ def test_image_bits_per_dim_of_a_density_never_pass_for_8_bit_bits(digits, tmp_p
     assert ("test/nll" in metrics) == discrete and ("test/nll_continuous" in metrics) == (not discrete)
 
 
+def test_zero_likelihood_batches_turn_a_split_off_and_negative_ones_are_refused(digits, tmp_path):
+    from divlab.callbacks.likelihood import LikelihoodEvaluator
+
+    metrics = run_test(UniformImageModel(True), digits, LikelihoodEvaluator(max_test_batches=0), tmp_path)
+    assert not {"test/nll", "test/bpd", "time/test/likelihood_seconds"} & set(metrics)
+    with pytest.raises(ValueError, match=r"callbacks.likelihood.max_val_batches must be >= 0, got -1"):
+        LikelihoodEvaluator(max_val_batches=-1)
+
+
 def test_monitors_of_image_metrics_logged_every_n_epochs_are_refused():
     from types import SimpleNamespace
 
@@ -356,14 +366,19 @@ class CountingPool(ImagePool):
         return super().sample(n, generator)
 
 
-def test_samples_are_drawn_once_per_weights_and_again_when_the_weights_change(digits, tmp_path):
+def test_samples_are_drawn_once_per_weights_and_again_when_the_weights_change(digits, tmp_path, monkeypatch):
     """A second evaluation from the same weights (a fit's test on its last checkpoint) reuses the samples and
     scores exactly what drawing them again would; changed weights draw new ones."""
     pool = CountingPool(digits.real_samples("train", 400))
     model, callback = FixedModel(pool, False), image_callback(tmp_path, 100, batch_size=100)
+    extracted = []
+    real_extract = image_metrics.extract_features
+    monkeypatch.setattr(image_metrics, "extract_features", lambda net, images, *args: extracted.append(len(images))
+                        or real_extract(net, images, *args))
     first = run_test(model, digits, callback, tmp_path)
     again = run_test(model, digits, callback, tmp_path)
     assert pool.calls == 1
+    assert len(extracted) == 2  # features of the real images and of the samples, each computed once
     fresh = run_test(model, digits, image_callback(tmp_path, 100, batch_size=100), tmp_path)
     assert pool.calls == 2
     for name in ("fid_digits", "kid_digits", "precision_digits", "coverage_digits"):

@@ -122,6 +122,7 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         self.batch_size = check_positive("callbacks.image_metrics.batch_size", batch_size)
         self._feature_spaces = {}
         self._real_features = {}
+        self._last_fake_features = None  # (samples, feature net, features): reused with the samples themselves
 
     def logs_metric(self, name: str) -> bool:
         # fid_<net>, kid_<net>, kid_std_<net>, precision_<net>, ... (the feature network's suffix)
@@ -172,8 +173,15 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         with timer("image_samples"):
             images = self.samples(pl_module, self.n_samples, self.batch_size)
         with timer(f"fake_features_{suffix}"):
-            fake = extract_features(net, images, pl_module.device, self.batch_size)
+            fake = self.fake_features(net, images, pl_module.device)
         return self.score(real, fake, suffix, timer)
+
+    def fake_features(self, net: nn.Module, images: Tensor, device) -> Tensor:
+        """Features of the model's samples; those of the last call when `samples` handed back the same images."""
+        last = self._last_fake_features
+        if last is None or last[0] is not images or last[1] is not net:
+            self._last_fake_features = last = (images, net, extract_features(net, images, device, self.batch_size))
+        return last[2]
 
     def score(self, real: Tensor, fake: Tensor, suffix: str, timer) -> dict:
         """The selected metrics between real and fake features (n, d), named `<metric>_<suffix>`."""

@@ -35,10 +35,14 @@ class LikelihoodEvaluator(L.Callback):
     (`<split>/nll_continuous`, `<split>/bpd_continuous` for a density on image data).
 
     Families without `log_likelihood` (GANs) are skipped with a one-line notice. Validation runs
-    every `every_n_epochs` epochs; the time spent is logged as `time/<split>/likelihood_seconds`.
+    every `every_n_epochs` epochs on the first `max_val_batches` batches (0: never at validation; null: all),
+    the test on the first `max_test_batches`; the time spent is logged as `time/<split>/likelihood_seconds`.
     """
 
     def __init__(self, max_val_batches: int | None = 2, max_test_batches: int | None = 10, every_n_epochs: int = 1):
+        for split, limit in (("val", max_val_batches), ("test", max_test_batches)):
+            if limit is not None:
+                check_positive(f"callbacks.likelihood.max_{split}_batches", limit, allow_zero=True)
         self.max_batches = {"val": max_val_batches, "test": max_test_batches}
         self.every_n_epochs = check_positive("callbacks.likelihood.every_n_epochs", every_n_epochs)
         self._noticed = False
