@@ -72,21 +72,31 @@ def time_trainer(module, batches, accelerator: str, log_every: int) -> tuple[flo
     return (timer.end - timer.start) / (len(batches) - WARMUP), float(last.loss)
 
 
+def optimizer_and_schedule(model) -> tuple:
+    """The module's own AdamW and per-step cosine schedule, as the Trainer would build them."""
+    configured = model.configure_optimizers()
+    return configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+
+
+def plain_step(model, optimizer, scheduler, x: torch.Tensor) -> torch.Tensor:
+    """One nanoGPT-style iteration: forward, backward, optimizer step, schedule step; returns the loss."""
+    loss = -model.token_log_likelihoods(x).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    return loss
+
+
 def time_plain(module, batches, device: torch.device, log_every: int) -> tuple[float, float]:
     model = copy.deepcopy(module).to(device)
     model.train()
-    configured = model.configure_optimizers()
-    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    optimizer, scheduler = optimizer_and_schedule(model)
     for it, x in enumerate(batches):
         if it == WARMUP:
             synchronize(device)
             start = time.perf_counter()
-        x = x.to(device, non_blocking=True)
-        loss = -model.token_log_likelihoods(x).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        loss = plain_step(model, optimizer, scheduler, x.to(device, non_blocking=True))
         if it % log_every == 0:
             loss.item()
     synchronize(device)
@@ -106,14 +116,13 @@ def window_loss(model, batches) -> float:
 
 
 def nanogpt_style_run(max_steps: int, checkpoint: Path):
-    """A whole nanoGPT-style run (see the module docstring); returns (wall seconds, model)."""
+    """A whole nanoGPT-style run (see the module docstring); returns (wall seconds, model, datamodule)."""
     start = time.perf_counter()
     case = experiment_case("char_gpt", "char_gpt", plain_step=None)
     model, data = case["module"], case["datamodule"]
     model.build(data.vocab_size)
     model.train()
-    configured = model.configure_optimizers()
-    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    optimizer, scheduler = optimizer_and_schedule(model)
     train_batches = iter(data.train_dataloader())
     batch_size = data.hparams.batch_size
 
@@ -135,12 +144,7 @@ def nanogpt_style_run(max_steps: int, checkpoint: Path):
         except StopIteration:
             train_batches = iter(data.train_dataloader())
             x = next(train_batches)
-        loss = -model.token_log_likelihoods(x).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        loss.item()  # nanoGPT's log_interval=1 in its CPU command
+        plain_step(model, optimizer, scheduler, x).item()  # .item(): nanoGPT's log_interval=1 in its CPU command
     return time.perf_counter() - start, model, data
 
 
