@@ -20,6 +20,7 @@ from divlab.evaluation import (
     jensen_shannon,
     kde_log_prob,
     kernel_inception_distance,
+    logsumexp_rows,
     kid_subset_size,
     loo_bandwidth,
     mmd2_unbiased,
@@ -339,6 +340,29 @@ def test_kde_log_prob_matches_scipy_product_kernel():
     np.fill_diagonal(self_kernels, 0.0)
     loo = np.log(self_kernels.sum(axis=1) / (len(s) - 1))
     np.testing.assert_allclose(kde_log_prob(samples, samples, torch.tensor(h), leave_one_out=True, chunk_size=16).numpy(), loo, rtol=1e-10)
+
+
+def test_logsumexp_rows_is_torch_logsumexp_bit_for_bit():
+    # Rows spanning thousands of nats (a narrow kernel's far pairs), one with −inf terms, one all −inf:
+    # the floor 700 nats below each row's maximum must leave every float64 result exactly unchanged.
+    log_terms = -torch.rand(6, 3000, generator=gen(25), dtype=torch.float64) * torch.tensor(
+        [[1.0], [650.0], [720.0], [800.0], [5000.0], [1e6]], dtype=torch.float64)
+    log_terms[1, ::7] = -math.inf
+    log_terms = torch.cat([log_terms, torch.full((1, 3000), -math.inf, dtype=torch.float64)])
+    assert torch.equal(logsumexp_rows(log_terms), torch.logsumexp(log_terms, dim=1))
+
+
+def test_kde_scores_of_narrow_modes_are_torch_logsumexp_bit_for_bit():
+    # The ring at σ = 0.01 with the leave-one-out bandwidth: the case whose far pairs underflow.
+    torch.manual_seed(26)
+    samples = isotropic_mixture(ring_centres(), RING_SIGMA).sample((700,))
+    points = isotropic_mixture(ring_centres(), RING_SIGMA).sample((300,))
+    h = loo_bandwidth(samples)
+    scaled = lambda a: a / h  # noqa: E731
+    sq = torch.cdist(scaled(points), scaled(samples)).square()
+    reference = torch.logsumexp(-0.5 * sq, dim=1) - math.log(700) - h.log().sum() - math.log(2 * math.pi)
+    assert (-0.5 * sq).min() < -708  # exp underflows here: the case the floor is for
+    assert torch.equal(kde_log_prob(points, samples, h), reference)
 
 
 @pytest.mark.parametrize("bandwidth", [None, 0.05])

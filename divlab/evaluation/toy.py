@@ -20,6 +20,8 @@ from torch import Tensor
 
 LOG_2PI = math.log(2 * math.pi)
 CHUNK_SIZE = 1024
+# Terms more than this many nats below a row's largest are raised to it before exp (see `logsumexp_rows`).
+NEGLIGIBLE_LOG_RATIO = 700.0
 
 LogDensity = Callable[[Tensor], Tensor]
 Bandwidth = float | Tensor | Callable[[Tensor], Tensor] | None
@@ -82,6 +84,19 @@ def scott_bandwidth(samples: Tensor) -> Tensor:
     return n ** (-1.0 / (d + 4)) * samples.double().std(dim=0)
 
 
+def logsumexp_rows(log_terms: Tensor) -> Tensor:
+    """torch.logsumexp(log_terms, dim=1), with every term more than 700 nats below its row's largest
+    raised to that floor first: the same float64 result, about twice as fast on CPU.
+
+    After subtracting the row maximum, the largest term is exactly 1 and a raised term adds at most
+    e^−700 ≈ 1e−304, which cannot change a sum ≥ 1 (half an ulp of 1 is 1.1e−16). What the floor
+    avoids is exp's slow path: a float64 exp below −708 underflows and costs ~20× a normal one,
+    and a narrow KDE kernel puts almost every far pair there.
+    """
+    row_max = log_terms.amax(dim=1, keepdim=True)
+    return torch.logsumexp(torch.maximum(log_terms, row_max - NEGLIGIBLE_LOG_RATIO), dim=1)
+
+
 def _scaled_sq_distances(points: Tensor, samples: Tensor, bandwidth: Tensor) -> Tensor:
     return torch.cdist(points.double() / bandwidth, samples.double() / bandwidth).square()
 
@@ -109,7 +124,7 @@ def loo_bandwidth(
     totals = torch.zeros_like(scales)
     for block in torch.split(rows, chunk_size):
         sq = _mask_self(_scaled_sq_distances(samples[block], samples, base), block)
-        totals += torch.stack([torch.logsumexp(-0.5 * sq / c**2, dim=1).sum() for c in scales])
+        totals += torch.stack([logsumexp_rows(-0.5 * sq / c**2).sum() for c in scales])
     log_likelihood = totals - rows.numel() * d * scales.log()
     return scales[log_likelihood.argmax()] * base
 
@@ -146,7 +161,7 @@ def kde_log_prob(
         sq = _scaled_sq_distances(points[start:start + chunk_size], samples, h)
         if leave_one_out:
             sq = _mask_self(sq, torch.arange(start, start + sq.shape[0]))
-        log_sums.append(torch.logsumexp(-0.5 * sq, dim=1))
+        log_sums.append(logsumexp_rows(-0.5 * sq))
     n_kernels = n - 1 if leave_one_out else n
     return torch.cat(log_sums) - math.log(n_kernels) - h.log().sum() - 0.5 * d * LOG_2PI
 
