@@ -15,6 +15,7 @@ from divlab.lightning_modules.divergences import (
     F_DIVERGENCES,
     get_divergence,
     gradient_penalty,
+    mmd2_from_kernels,
     mmd2_unbiased,
     mmd_with_bandwidths,
     r1_penalty,
@@ -216,6 +217,28 @@ def mmd_repeats(mu_b, sigma_b, repeats=40, n=300):
     ]
     values = torch.tensor(values, dtype=torch.float64)
     return values.mean().item(), values.std().item() / math.sqrt(repeats)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mmd_kernels_of_distant_samples_are_the_plain_exp_bit_for_bit(dtype):
+    # The 5×5 grid's spread against a narrow kernel: most pairs' exp underflows, the case the floor is for.
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randint(-2, 3, (200, 2), generator=g) * 2 + 0.05 * torch.randn(200, 2, generator=g)).to(dtype)
+    y = (8 * torch.rand(150, 2, generator=g, dtype=dtype) - 4).requires_grad_()
+    bandwidths = (0.05, 0.2, 1.0)
+
+    def plain_exp_mmd2(x, y):  # mmd2_unbiased's kernel with torch.exp as it is
+        z = torch.cat([x, y])
+        sq = torch.cdist(z, z).pow(2)
+        gamma = torch.tensor([1.0 / (2.0 * h**2) for h in bandwidths], dtype=dtype)
+        k = torch.exp(-sq.unsqueeze(-1) * gamma).sum(-1)
+        return mmd2_from_kernels(k[:200, :200], k[200:, 200:], k[:200, 200:])
+
+    floored, reference = mmd2_unbiased(x, y, bandwidths), plain_exp_mmd2(x, y)
+    underflow = -(torch.cdist(x, y.detach()).pow(2).max() / (2 * 0.05**2))
+    assert underflow < math.log(torch.finfo(dtype).tiny)  # far below the floor: the floor is exercised
+    assert torch.equal(floored, reference)
+    assert torch.equal(torch.autograd.grad(floored, y)[0], torch.autograd.grad(reference, y)[0])
 
 
 def test_mmd_unbiased_is_zero_for_one_distribution():

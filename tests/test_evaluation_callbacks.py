@@ -356,6 +356,29 @@ def test_monitors_of_image_metrics_logged_every_n_epochs_are_refused():
                                                 None, "fit")
 
 
+@pytest.mark.parametrize("callback", ["toy_metrics", "likelihood", "samples"])
+def test_an_evaluation_due_between_validations_is_refused_before_training(callback):
+    from types import SimpleNamespace
+
+    from divlab.callbacks.likelihood import LikelihoodEvaluator
+    from divlab.callbacks.samples import SampleLogger
+
+    every_ten = {"toy_metrics": ToyDivergences, "likelihood": LikelihoodEvaluator, "samples": SampleLogger}[callback](
+        every_n_epochs=10)
+    module = SimpleNamespace(log_likelihood=None)
+
+    def trainer(every_validation):
+        return SimpleNamespace(check_val_every_n_epoch=every_validation, callbacks=[],
+                               datamodule=SimpleNamespace(kind="points"))
+
+    for fine in (1, 2, 5, 10, None):  # divisors of 10, and validation by steps (None)
+        every_ten.setup(trainer(fine), module, "fit")
+    with pytest.raises(ValueError, match=rf"callbacks.{callback}.every_n_epochs=10 is not a multiple of "
+                                         r"trainer.check_val_every_n_epoch=3, .* \(e.g. 12\)"):
+        every_ten.setup(trainer(3), module, "fit")
+    every_ten.setup(trainer(3), module, "test")  # a test alone has no validation cadence to meet
+
+
 class CountingPool(ImagePool):
     def __init__(self, images: torch.Tensor):
         super().__init__(images)

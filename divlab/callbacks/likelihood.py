@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from divlab.callbacks.periodic import check_monitors_see_every_validation, validation_due
+from divlab.callbacks.periodic import check_cadence_is_validated, check_monitors_see_every_validation, validation_due
 from divlab.lightning_modules.likelihoods import bits_per_dim
 from divlab.validation import check_positive
 
@@ -50,6 +50,7 @@ class LikelihoodEvaluator(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit" and hasattr(pl_module, "log_likelihood"):
+            check_cadence_is_validated(trainer, "likelihood", self.every_n_epochs)
             kind = getattr(trainer.datamodule, "kind", None)
             names = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))
             check_monitors_see_every_validation(trainer, "likelihood", self.every_n_epochs,

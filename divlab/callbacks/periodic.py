@@ -8,6 +8,7 @@ again for as many samples from weights it has just sampled (the test of a fit wh
 last, after that epoch's validation) reuses them instead of drawing them again (`PeriodicEvaluation.samples`).
 """
 import hashlib
+import math
 import time
 from contextlib import contextmanager
 
@@ -42,6 +43,19 @@ def validation_due(trainer, every_n_epochs: int) -> bool:
     """Whether this validation epoch is one of every `every_n_epochs` (the 1st-based epoch divides it), never
     during the sanity check."""
     return not trainer.sanity_checking and (trainer.current_epoch + 1) % every_n_epochs == 0
+
+
+def check_cadence_is_validated(trainer, name: str, every_n_epochs: int) -> None:
+    """Refuse, before training, an evaluation due every `every_n_epochs` epochs when validation runs only every
+    `trainer.check_val_every_n_epoch` epochs and the one is not a multiple of the other: most epochs where it is due
+    would have no validation to run in, and it would silently run less often than configured (or never)."""
+    every_validation = getattr(trainer, "check_val_every_n_epoch", None)
+    if isinstance(every_validation, int) and every_validation > 1 and every_n_epochs % every_validation:
+        nearest = math.ceil(every_n_epochs / every_validation) * every_validation
+        raise ValueError(
+            f"callbacks.{name}.every_n_epochs={every_n_epochs} is not a multiple of trainer.check_val_every_n_epoch="
+            f"{every_validation}, so most epochs where it is due have no validation: set it to a multiple of "
+            f"{every_validation} (e.g. {nearest}) or trainer.check_val_every_n_epoch to a divisor of {every_n_epochs}")
 
 
 # divlab's config names of the callbacks that watch a validation metric every validation
@@ -101,6 +115,7 @@ class PeriodicEvaluation(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
+            check_cadence_is_validated(trainer, self.name, self.every_n_epochs)
             check_monitors_see_every_validation(trainer, self.name, self.every_n_epochs, self.logs_metric)
 
     def evaluate(self, trainer, pl_module, split: str, timer: Timer) -> dict:

@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from divlab.callbacks.media import log_image_file, log_text_samples
-from divlab.callbacks.periodic import validation_due
+from divlab.callbacks.periodic import check_cadence_is_validated, validation_due
 from divlab.callbacks.render import RENDERERS
 from divlab.eval_mode import eval_mode
 from divlab.validation import check_positive
@@ -18,6 +18,10 @@ class SampleLogger(L.Callback):
         self.every_n_epochs = check_positive("callbacks.samples.every_n_epochs", every_n_epochs)
         self.dirname = dirname
         self._last_step = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            check_cadence_is_validated(trainer, "samples", self.every_n_epochs)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if validation_due(trainer, self.every_n_epochs):
