@@ -144,3 +144,20 @@ def test_networks_given_to_a_model_without_networks_choices_fails_before_trainin
     assert ("networks=conv is not read by model=ar, which would ignore it; the models with a networks choice: "
             "ddpm, gan, score, vae") in result.stderr
     assert not (run_dir / "run.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("debug", [None, "tiny"])
+def test_every_preset_validates_at_every_epoch_its_evaluation_callbacks_are_due(tmp_path, debug):
+    # What the callbacks refuse at the start of a fit (periodic.check_cadence_is_validated), for every preset as it
+    # ships and under debug=tiny, whose one epoch must be validated whatever the preset's cadence.
+    for experiment in EXPERIMENTS:
+        cfg = compose_config(tmp_path, [f"experiment={experiment}", *([f"debug={debug}"] if debug else [])])
+        every_validation = cfg.trainer.check_val_every_n_epoch
+        if debug:
+            assert every_validation == 1, experiment
+        for name, callback in (cfg.callbacks or {}).items():
+            due = (callback or {}).get("every_n_epochs")
+            assert due in (None, 1) or due % every_validation == 0, (experiment, name, due, every_validation)

@@ -377,6 +377,8 @@ def test_an_evaluation_due_between_validations_is_refused_before_training(callba
                                          r"trainer.check_val_every_n_epoch=3, .* \(e.g. 12\)"):
         every_ten.setup(trainer(3), module, "fit")
     every_ten.setup(trainer(3), module, "test")  # a test alone has no validation cadence to meet
+    every_ten.every_n_epochs = 1  # "at every validation", whatever the cadence
+    every_ten.setup(trainer(3), module, "fit")
 
 
 class CountingPool(ImagePool):

@@ -46,11 +46,13 @@ def validation_due(trainer, every_n_epochs: int) -> bool:
 
 
 def check_cadence_is_validated(trainer, name: str, every_n_epochs: int) -> None:
-    """Refuse, before training, an evaluation due every `every_n_epochs` epochs when validation runs only every
+    """Refuse, before training, an evaluation due every `every_n_epochs` > 1 epochs when validation runs only every
     `trainer.check_val_every_n_epoch` epochs and the one is not a multiple of the other: most epochs where it is due
-    would have no validation to run in, and it would silently run less often than configured (or never)."""
+    would have no validation to run in, and it would silently run less often than configured (or never).
+    `every_n_epochs=1` is "at every validation", whatever the validation cadence."""
     every_validation = getattr(trainer, "check_val_every_n_epoch", None)
-    if isinstance(every_validation, int) and every_validation > 1 and every_n_epochs % every_validation:
+    if (isinstance(every_validation, int) and every_validation > 1 and every_n_epochs > 1
+            and every_n_epochs % every_validation):
         nearest = math.ceil(every_n_epochs / every_validation) * every_validation
         raise ValueError(
             f"callbacks.{name}.every_n_epochs={every_n_epochs} is not a multiple of trainer.check_val_every_n_epoch="
