@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from divlab.atomic_files import atomic_write
+from divlab.deferred_signals import signals_deferred
 from divlab.tracking.run_record import read_run_record_or_none
 
 log = logging.getLogger("divlab.checkpoints")
@@ -130,10 +131,11 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, gr
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temporary file beside it, then renames: a kill mid-write leaves the old file
-    whole (fsspec's transaction writes in the system temp dir and copies across devices, which is not atomic)."""
+    whole (fsspec's transaction writes in the system temp dir and copies across devices, which is not atomic).
+    A stop or pre-emption signal during the write is handled once the checkpoint is whole (`signals_deferred`)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        with atomic_write(path, fsync=True) as file:
+        with signals_deferred(), atomic_write(path, fsync=True) as file:
             torch.save(checkpoint, file)
 
     def load_checkpoint(self, path, map_location=None, weights_only=True) -> dict:

@@ -459,6 +459,62 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_old_file_and_no_temp_elsewh
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+def test_a_preemption_signal_during_a_checkpoint_write_exits_after_the_checkpoint_is_whole(tmp_path, monkeypatch):
+    # submitit's requeue handler raises SystemExit; landing inside torch.save's writes it once turned a requeue
+    # into RuntimeError('unexpected pos ...'). Here the signal arrives halfway through the write.
+    import os
+    import signal
+
+    from divlab.checkpoints import AtomicCheckpointIO
+
+    def requeue(signum, frame):
+        raise SystemExit(3)
+
+    real_save = torch.save
+
+    def save_interrupted_halfway(obj, file):
+        file.write(b"")  # the write has begun
+        os.kill(os.getpid(), signal.SIGUSR2)  # delivered to this (main) thread before kill returns
+        real_save(obj, file)
+
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        monkeypatch.setattr(torch, "save", save_interrupted_halfway)
+        with pytest.raises(SystemExit) as exit_info:
+            AtomicCheckpointIO().save_checkpoint({"step": 7}, tmp_path / "last.ckpt")
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    monkeypatch.undo()
+    assert exit_info.value.code == 3
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True) == {"step": 7}
+    assert signal.getsignal(signal.SIGUSR2) is previous
+
+
+def test_deferred_signals_keep_their_order_and_default_actions(monkeypatch):
+    import os
+    import signal
+
+    from divlab.deferred_signals import signals_deferred
+
+    seen, raised = [], []
+    previous = {number: signal.signal(number, lambda n, frame: seen.append(n))
+                for number in (signal.SIGUSR1, signal.SIGUSR2)}
+    try:
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert seen == []  # nothing runs inside the block
+        assert seen == [signal.SIGUSR2, signal.SIGUSR1]
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # default action: raised again after the block
+        monkeypatch.setattr(signal, "raise_signal", raised.append)
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGUSR1)
+        assert raised == [signal.SIGUSR1] and signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 # 21.1. ckpt_path=last never resumes a different model; groups describe what runs --------------------------------------
 
 def test_ckpt_path_last_never_resumes_another_models_checkpoint(train_with, tmp_path):
