@@ -18,7 +18,8 @@ def signals_deferred(signals=STOP_SIGNALS):
     """Inside the block the listed signals are only recorded; leaving it restores their handlers and runs, in
     arrival order, the handler each recorded signal would have run (a raising one raises after the block, not in
     it). A signal whose action is the default one is raised again for that default action; ignored signals stay
-    ignored. Outside the main thread, where Python cannot set handlers, the block runs as it is.
+    ignored. A block that raises restores the handlers and propagates its own error, without the handlers of what
+    arrived during it. Outside the main thread, where Python cannot set handlers, the block runs as it is.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -36,9 +37,9 @@ def signals_deferred(signals=STOP_SIGNALS):
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum, frame in received:
-            handler = previous[signum]
-            if handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
-            else:
-                handler(signum, frame)
+    for signum, frame in received:  # only when the block ended normally: its own error propagates as it is
+        handler = previous[signum]
+        if handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
+        else:
+            handler(signum, frame)

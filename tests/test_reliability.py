@@ -216,8 +216,40 @@ def test_sigterm_saves_last_records_interrupted_and_exits_143(train_with, tmp_pa
     assert stop.value.code == 128 + signal.SIGTERM
     record = record_of(tmp_path)
     assert record["status"] == "interrupted"
-    # Stopped where the signal came (inside step 5, before its update), as Ctrl-C: last.ckpt holds step 4.
-    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    # The signal came inside step 5, before its update; the batch it came in completes, and the run stops before the
+    # next one takes a step (SignalsBetweenTrainingBatches): last.ckpt holds step 5.
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+
+
+def test_a_preemption_between_a_gans_critic_and_generator_steps_resumes_without_redoing_a_step(
+        train_with, tmp_path, monkeypatch):
+    # submitit's requeue raises SystemExit from its signal handler; arriving between the two optimiser steps of one
+    # GAN batch, it used to leave last.ckpt at an odd step, and the resumed run redid that batch's critic step.
+    from divlab.lightning_modules.gan import GAN
+
+    original = GAN.descend
+
+    def descend_then_preempt(self, optimizer, loss):
+        original(self, optimizer, loss)
+        if self.trainer.global_step == 5:  # the critic step of the third batch is done, its generator step is not
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    def requeue(signum, frame):
+        raise SystemExit(3)
+
+    gan = ("experiment=gan_ring8", "debug=tiny", "trainer=cpu", "logger=csv", "~callbacks.toy_metrics")
+    monkeypatch.setattr(GAN, "descend", descend_then_preempt)
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            train_with(*gan, "trainer.max_epochs=3")
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    monkeypatch.undo()
+    assert stop.value.code == 3
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6  # a whole batch
+    train_with(*gan, "trainer.max_epochs=3", "ckpt_path=last")
+    assert record_of(tmp_path)["global_step"] == 18  # 3 epochs × 3 batches × (critic + generator): none redone
 
 
 class SlowEvaluation:

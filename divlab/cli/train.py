@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
+from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
 from divlab.callbacks.rank_noise import DistinctNoisePerRank
 from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
 from divlab.cli.hydra_app import run_command_line
@@ -161,7 +162,7 @@ def run(cfg: DictConfig) -> dict:
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
-    callbacks += [record, StopPromptlyOnSIGTERM(), DistinctNoisePerRank()]
+    callbacks += [record, StopPromptlyOnSIGTERM(), SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
     if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
         callbacks.append(SaveLast(last_dir))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, record.logger],
