@@ -9,8 +9,9 @@ import threading
 from contextlib import contextmanager
 
 # Ctrl-C, the stop signal of SLURM and most schedulers, and the two user signals SLURM and submitit send before a
-# time-out or pre-emption.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# time-out or pre-emption (where the platform has them: Windows has no SIGUSR1/2).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2")
+                     if hasattr(signal, name))
 
 
 @contextmanager
