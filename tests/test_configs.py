@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, get_object
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR, ROOT, compose_config
+from conftest import CONFIG_DIR, EXPERIMENTS, ROOT, compose_config
 
 
 @pytest.mark.parametrize("family, networks, role, target", [
@@ -144,9 +144,6 @@ def test_networks_given_to_a_model_without_networks_choices_fails_before_trainin
     assert ("networks=conv is not read by model=ar, which would ignore it; the models with a networks choice: "
             "ddpm, gan, score, vae") in result.stderr
     assert not (run_dir / "run.json").exists() and not (run_dir / "checkpoints").exists()
-
-
-EXPERIMENTS = sorted(path.stem for path in (CONFIG_DIR / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("debug", [None, "tiny"])

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import CONFIG_DIR, compose_config
+from conftest import CONFIG_DIR, EXPERIMENTS, compose_config
 
 
 def test_callbacks_none_runs_with_an_experiment_and_a_debug_preset(train_with, tmp_path):
@@ -38,7 +38,6 @@ def test_inception_features_without_torch_fidelity_fail_at_construction(tmp_path
     ImageFeatureMetrics(feature_net="auto")  # the shipped classifiers need nothing more
 
 
-EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 # What one debug evaluation may cost at most, per callback (samples drawn, likelihood batches).
 DEBUG_BOUNDS = {"samples": 16, "toy_metrics": 200, "image_metrics": 200}
 

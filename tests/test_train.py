@@ -5,10 +5,9 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
 
-from conftest import CONFIG_DIR, compose_config
+from conftest import CONFIG_DIR, EXPERIMENTS, compose_config
 from divlab.tracking.wandb_offline import find_offline_runs, read_offline_run
 
-EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 RUN_KEYS = {"family", "divergence", "data", "seed", "status", "config", "metrics", "best", "checkpoints",
             "git_commit", "started_at", "finished_at", "wandb"}
 
