@@ -6,7 +6,6 @@ mid-record, so the job died with `RuntimeError: unexpected pos …` instead of c
 """
 import signal
 import threading
-from contextlib import contextmanager
 
 # Ctrl-C, the stop signal of SLURM and most schedulers, and the two user signals SLURM and submitit send before a
 # time-out or pre-emption (where the platform has them: Windows has no SIGUSR1/2).
@@ -14,33 +13,38 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
                      if hasattr(signal, name))
 
 
-@contextmanager
-def signals_deferred(signals=STOP_SIGNALS):
-    """Inside the block the listed signals are only recorded; leaving it restores their handlers and runs, in
-    arrival order, the handler each recorded signal would have run (a raising one raises after the block, not in
-    it). A signal whose action is the default one is raised again for that default action; ignored signals stay
-    ignored. A block that raises restores the handlers and propagates its own error, without the handlers of what
-    arrived during it. Outside the main thread, where Python cannot set handlers, the block runs as it is.
+class signals_deferred:  # noqa: N801 (used as `with signals_deferred(): ...`, like contextlib's helpers)
+    """Inside the block the listed signals are only recorded (in `received`); leaving it restores their handlers and
+    runs, in arrival order, the handler each recorded signal would have run (a raising one raises after the block,
+    not in it). A signal whose action is the default one is raised again for that default action; ignored signals
+    stay ignored. A block that raises restores the handlers and propagates its own error, without the handlers of
+    what arrived during it. Outside the main thread, where Python cannot set handlers, the block runs as it is.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = {}
-    for signum in signals:
-        handler = signal.getsignal(signum)
-        if handler is None or handler == signal.SIG_IGN:  # None: set outside Python; leave it alone
-            continue
-        previous[signum] = handler
-        signal.signal(signum, lambda number, frame: received.append((number, frame)))
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+
+    def __init__(self, signals=STOP_SIGNALS):
+        self.signals = signals
+        self.received = []
+        self._previous = {}
+
+    def __enter__(self) -> "signals_deferred":
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in self.signals:
+            handler = signal.getsignal(signum)
+            if handler is None or handler == signal.SIG_IGN:  # None: set outside Python; leave it alone
+                continue
+            self._previous[signum] = handler
+            signal.signal(signum, lambda number, frame: self.received.append((number, frame)))
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> bool:
+        for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-    for signum, frame in received:  # only when the block ended normally: its own error propagates as it is
-        handler = previous[signum]
-        if handler == signal.SIG_DFL:
-            signal.raise_signal(signum)
-        else:
-            handler(signum, frame)
+        if error_type is None:  # only when the block ended normally: its own error propagates as it is
+            for signum, frame in self.received:
+                handler = self._previous[signum]
+                if handler == signal.SIG_DFL:
+                    signal.raise_signal(signum)
+                else:
+                    handler(signum, frame)
+        return False

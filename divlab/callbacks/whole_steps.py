@@ -3,7 +3,7 @@
 A batch can hold several optimiser steps (a GAN's critic and generator steps). A signal whose handler raises
 there (submitit's requeue, Ctrl-C, `StopPromptlyOnSIGTERM`) interrupted the batch between them, so `last.ckpt`
 held half a step and the resumed run redid the critic step: one optimiser step more than an uninterrupted run.
-Signals are deferred from the start of each training batch (`signals_deferred`) and handled at the start of the
+Signals are deferred from the start of a training batch (`signals_deferred`) and handled at the start of the
 next one, before any of its steps, or when the epoch's batches end (validation, epoch end, end of training):
 points where Lightning's loop has recorded the last batch as completed, so a resumed run repeats nothing.
 Evaluation is never deferred, so a signal during a long evaluation still stops the run at once.
@@ -27,6 +27,8 @@ class SignalsBetweenTrainingBatches(L.Callback):
             deferral.__exit__(type(error), error, error.__traceback__)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._deferral is not None and not self._deferral.received:
+            return  # deferring since an earlier batch and nothing has arrived: no handler to swap on this hot path
         self._handle_deferred()  # the previous batch is complete; this one has taken no step yet
         self._deferral = signals_deferred()
         self._deferral.__enter__()
