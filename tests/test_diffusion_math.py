@@ -31,6 +31,7 @@ from divlab.lightning_modules.diffusion import (
     variational_bound,
 )
 from divlab.lightning_modules.diffusion.ddpm_sampling import ddim_timesteps
+from divlab.lightning_modules.diffusion.sde_sampling import sampling_grid
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -251,6 +252,54 @@ def test_sde_samplers_reproduce_gaussian_data_with_oracle(sde):
     g = torch.Generator().manual_seed(5)
     assert_moments(PredictorCorrector(steps=300, snr=0.16)(model, sde, (4000, 2), generator=g))
     assert_moments(ProbabilityFlowSampler(ODESolver(tolerance=1e-4))(model, sde, (4000, 2), generator=g))
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
+def test_log_snr_is_log_of_mean_coeff_over_std_squared_and_time_at_log_snr_inverts_it(sde):
+    t = torch.tensor([1e-5, 1e-4, 1e-3, 0.01, 0.3, 0.7, 1.0], dtype=torch.float64)
+    assert torch.allclose(sde.log_snr(t), 2 * (sde.mean_coeff(t) / sde.std(t)).log(), rtol=1e-9, atol=1e-9)
+    assert torch.allclose(sde.time_at_log_snr(sde.log_snr(t)), t, rtol=1e-9, atol=0)
+
+
+def narrow_eps_oracle(sde, mean: torch.Tensor, std: float):
+    """E[ε | x_t] = σ_t (x_t − a_t m) / (a_t² c² + σ_t²) for data N(m, c² I)."""
+
+    def model(x, t):
+        a, s = (v.to(torch.float64).view(-1, 1) for v in (sde.mean_coeff(t), sde.std(t)))
+        return (s * (x.to(torch.float64) - a * mean) / (a**2 * std**2 + s**2)).to(x.dtype)
+
+    return model
+
+
+def test_log_snr_grid_reproduces_data_narrower_than_the_uniform_grids_last_noise_level():
+    """Data N(m, 0.01² I), the width of a toy ring's modes, with the exact score. The uniform grid (Song et al.)
+    ends at t = 10⁻³ where σ_t ≈ 0.0105, and its last steps contract x − a_t m by β(t) dt / σ_t² ≈ 1 or more:
+    the samples' width depends on the number of steps, far from 0.01 either way. On the log-SNR grid every step
+    contracts by the same small amount and the width converges to the data's (the grid ends at t = 10⁻⁵,
+    σ_t ≈ 0.001, which adds 0.5 % to the variance)."""
+    sde, mean, std = VPSDE(), torch.tensor([1.0, -0.5]), 0.01
+
+    def width(steps: int, time_grid: str) -> float:
+        sampler = PredictorCorrector(steps=steps, snr=0.16, time_grid=time_grid)
+        x = sampler(narrow_eps_oracle(sde, mean.double(), std), sde, (4000, 2), generator=torch.Generator().manual_seed(6))
+        assert torch.allclose(x.mean(0), mean, atol=1e-3)
+        return x.double().std(0).mean().item()
+
+    expected = math.sqrt(std**2 + sde.std(torch.tensor(1e-5)).item() ** 2)
+    for steps in (50, 100, 200):
+        assert width(steps, "log_snr") == pytest.approx(expected, rel=0.05), steps
+    assert width(250, "uniform") > 3 * expected and width(500, "uniform") < 0.3 * expected
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
+def test_log_snr_grid_steps_evenly_in_log_snr_from_one_to_the_smallest_training_time(sde):
+    grid = sampling_grid(sde, 40, "log_snr")
+    times = torch.tensor([t for t, _ in grid] + [grid[-1][0] - grid[-1][1]], dtype=torch.float64)
+    assert times[0] == 1.0 and times[-1] == pytest.approx(1e-5, rel=1e-9)
+    steps = sde.log_snr(times).diff()
+    assert torch.allclose(steps, steps.mean().expand_as(steps), rtol=1e-6)
+    with pytest.raises(ValueError, match="model.time_grid 'cosine'; valid choices: log_snr, uniform"):
+        PredictorCorrector(steps=10, time_grid="cosine")
 
 
 # --- likelihoods ---------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ class ScoreSDE(L.LightningModule):
         sample_steps: int = 500,
         snr: float = 0.16,
         corrector_steps: int = 1,
+        time_grid: str = "uniform",
         trace: str = "exact",
         dequantize: bool = False,
         ode_tolerance: float = 1e-5,
@@ -83,9 +84,9 @@ class ScoreSDE(L.LightningModule):
         self.sde = SDES[sde](**(sde_kwargs or {}))
         # Sampling with `ode` and `log_likelihood` solve the same probability-flow ODE with this solver.
         self.ode_solver = ODESolver(ode_method, ode_tolerance, ode_steps)
-        # `pc`: `sample_steps` Euler–Maruyama steps, each after `corrector_steps` Langevin steps at `snr`;
+        # `pc`: `sample_steps` Euler–Maruyama steps on `time_grid`, each after `corrector_steps` Langevin steps at `snr`;
         # `ode`: the probability-flow ODE. Both are built, so either's bad settings fail here.
-        samplers = {"pc": PredictorCorrector(sample_steps, snr, corrector_steps),
+        samplers = {"pc": PredictorCorrector(sample_steps, snr, corrector_steps, time_grid),
                     "ode": ProbabilityFlowSampler(self.ode_solver)}
         self.sampler = samplers[sampler]
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)

@@ -3,7 +3,8 @@ perturbation kernels p_0t(x_t | x_0) = N(a_t x_0, σ_t² I).
 
 Times are float tensors [B]; every method returns per-example values, broadcast over data dims
 where it returns data-shaped tensors. `sampling_eps` is where samplers stop (Song et al.'s choice:
-1e-3 for VP, 1e-5 for VE); training and likelihoods use t ≥ 1e-5.
+1e-3 for VP, 1e-5 for VE); training and likelihoods use t ≥ MIN_TIME = 1e-5. `log_snr(t)` = log(a_t²/σ_t²)
+and its inverse `time_at_log_snr` place a sampler's steps evenly in log-SNR.
 """
 import math
 
@@ -13,6 +14,7 @@ from divlab.lightning_modules.likelihoods import gaussian_log_prob, sum_over_dim
 from divlab.validation import check_positive
 
 Tensor = torch.Tensor
+MIN_TIME = 1e-5  # the smallest time training (dsm_loss) and the likelihood's ODE see
 
 
 def expand_as_data(v: Tensor, x: Tensor) -> Tensor:
@@ -51,6 +53,17 @@ class VPSDE:
 
     def std(self, t: Tensor) -> Tensor:
         return (-torch.expm1(2 * self.log_mean_coeff(t))).sqrt()
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        """λ_t = log(a_t² / σ_t²) = −log(e^{B_t} − 1), B_t = β_min t + ½ (β_max − β_min) t² = −2 log a_t."""
+        return -torch.log(torch.expm1(-2 * self.log_mean_coeff(t)))
+
+    def time_at_log_snr(self, log_snr: Tensor) -> Tensor:
+        """The t with λ_t = log_snr: B = log(1 + e^{−λ}), the positive root of ½ Δ t² + β_min t − B = 0
+        (Δ = β_max − β_min), written 2B / (β_min + √(β_min² + 2ΔB)) so small t loses no digits."""
+        b = torch.nn.functional.softplus(-log_snr)
+        delta = self.beta_max - self.beta_min
+        return 2 * b / (self.beta_min + (self.beta_min**2 + 2 * delta * b).sqrt())
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         return -0.5 * expand_as_data(self.beta(t), x) * x
@@ -94,6 +107,13 @@ class VESDE:
 
     def std(self, t: Tensor) -> Tensor:
         return self.sigma(t)
+
+    def log_snr(self, t: Tensor) -> Tensor:
+        """λ_t = log(1 / σ(t)²) = −2 (log σ_min + t log(σ_max/σ_min)): linear in t."""
+        return -2 * (math.log(self.sigma_min) + t * math.log(self.sigma_max / self.sigma_min))
+
+    def time_at_log_snr(self, log_snr: Tensor) -> Tensor:
+        return (-0.5 * log_snr - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)
 
     def drift(self, x: Tensor, t: Tensor) -> Tensor:
         return torch.zeros_like(x)

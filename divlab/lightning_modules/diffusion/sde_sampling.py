@@ -6,8 +6,8 @@ import torch
 
 from divlab.lightning_modules.diffusion.ode import ODESolver
 from divlab.lightning_modules.diffusion.score_matching import probability_flow_drift, score
-from divlab.lightning_modules.diffusion.sde import expand_as_data
-from divlab.validation import check_positive
+from divlab.lightning_modules.diffusion.sde import MIN_TIME, expand_as_data
+from divlab.validation import check_choice, check_positive
 
 Tensor = torch.Tensor
 
@@ -32,29 +32,57 @@ def langevin_step(model, sde, x: Tensor, t: Tensor, snr: float, dt: float, gener
     return x + step * grad + (2 * step).sqrt() * z
 
 
+TIME_GRIDS = ("uniform", "log_snr")
+
+
+def sampling_grid(sde, steps: int, time_grid: str = "uniform", eps: float | None = None) -> list[tuple[float, float]]:
+    """The (t, dt) of each reverse step, from t = 1 down.
+
+    `uniform` (Song et al.'s samplers): t runs through `steps` evenly spaced times from 1 to ε (default the SDE's
+    `sampling_eps`), each stepped by dt = (1 − ε)/steps, so the last step ends just below 0.
+    `log_snr`: the steps run between `steps` + 1 times evenly spaced in λ_t = log(a_t²/σ_t²) from t = 1 to ε (default
+    MIN_TIME, the smallest time training sees), each ending where the next begins. An Euler–Maruyama step
+    contracts x − a_t x̂₀ by about g(t)² dt / σ_t², which for the VP SDE is the step's change in λ: the uniform grid
+    makes it ≈ 1 or more over the last steps (β(t) dt against σ_t² ≈ β_min t), so data narrower than σ at the
+    last steps come out too wide or too narrow depending on `steps`; the log-SNR grid keeps it at
+    (λ_ε − λ_1)/steps everywhere. For the VE SDE λ_t is linear in t and the two grids differ only in where
+    they end.
+    """
+    check_choice("model.time_grid", time_grid, TIME_GRIDS)
+    if time_grid == "uniform":
+        eps = sde.sampling_eps if eps is None else eps
+        dt = (1 - eps) / steps
+        return [(float(t), dt) for t in torch.linspace(1, eps, steps)]  # float32 times, as Song et al.'s code
+    eps = MIN_TIME if eps is None else eps
+    ends = torch.tensor([1.0, eps], dtype=torch.float64)
+    times = sde.time_at_log_snr(torch.linspace(*sde.log_snr(ends).tolist(), steps + 1, dtype=torch.float64))
+    times[0], times[-1] = 1.0, eps  # exact ends, whatever the round trip through λ rounds to
+    return [(float(t), float(t - t_next)) for t, t_next in zip(times[:-1], times[1:])]
+
+
 @dataclass(frozen=True)
 class PredictorCorrector:
-    """Predictor–corrector sampling: x_1 ~ prior; at each of `steps` times from 1 to ε, `corrector_steps`
+    """Predictor–corrector sampling: x_1 ~ prior; at each step of `sampling_grid(time_grid)`, `corrector_steps`
     Langevin steps at signal-to-noise ratio `snr`, then one Euler–Maruyama step. Returns the last
     predictor mean (no final noise)."""
 
     steps: int = 1000
     snr: float = 0.16
     corrector_steps: int = 1
+    time_grid: str = "uniform"
 
     def __post_init__(self):
         check_positive("model.sample_steps", self.steps)
         check_positive("model.snr", self.snr, allow_zero=True)
         check_positive("model.corrector_steps", self.corrector_steps, allow_zero=True)
+        check_choice("model.time_grid", self.time_grid, TIME_GRIDS)
 
     @torch.no_grad()
     def __call__(self, model, sde, shape, *, eps: float | None = None, generator: torch.Generator | None = None,
                  device=None) -> Tensor:
-        eps = sde.sampling_eps if eps is None else eps
         x = sde.prior_sample(shape, generator, device)
-        dt = (1 - eps) / self.steps
-        for time in torch.linspace(1, eps, self.steps, device=x.device):
-            t = time.expand(shape[0])
+        for time, dt in sampling_grid(sde, self.steps, self.time_grid, eps):
+            t = torch.full((shape[0],), time, device=x.device)
             for _ in range(self.corrector_steps):
                 x = langevin_step(model, sde, x, t, self.snr, dt, generator)
             x, mean = euler_maruyama_step(model, sde, x, t, dt, generator)
