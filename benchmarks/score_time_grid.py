@@ -1,0 +1,100 @@
+"""Score SDE sampling of narrow toy modes: Song et al.'s uniform time grid against the log-SNR grid, by steps.
+
+    python -m benchmarks.score_time_grid --checkpoint RUN/checkpoints/last.ckpt [--grids uniform:500 log_snr:300 ...]
+    python -m benchmarks.score_time_grid --oracle     # the exact score of N(m, 0.01² I): the sampler alone
+
+With a checkpoint of a toy run (e.g. `experiment=score_ring8`): 2,500 samples per grid and step count, drawn as the
+toy metrics' test draws them (their seed, the weights the checkpoint holds: EMA where the run kept one) and scored
+as it scores them (modes covered, high-quality %, PacGAN's mode reverse KL, the KDE forward/reverse KL and JS),
+plus the RMS distance per axis from each sample to its nearest mode, which is the data's σ for a perfect model;
+held-out data scored the same way is the first row. With --oracle: the predictor–corrector sampler on the exact
+score of N(m, 0.01² I) (the width of a ring mode), printing the samples' standard deviation per axis.
+"""
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from divlab.callbacks.periodic import seeded_samples
+from divlab.evaluation.toy import mode_scores, nearest_mode, toy_divergences
+from divlab.lightning_modules.diffusion import VPSDE, PredictorCorrector
+from divlab.saved_runs import load_run
+
+DEFAULT_GRIDS = ["uniform:250", "uniform:500", "uniform:1000", "log_snr:100", "log_snr:200", "log_snr:300", "log_snr:500"]
+
+
+def parse_grid(text: str) -> tuple[str, int, int | None]:
+    """GRID:STEPS[:CORRECTOR_STEPS]; without the last, the checkpoint's own corrector steps (the oracle: 1)."""
+    grid, steps, *corrector = text.split(":")
+    return grid, int(steps), int(corrector[0]) if corrector else None
+
+
+def label(grid: str, steps: int, corrector: int | None) -> str:
+    return f"{grid}, {steps} steps" + ("" if corrector is None else f", {corrector} corrector steps")
+
+
+def toy_row(name: str, samples: torch.Tensor, data, test_points: torch.Tensor, seconds: float | None) -> str:
+    distance, _ = nearest_mode(samples, data.centres)
+    scores = mode_scores(samples, data.centres, data.sigma)
+    divergences = toy_divergences(test_points, samples, data.log_prob)
+    return (f"| {name} | {'–' if seconds is None else f'{seconds:.1f}'} | {(distance.square().mean() / 2).sqrt():.4f} | "
+            f"{scores.modes_covered} | {scores.high_quality_percent:.2f} | {scores.reverse_kl:.4f} | "
+            + " | ".join(f"{divergences[k]:.3f}" for k in ("forward_kl", "reverse_kl", "js")) + " |")
+
+
+def checkpoint_table(checkpoint: Path, grids: list[tuple[str, int]], n: int, seed: int) -> None:
+    _, data, module = load_run(checkpoint.parent.parent, checkpoint)  # <run>/checkpoints/x.ckpt
+    data.setup("test")
+    test_points = data.real_samples("test", n).float()
+    print(f"checkpoint {checkpoint}; {n} samples, seed {seed}; data σ = {data.sigma}; torch threads {torch.get_num_threads()}")
+    print("| sampler | seconds | RMS per axis to the nearest mode | modes | HQ % | mode reverse KL | KDE forward KL | "
+          "KDE reverse KL | KDE JS |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(toy_row("held-out data (validation split)", data.real_samples("val", n).float(), data, test_points, None))
+    for grid, steps, corrector in grids:
+        corrector_steps = module.hparams.corrector_steps if corrector is None else corrector
+        module.sampler = PredictorCorrector(steps, module.hparams.snr, corrector_steps, grid)
+        start = time.perf_counter()
+        samples = seeded_samples(module, n, seed)
+        print(toy_row(label(grid, steps, corrector), samples, data, test_points, time.perf_counter() - start), flush=True)
+
+
+def oracle_table(grids: list[tuple[str, int]], n: int, seed: int, width: float = 0.01) -> None:
+    sde, mean = VPSDE(), torch.tensor([1.0, -0.5], dtype=torch.float64)
+
+    def eps_oracle(x, t):  # E[ε | x_t] = σ_t (x_t − a_t m) / (a_t² c² + σ_t²) for data N(m, c² I)
+        a, s = (v.double().view(-1, 1) for v in (sde.mean_coeff(t), sde.std(t)))
+        return (s * (x.double() - a * mean) / (a**2 * width**2 + s**2)).to(x.dtype)
+
+    print(f"exact score of N(m, {width}² I), VP SDE; {n} samples, seed {seed}; σ at t = 1e-3: "
+          f"{sde.std(torch.tensor(1e-3)).item():.4f}, at 1e-5: {sde.std(torch.tensor(1e-5)).item():.4f}")
+    print("| sampler | std per axis | ÷ data's |")
+    print("|---|---:|---:|")
+    for grid, steps, corrector in grids:
+        sampler = PredictorCorrector(steps, 0.16, 1 if corrector is None else corrector, grid)
+        samples = sampler(eps_oracle, sde, (n, 2), generator=torch.Generator().manual_seed(seed)).double()
+        std = samples.std(0).mean().item() if torch.isfinite(samples).all() else math.nan
+        print(f"| {label(grid, steps, corrector)} | {std:.4f} | {std / width:.2f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--oracle", action="store_true")
+    parser.add_argument("--grids", nargs="+", default=DEFAULT_GRIDS, help="GRID:STEPS[:CORRECTOR_STEPS], GRID uniform or log_snr")
+    parser.add_argument("--n", type=int, default=2500)
+    parser.add_argument("--seed", type=int, default=0, help="the toy metrics callback's default seed")
+    args = parser.parse_args()
+    grids = [parse_grid(text) for text in args.grids]
+    if args.oracle:
+        oracle_table(grids, args.n, args.seed)
+    if args.checkpoint:
+        checkpoint_table(args.checkpoint, grids, args.n, args.seed)
+    if not (args.oracle or args.checkpoint):
+        parser.error("give --checkpoint RUN/checkpoints/last.ckpt, --oracle, or both")
+
+
+if __name__ == "__main__":
+    main()

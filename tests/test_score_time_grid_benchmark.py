@@ -1,0 +1,21 @@
+"""benchmarks/score_time_grid.py runs and prints what the README quotes (the oracle rows: fast, no training)."""
+import sys
+
+import pytest
+
+from benchmarks import score_time_grid
+
+
+def test_oracle_rows_show_the_uniform_grids_width_error_and_the_log_snr_grids_match(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["score_time_grid", "--oracle", "--n", "1000", "--grids", "uniform:500", "log_snr:50:1"])
+    score_time_grid.main()
+    rows = {line.split(" | ")[0].strip("| "): float(line.split(" | ")[-1].strip(" |"))
+            for line in capsys.readouterr().out.splitlines() if line.startswith("| uniform") or line.startswith("| log_snr")}
+    assert rows["uniform, 500 steps"] < 0.35
+    assert rows["log_snr, 50 steps, 1 corrector steps"] == pytest.approx(1.05, abs=0.05)
+
+
+def test_a_checkpoint_or_the_oracle_is_required(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["score_time_grid"])
+    with pytest.raises(SystemExit):
+        score_time_grid.main()
