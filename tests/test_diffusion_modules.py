@@ -128,6 +128,11 @@ def test_sample_honours_sampler_with_data_shape_and_range(tmp_path, model, overr
     assert len(calls) == network_calls[h.sampler] and len(calls) > 1
 
 
+def test_time_grid_reaches_the_predictor_corrector(tmp_path):
+    module = build(tmp_path, "score", "model.time_grid=log_snr", "model.sample_steps=7")
+    assert (module.sampler.time_grid, module.sampler.steps) == ("log_snr", 7)
+
+
 def test_exact_vlb_is_the_math_bound_and_images_get_a_probability_bound(tmp_path):
     module = build(tmp_path, "ddpm_unet", "model.vlb_timesteps=null")
     x = batch(IMAGE, n=4)
@@ -219,6 +224,7 @@ def test_score_image_likelihood_is_dequantised_ode_likelihood(tmp_path):
         ("score", "model.sde=subvp", "unknown model.sde 'subvp'; valid choices: ve, vp"),
         ("score", "model.sampler=ddim", "valid choices: ode, pc"),
         ("score", "model.trace=skilling", "valid choices: exact, gaussian, rademacher"),
+        ("score", "model.time_grid=cosine", "unknown model.time_grid 'cosine'; valid choices: log_snr, uniform"),
         ("score", "model.optimizer.lr=0", "optimizer.lr must be > 0"),
     ],
 )
