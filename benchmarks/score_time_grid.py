@@ -2,13 +2,16 @@
 
     python -m benchmarks.score_time_grid --checkpoint RUN/checkpoints/last.ckpt [--grids uniform:500 log_snr:300 ...]
     python -m benchmarks.score_time_grid --oracle     # the exact score of N(m, 0.01² I): the sampler alone
+    python -m benchmarks.score_time_grid --oracle-ddpm  # the same data through DDPM's samplers (T = 1000), for comparison
 
 With a checkpoint of a toy run (e.g. `experiment=score_ring8`): 2,500 samples per grid and step count, drawn as the
 toy metrics' test draws them (their seed, the weights the checkpoint holds: EMA where the run kept one) and scored
 as it scores them (modes covered, high-quality %, PacGAN's mode reverse KL, the KDE forward/reverse KL and JS),
 plus the RMS distance per axis from each sample to its nearest mode, which is the data's σ for a perfect model;
 held-out data scored the same way is the first row. With --oracle: the predictor–corrector sampler on the exact
-score of N(m, 0.01² I) (the width of a ring mode), printing the samples' standard deviation per axis.
+score of N(m, 0.01² I) (the width of a ring mode), printing the samples' standard deviation per axis; with
+--oracle-ddpm the same for DDPM's ancestral and DDIM samplers on the exact ε of that data (linear and cosine β,
+T = 1000), whose last step also returns a mean at a noise level near the data's width.
 """
 import argparse
 import math
@@ -19,7 +22,7 @@ import torch
 
 from divlab.callbacks.periodic import seeded_samples
 from divlab.evaluation.toy import mode_scores, nearest_mode, toy_divergences
-from divlab.lightning_modules.diffusion import VPSDE, PredictorCorrector
+from divlab.lightning_modules.diffusion import VPSDE, AncestralSampler, DDIMSampler, PredictorCorrector, make_schedule
 from divlab.saved_runs import load_run
 
 DEFAULT_GRIDS = ["uniform:250", "uniform:500", "uniform:1000", "log_snr:100", "log_snr:200", "log_snr:300", "log_snr:500"]
@@ -79,10 +82,30 @@ def oracle_table(grids: list[tuple[str, int]], n: int, seed: int, width: float =
         print(f"| {label(grid, steps, corrector)} | {std:.4f} | {std / width:.2f} |", flush=True)
 
 
+def ddpm_oracle_table(n: int, seed: int, width: float = 0.01) -> None:
+    mean = torch.tensor([0.3, -0.5], dtype=torch.float64)  # inside [−1, 1], so clipping x̂₀ could not matter
+    print(f"exact ε of N(m, {width}² I), DDPM, T = 1000; {n} samples, seed {seed}")
+    print("| schedule | sampler | σ at t = 1 | std per axis | ÷ data's |")
+    print("|---|---|---:|---:|---:|")
+    for kind in ("linear", "cosine"):
+        schedule = make_schedule(kind, 1000)
+
+        def eps_oracle(x, t):
+            a_bar = schedule.alphas_cumprod[t].double().view(-1, 1)
+            return ((1 - a_bar).sqrt() * (x.double() - a_bar.sqrt() * mean) / (a_bar * width**2 + 1 - a_bar)).to(x.dtype)
+
+        for name, sampler in (("ancestral, 1000 steps", AncestralSampler()), ("DDIM η = 0, 50 steps", DDIMSampler(50, 0.0))):
+            samples = sampler(eps_oracle, schedule, (n, 2), generator=torch.Generator().manual_seed(seed)).double()
+            std = samples.std(0).mean().item()
+            print(f"| {kind} | {name} | {(1 - schedule.alphas_cumprod[0]).sqrt().item():.4f} | {std:.4f} | "
+                  f"{std / width:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--oracle", action="store_true")
+    parser.add_argument("--oracle-ddpm", action="store_true")
     parser.add_argument("--grids", nargs="+", default=DEFAULT_GRIDS, help="GRID:STEPS[:CORRECTOR_STEPS], GRID uniform or log_snr")
     parser.add_argument("--n", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=0, help="the toy metrics callback's default seed")
@@ -90,10 +113,12 @@ def main() -> None:
     grids = [parse_grid(text) for text in args.grids]
     if args.oracle:
         oracle_table(grids, args.n, args.seed)
+    if args.oracle_ddpm:
+        ddpm_oracle_table(args.n, args.seed)
     if args.checkpoint:
         checkpoint_table(args.checkpoint, grids, args.n, args.seed)
-    if not (args.oracle or args.checkpoint):
-        parser.error("give --checkpoint RUN/checkpoints/last.ckpt, --oracle, or both")
+    if not (args.oracle or args.oracle_ddpm or args.checkpoint):
+        parser.error("give --checkpoint RUN/checkpoints/last.ckpt, --oracle and/or --oracle-ddpm")
 
 
 if __name__ == "__main__":
