@@ -8,7 +8,8 @@ With a checkpoint of a toy run (e.g. `experiment=score_ring8`): 2,500 samples pe
 toy metrics' test draws them (their seed, the weights the checkpoint holds: EMA where the run kept one) and scored
 as it scores them (modes covered, high-quality %, PacGAN's mode reverse KL, the KDE forward/reverse KL and JS),
 plus the RMS distance per axis from each sample to its nearest mode, which is the data's σ for a perfect model;
-held-out data scored the same way is the first row. With --oracle: the predictor–corrector sampler on the exact
+held-out data scored the same way is the first row. A checkpoint of an image run (e.g. `experiment=score_fashion_mnist`)
+gets the Fréchet distances of `benchmarks/ddim_vs_ddpm.py` to as many test images instead (`--n`). With --oracle: the predictor–corrector sampler on the exact
 score of N(m, 0.01² I) (the width of a ring mode), printing the samples' standard deviation per axis; with
 --oracle-ddpm the same for DDPM's ancestral and DDIM samplers on the exact ε of that data (linear and cosine β,
 T = 1000), whose last step also returns a mean at a noise level near the data's width.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.ddim_vs_ddpm import describe_training, feature_maps, frechet_distances
 from divlab.callbacks.periodic import seeded_samples
 from divlab.evaluation.toy import mode_scores, nearest_mode, toy_divergences
 from divlab.lightning_modules.diffusion import VPSDE, AncestralSampler, DDIMSampler, PredictorCorrector, make_schedule
@@ -47,9 +49,37 @@ def toy_row(name: str, samples: torch.Tensor, data, test_points: torch.Tensor, s
             + " | ".join(f"{divergences[k]:.3f}" for k in ("forward_kl", "reverse_kl", "js")) + " |")
 
 
+def set_sampler(module, grid: str, steps: int, corrector: int | None) -> None:
+    corrector_steps = module.hparams.corrector_steps if corrector is None else corrector
+    module.sampler = PredictorCorrector(steps, module.hparams.snr, corrector_steps, grid)
+
+
+def image_table(checkpoint: Path, module, data, grids: list[tuple[str, int, int | None]], n: int, seed: int) -> None:
+    features = feature_maps()
+    test_images = data.real_samples("test", n)
+    with torch.no_grad():
+        real = {name: f(test_images) for name, f in features.items()}
+    floor = frechet_distances(data.real_samples("train", n), real, features)
+    print(f"checkpoint {checkpoint}; {n} samples, seed {seed}; torch threads {torch.get_num_threads()}")
+    print(describe_training(checkpoint.parent.parent))
+    print("| sampler | seconds | " + " | ".join(features) + " |")
+    print("|---|---:|" + "---:|" * len(features))
+    print("| training images (the floor at this n) | – | " + " | ".join(f"{floor[k]:.3f}" for k in features) + " |")
+    for grid, steps, corrector in grids:
+        set_sampler(module, grid, steps, corrector)
+        start = time.perf_counter()
+        samples = seeded_samples(module, n, seed)
+        seconds = time.perf_counter() - start
+        distances = frechet_distances(samples, real, features)
+        print(f"| {label(grid, steps, corrector)} | {seconds:.1f} | " + " | ".join(f"{distances[k]:.3f}" for k in features)
+              + " |", flush=True)
+
+
 def checkpoint_table(checkpoint: Path, grids: list[tuple[str, int]], n: int, seed: int) -> None:
     _, data, module = load_run(checkpoint.parent.parent, checkpoint)  # <run>/checkpoints/x.ckpt
     data.setup("test")
+    if len(module.data_shape) > 1:
+        return image_table(checkpoint, module, data, grids, n, seed)
     test_points = data.real_samples("test", n).float()
     print(f"checkpoint {checkpoint}; {n} samples, seed {seed}; data σ = {data.sigma}; torch threads {torch.get_num_threads()}")
     print("| sampler | seconds | RMS per axis to the nearest mode | modes | HQ % | mode reverse KL | KDE forward KL | "
@@ -57,8 +87,7 @@ def checkpoint_table(checkpoint: Path, grids: list[tuple[str, int]], n: int, see
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(toy_row("held-out data (validation split)", data.real_samples("val", n).float(), data, test_points, None))
     for grid, steps, corrector in grids:
-        corrector_steps = module.hparams.corrector_steps if corrector is None else corrector
-        module.sampler = PredictorCorrector(steps, module.hparams.snr, corrector_steps, grid)
+        set_sampler(module, grid, steps, corrector)
         start = time.perf_counter()
         samples = seeded_samples(module, n, seed)
         print(toy_row(label(grid, steps, corrector), samples, data, test_points, time.perf_counter() - start), flush=True)
