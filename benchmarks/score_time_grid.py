@@ -16,12 +16,11 @@ T = 1000), whose last step also returns a mean at a noise level near the data's 
 """
 import argparse
 import math
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.ddim_vs_ddpm import describe_training, feature_maps, frechet_distances
+from benchmarks.ddim_vs_ddpm import describe_training, feature_maps, frechet_distances, timed
 from divlab.callbacks.periodic import seeded_samples
 from divlab.evaluation.toy import mode_scores, nearest_mode, toy_divergences
 from divlab.lightning_modules.diffusion import VPSDE, AncestralSampler, DDIMSampler, PredictorCorrector, make_schedule
@@ -30,7 +29,10 @@ from divlab.saved_runs import load_run
 DEFAULT_GRIDS = ["uniform:250", "uniform:500", "uniform:1000", "log_snr:100", "log_snr:200", "log_snr:300", "log_snr:500"]
 
 
-def parse_grid(text: str) -> tuple[str, int, int | None]:
+Grid = tuple[str, int, int | None]  # (time grid, steps, corrector steps or None for the model's own)
+
+
+def parse_grid(text: str) -> Grid:
     """GRID:STEPS[:CORRECTOR_STEPS]; without the last, the checkpoint's own corrector steps (the oracle: 1)."""
     grid, steps, *corrector = text.split(":")
     return grid, int(steps), int(corrector[0]) if corrector else None
@@ -54,7 +56,7 @@ def set_sampler(module, grid: str, steps: int, corrector: int | None) -> None:
     module.sampler = PredictorCorrector(steps, module.hparams.snr, corrector_steps, grid)
 
 
-def image_table(checkpoint: Path, module, data, grids: list[tuple[str, int, int | None]], n: int, seed: int) -> None:
+def image_table(checkpoint: Path, module, data, grids: list[Grid], n: int, seed: int) -> None:
     features = feature_maps()
     test_images = data.real_samples("test", n)
     with torch.no_grad():
@@ -67,15 +69,13 @@ def image_table(checkpoint: Path, module, data, grids: list[tuple[str, int, int 
     print("| training images (the floor at this n) | – | " + " | ".join(f"{floor[k]:.3f}" for k in features) + " |")
     for grid, steps, corrector in grids:
         set_sampler(module, grid, steps, corrector)
-        start = time.perf_counter()
-        samples = seeded_samples(module, n, seed)
-        seconds = time.perf_counter() - start
+        samples, seconds = timed(lambda: seeded_samples(module, n, seed))
         distances = frechet_distances(samples, real, features)
         print(f"| {label(grid, steps, corrector)} | {seconds:.1f} | " + " | ".join(f"{distances[k]:.3f}" for k in features)
               + " |", flush=True)
 
 
-def checkpoint_table(checkpoint: Path, grids: list[tuple[str, int]], n: int, seed: int) -> None:
+def checkpoint_table(checkpoint: Path, grids: list[Grid], n: int, seed: int) -> None:
     _, data, module = load_run(checkpoint.parent.parent, checkpoint)  # <run>/checkpoints/x.ckpt
     data.setup("test")
     if len(module.data_shape) > 1:
@@ -88,17 +88,23 @@ def checkpoint_table(checkpoint: Path, grids: list[tuple[str, int]], n: int, see
     print(toy_row("held-out data (validation split)", data.real_samples("val", n).float(), data, test_points, None))
     for grid, steps, corrector in grids:
         set_sampler(module, grid, steps, corrector)
-        start = time.perf_counter()
-        samples = seeded_samples(module, n, seed)
-        print(toy_row(label(grid, steps, corrector), samples, data, test_points, time.perf_counter() - start), flush=True)
+        samples, seconds = timed(lambda: seeded_samples(module, n, seed))
+        print(toy_row(label(grid, steps, corrector), samples, data, test_points, seconds), flush=True)
 
 
-def oracle_table(grids: list[tuple[str, int]], n: int, seed: int, width: float = 0.01) -> None:
-    sde, mean = VPSDE(), torch.tensor([1.0, -0.5], dtype=torch.float64)
+def isotropic_eps_oracle(scales, mean: torch.Tensor, width: float):
+    """E[ε | x_t] = σ_t (x_t − a_t m) / (a_t² c² + σ_t²) for data N(m, c² I), with (a_t, σ_t) = scales(t)."""
 
-    def eps_oracle(x, t):  # E[ε | x_t] = σ_t (x_t − a_t m) / (a_t² c² + σ_t²) for data N(m, c² I)
-        a, s = (v.double().view(-1, 1) for v in (sde.mean_coeff(t), sde.std(t)))
+    def model(x, t):
+        a, s = (v.double().view(-1, 1) for v in scales(t))
         return (s * (x.double() - a * mean) / (a**2 * width**2 + s**2)).to(x.dtype)
+
+    return model
+
+
+def oracle_table(grids: list[Grid], n: int, seed: int, width: float = 0.01) -> None:
+    sde = VPSDE()
+    eps_oracle = isotropic_eps_oracle(lambda t: (sde.mean_coeff(t), sde.std(t)), torch.tensor([1.0, -0.5]).double(), width)
 
     print(f"exact score of N(m, {width}² I), VP SDE; {n} samples, seed {seed}; σ at t = 1e-3: "
           f"{sde.std(torch.tensor(1e-3)).item():.4f}, at 1e-5: {sde.std(torch.tensor(1e-5)).item():.4f}")
@@ -118,10 +124,8 @@ def ddpm_oracle_table(n: int, seed: int, width: float = 0.01) -> None:
     print("|---|---|---:|---:|---:|")
     for kind in ("linear", "cosine"):
         schedule = make_schedule(kind, 1000)
-
-        def eps_oracle(x, t):
-            a_bar = schedule.alphas_cumprod[t].double().view(-1, 1)
-            return ((1 - a_bar).sqrt() * (x.double() - a_bar.sqrt() * mean) / (a_bar * width**2 + 1 - a_bar)).to(x.dtype)
+        a_bar = schedule.alphas_cumprod
+        eps_oracle = isotropic_eps_oracle(lambda t: (a_bar[t].sqrt(), (1 - a_bar[t]).sqrt()), mean, width)
 
         for name, sampler in (("ancestral, 1000 steps", AncestralSampler()), ("DDIM η = 0, 50 steps", DDIMSampler(50, 0.0))):
             samples = sampler(eps_oracle, schedule, (n, 2), generator=torch.Generator().manual_seed(seed)).double()

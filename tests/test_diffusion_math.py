@@ -76,9 +76,9 @@ def oracle(target: str, scales):
     return model
 
 
-def eps_oracle_vectorised(scales, mean: torch.Tensor = MEAN):
+def eps_oracle_vectorised(scales, mean: torch.Tensor = MEAN, cov: torch.Tensor = COV):
     """E[ε | x_t] = σ_t C_t⁻¹ (x_t − a_t m), for many distinct t at once (samplers, ODEs, the VLB)."""
-    lam, U = torch.linalg.eigh(COV)
+    lam, U = torch.linalg.eigh(cov)
 
     def model(x, t):
         a, s = (v.to(torch.float64).view(-1, 1) for v in scales(t))
@@ -261,16 +261,6 @@ def test_log_snr_is_log_of_mean_coeff_over_std_squared_and_time_at_log_snr_inver
     assert torch.allclose(sde.time_at_log_snr(sde.log_snr(t)), t, rtol=1e-9, atol=0)
 
 
-def narrow_eps_oracle(sde, mean: torch.Tensor, std: float):
-    """E[ε | x_t] = σ_t (x_t − a_t m) / (a_t² c² + σ_t²) for data N(m, c² I)."""
-
-    def model(x, t):
-        a, s = (v.to(torch.float64).view(-1, 1) for v in (sde.mean_coeff(t), sde.std(t)))
-        return (s * (x.to(torch.float64) - a * mean) / (a**2 * std**2 + s**2)).to(x.dtype)
-
-    return model
-
-
 def test_log_snr_grid_reproduces_data_narrower_than_the_uniform_grids_last_noise_level():
     """Data N(m, 0.01² I), the width of a toy ring's modes, with the exact score. The uniform grid (Song et al.)
     ends at t = 10⁻³ where σ_t ≈ 0.0105, and its last steps contract x − a_t m by β(t) dt / σ_t² ≈ 1 or more:
@@ -281,7 +271,8 @@ def test_log_snr_grid_reproduces_data_narrower_than_the_uniform_grids_last_noise
 
     def width(steps: int, time_grid: str) -> float:
         sampler = PredictorCorrector(steps=steps, snr=0.16, time_grid=time_grid)
-        x = sampler(narrow_eps_oracle(sde, mean.double(), std), sde, (4000, 2), generator=torch.Generator().manual_seed(6))
+        model = eps_oracle_vectorised(sde_scales(sde), mean.double(), std**2 * EYE)
+        x = sampler(model, sde, (4000, 2), generator=torch.Generator().manual_seed(6))
         assert torch.allclose(x.mean(0), mean, atol=1e-3)
         return x.double().std(0).mean().item()
 
