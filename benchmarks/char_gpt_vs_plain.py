@@ -1,6 +1,6 @@
 """char_gpt through divlab's Trainer vs a nanoGPT-style plain loop: tokens per second, side by side.
 
-    python benchmarks/char_gpt_vs_plain.py [--iters 200] [--repeats 3] [--accelerator auto|cpu|gpu]
+    python benchmarks/char_gpt_vs_plain.py [--iters 200] [--repeats 3] [--accelerator auto|cpu|gpu] [--compile]
     python benchmarks/char_gpt_vs_plain.py --whole-run [--repeats 1]
 
 Steps: both train fresh copies of the same module (the char_gpt experiment's GPT, AdamW and cosine schedule)
@@ -8,6 +8,9 @@ on the same pre-drawn batches of divlab's character-level Shakespeare data, alte
 times. The plain loop is written the way nanoGPT's train.py is: forward, backward, optimizer step,
 schedule step, `loss.item()` every `log_every_n_steps` iterations. Prints the median tokens/s of each,
 their ratio (goal: the Trainer within 10 % of the plain loop) and the final training loss of each.
+--compile: the Trainer's copy has its backbone compiled, as `model.compile=true` does (`torch.compile`, compiled
+at its first step, which the warm-up excludes), the plain loop stays eager, as nanoGPT's CPU command runs it
+(`--compile=False`): does compiling buy the Trainer more than the plain loop's tokens/s?
 
 --whole-run: the whole of `python train.py experiment=char_gpt` (setup, 2,000 steps, its validations, checkpoints,
 samples and test; W&B off) against a whole nanoGPT-style run of the same model, data and recipe written the way
@@ -60,8 +63,10 @@ class SynchronizedStepTimer(StepTimer):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
-def time_trainer(module, batches, accelerator: str, log_every: int) -> tuple[float, float]:
+def time_trainer(module, batches, accelerator: str, log_every: int, compile: bool = False) -> tuple[float, float]:
     module = copy.deepcopy(module)
+    if compile:
+        module.backbone.compile()  # what AutoregressiveModel.build does with model.compile=true
     timer, last = SynchronizedStepTimer(WARMUP), LastLoss()
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, max_steps=len(batches), max_epochs=-1, logger=False,
@@ -175,6 +180,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--whole-run", action="store_true", help="whole runs with evaluation, not steps alone")
+    parser.add_argument("--compile", action="store_true", help="compile the Trainer's backbone (model.compile=true)")
     args = parser.parse_args()
     if args.whole_run:
         return whole_runs(args.repeats)
@@ -193,13 +199,13 @@ def main() -> None:
     tokens_per_step = batches[0].numel()
     trainer_s, plain_s, losses = [], [], {}
     for _ in range(args.repeats):
-        seconds, losses["Trainer"] = time_trainer(module, batches, "gpu" if gpu else "cpu", log_every)
+        seconds, losses["Trainer"] = time_trainer(module, batches, "gpu" if gpu else "cpu", log_every, args.compile)
         trainer_s.append(seconds)
         seconds, losses["plain loop"] = time_plain(module, batches, device, log_every)
         plain_s.append(seconds)
     ratios = [p / t for t, p in zip(trainer_s, plain_s)]
     print(f"char_gpt, batch {tuple(batches[0].shape)}, {args.iters} iterations, {args.repeats} alternated repeats, "
-          f"{device.type}")
+          f"{device.type}" + (", the Trainer's backbone compiled" if args.compile else ""))
     for name, seconds in (("plain loop", plain_s), ("Trainer", trainer_s)):
         print(f"{name:12s} {tokens_per_step / statistics.median(seconds):10.0f} tokens/s "
               f"({1e3 * statistics.median(seconds):.2f} ms/step), final train loss {losses[name]:.4f}")
