@@ -116,11 +116,12 @@ def test_evaluation_loss_draws_the_same_noise_for_a_batch_index_every_epoch(tmp_
 )
 def test_sample_honours_sampler_with_data_shape_and_range(tmp_path, model, overrides):
     module = build(tmp_path, model, *overrides).eval()
-    calls = []
+    calls = []  # per network call: was the step's time one value expanded over the batch (embedded once)?
     net_forward = module.net.forward
-    module.net.forward = lambda x, t: calls.append(1) or net_forward(x, t)
+    module.net.forward = lambda x, t: calls.append(t.shape == (len(x),) and t.stride(0) == 0) or net_forward(x, t)
     samples = module.sample(6)
     assert samples.shape == (6, *MODELS[model]) and torch.isfinite(samples).all()
+    assert all(calls), "every sampler step passes its one time expanded, so the network embeds it once"
     if model == "ddpm_unet":
         assert samples.abs().max() <= 1
     h = module.hparams
@@ -242,6 +243,29 @@ def test_unet_handles_odd_sides_and_checks_groups():
         assert any(isinstance(m, Attention) for m in net.modules())
     with pytest.raises(ValueError, match="groups"):
         UNet((1, 8, 8), (1, 8, 8), width=12, groups=8)
+
+
+@pytest.mark.parametrize("network", ["time_mlp", "unet"])
+def test_one_time_for_the_batch_is_embedded_once_and_gives_each_rows_output(network):
+    from divlab.lightning_modules.networks.time_mlp import TimeMLP
+    from divlab.lightning_modules.networks.unet import UNet
+
+    shape = POINTS if network == "time_mlp" else IMAGE
+    torch.manual_seed(0)
+    net = TimeMLP(shape, shape) if network == "time_mlp" else UNet(shape, shape, width=8, channel_mults=(1, 2), groups=4)
+    rows = []  # rows of each time embedding computed
+    net.time.register_forward_hook(lambda module, inputs, out: rows.append(out.shape[0]))
+    x = torch.randn(4, *shape)
+    alone = lambda times: torch.cat([net(x[i:i + 1], times[i:i + 1]) for i in range(4)])  # noqa: E731
+    with torch.no_grad():
+        shared = net(x, torch.tensor(0.3).expand(4))  # how the samplers pass a step's time
+        assert rows == [1]
+        torch.testing.assert_close(shared, alone(torch.full((4,), 0.3)))
+        times = torch.tensor([0.1, 0.3, 0.6, 0.9])  # training's times, one per row, each embedded
+        rows.clear()
+        distinct = net(x, times)
+        assert rows == [4]
+        torch.testing.assert_close(distinct, alone(times))
 
 
 # --- through train.py -----------------------------------------------------------------------------

@@ -90,7 +90,9 @@ class DDPM(L.LightningModule):
         self.optimizer = optimizer
 
     def denoiser(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The network's prediction of the target at integer timesteps t [B]."""
+        """The network's prediction of the target at integer timesteps t [B], which it sees as t/T."""
+        if t.dim() == 1 and t.stride(0) == 0:  # one timestep for the batch (the samplers'): one value, embedded once
+            return self.net(x_t, (t[:1].float() / self.schedule.T).expand(t.shape[0]))
         return self.net(x_t, t.float() / self.schedule.T)
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

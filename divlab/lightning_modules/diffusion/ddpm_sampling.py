@@ -17,7 +17,8 @@ def _randn(shape, generator, device) -> Tensor:
 
 
 def _timestep(t: int, n: int, device) -> Tensor:
-    return torch.full((n,), t, dtype=torch.long, device=device)
+    """t for each of n examples, one value expanded (stride 0): time-conditioned networks embed it once."""
+    return torch.tensor(t, dtype=torch.long, device=device).expand(n)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ class PredictorCorrector:
                  device=None) -> Tensor:
         x = sde.prior_sample(shape, generator, device)
         for time, dt in sampling_grid(sde, self.steps, self.time_grid, eps):
-            t = torch.full((shape[0],), time, device=x.device)
+            t = torch.tensor(time, device=x.device).expand(shape[0])  # one time, stride 0: networks embed it once
             for _ in range(self.corrector_steps):
                 x = langevin_step(model, sde, x, t, self.snr, dt, generator)
             x, mean = euler_maruyama_step(model, sde, x, t, dt, generator)

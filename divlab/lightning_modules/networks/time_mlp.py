@@ -24,7 +24,12 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0
 
 
 class TimeEmbedding(nn.Module):
-    """t [B] in [0, 1] → [B, out_dim]: the sinusoid of 1000·t through a two-layer MLP."""
+    """t [B] in [0, 1] → [B, out_dim]: the sinusoid of 1000·t through a two-layer MLP.
+
+    One time for the whole batch, a scalar or a [B] tensor expanded from one value (stride 0, as the samplers
+    and the likelihood's ODE pass their steps), is embedded once: → [1, out_dim], which the blocks broadcast.
+    For the toy networks the embedding is a quarter of a forward pass's arithmetic.
+    """
 
     def __init__(self, out_dim: int, sinusoid_dim: int | None = None):
         super().__init__()
@@ -35,6 +40,8 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, t: torch.Tensor, batch_size: int) -> torch.Tensor:
         t = torch.as_tensor(t).reshape(-1).expand(batch_size)
+        if t.stride(0) == 0:  # one time, however many rows: embed it once
+            t = t[:1]
         return self.mlp(sinusoidal_embedding(TIME_SCALE * t, self.sinusoid_dim))
 
 
