@@ -129,6 +129,24 @@ def test_sample_honours_sampler_with_data_shape_and_range(tmp_path, model, overr
     assert len(calls) == network_calls[h.sampler] and len(calls) > 1
 
 
+@pytest.mark.parametrize("model, overrides", [("ddpm", ["model.sampler=ddpm"]), ("score", ["model.sampler=pc"]),
+                                              ("ddpm_unet", ["model.sampler=ddim", "model.eta=1.0"])],
+                         ids=["ancestral", "predictor_corrector", "ddim_unet"])
+def test_sample_chunk_runs_the_network_on_chunks_and_draws_the_same_samples(tmp_path, model, overrides):
+    whole = build(tmp_path, model, *overrides, "model.sample_chunk=null").eval()
+    chunked = build(tmp_path, model, *overrides, "model.sample_chunk=3").eval()
+    chunked.load_state_dict(whole.state_dict())
+    rows = []
+    net_forward = chunked.net.forward
+    chunked.net.forward = lambda x, t: rows.append(len(x)) or net_forward(x, t)
+    samples = {}
+    for name, module in (("whole", whole), ("chunked", chunked)):
+        torch.manual_seed(0)
+        samples[name] = module.sample(7)  # every step's noise is drawn for all 7, so the chunks change no draw
+    assert set(rows) == {3, 1}  # 7 = 3 + 3 + 1 at every call
+    torch.testing.assert_close(samples["chunked"], samples["whole"], rtol=1e-4, atol=1e-4)
+
+
 def test_time_grid_reaches_the_predictor_corrector(tmp_path):
     module = build(tmp_path, "score", "model.time_grid=log_snr", "model.sample_steps=7")
     assert (module.sampler.time_grid, module.sampler.steps) == ("log_snr", 7)
@@ -227,6 +245,8 @@ def test_score_image_likelihood_is_dequantised_ode_likelihood(tmp_path):
         ("score", "model.trace=skilling", "valid choices: exact, gaussian, rademacher"),
         ("score", "model.time_grid=cosine", "unknown model.time_grid 'cosine'; valid choices: log_snr, uniform"),
         ("score", "model.optimizer.lr=0", "optimizer.lr must be > 0"),
+        ("ddpm", "model.sample_chunk=0", "model.sample_chunk must be > 0"),
+        ("score", "model.sample_chunk=-64", "model.sample_chunk must be > 0"),
     ],
 )
 def test_bad_values_raise_naming_the_valid_ones(tmp_path, model, override, message):

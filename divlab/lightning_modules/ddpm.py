@@ -17,6 +17,7 @@ from divlab.lightning_modules.diffusion import (
     DDIMSampler,
     ReverseProcess,
     diffusion_loss,
+    in_chunks,
     loss_on_fixed_noise,
     make_schedule,
     sampled_variational_bound,
@@ -60,9 +61,12 @@ class DDPM(L.LightningModule):
         sample_steps: int | None = None,
         eta: float = 0.0,
         vlb_timesteps: int | None = None,
+        sample_chunk: int | None = None,
     ):
         super().__init__()
         check_positive("model.T", T)
+        if sample_chunk is not None:
+            check_positive("model.sample_chunk", sample_chunk)
         check_choice("model.schedule", schedule, BETA_SCHEDULES)
         check_choice("model.loss", loss, LOSSES)
         check_choice("model.sampler", sampler, SAMPLERS)
@@ -115,7 +119,8 @@ class DDPM(L.LightningModule):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        return self.sampler(self.denoiser, self.schedule, (n, *self.data_shape), device=self.device)
+        return self.sampler(in_chunks(self.denoiser, self.hparams.sample_chunk), self.schedule, (n, *self.data_shape),
+                            device=self.device)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:

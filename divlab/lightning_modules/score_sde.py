@@ -20,12 +20,13 @@ from divlab.lightning_modules.diffusion import (
     PredictorCorrector,
     ProbabilityFlowSampler,
     dsm_loss,
+    in_chunks,
     loss_on_fixed_noise,
     ode_log_likelihood,
     uniform_dequantize,
 )
 from divlab.lightning_modules.optim import make_optimizer
-from divlab.validation import check_choice, optimizer_lr
+from divlab.validation import check_choice, check_positive, optimizer_lr
 
 SDES = {"vp": VPSDE, "ve": VESDE}
 SAMPLERS = ("pc", "ode")
@@ -73,9 +74,12 @@ class ScoreSDE(L.LightningModule):
         ode_tolerance: float = 1e-5,
         ode_method: str = "dopri5",
         ode_steps: int | None = None,
+        sample_chunk: int | None = None,
     ):
         super().__init__()
         check_choice("model.sde", sde, SDES)
+        if sample_chunk is not None:
+            check_positive("model.sample_chunk", sample_chunk)
         check_choice("model.sampler", sampler, SAMPLERS)
         check_choice("model.trace", trace, TRACE_ESTIMATORS)
         self.save_hyperparameters(ignore=["net", "optimizer"])
@@ -108,7 +112,8 @@ class ScoreSDE(L.LightningModule):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        return self.sampler(self.net, self.sde, (n, *self.data_shape), device=self.device)
+        return self.sampler(in_chunks(self.net, self.hparams.sample_chunk), self.sde, (n, *self.data_shape),
+                            device=self.device)
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""benchmarks/score_time_grid.py runs and prints what the README quotes (the oracle rows: fast, no training)."""
+"""benchmarks/score_time_grid.py and benchmarks/sample_chunk.py run and print what the README quotes (fast, no training)."""
 import sys
 
 import pytest
@@ -28,3 +28,13 @@ def test_ddpm_oracle_rows_are_narrower_than_the_data(monkeypatch, capsys):
     ratios = [float(line.split(" | ")[-1].strip(" |")) for line in capsys.readouterr().out.splitlines()
               if line.startswith("| linear") or line.startswith("| cosine")]
     assert len(ratios) == 4 and all(0.45 < r < 0.85 for r in ratios)
+
+
+def test_sample_chunk_benchmark_prints_a_row_per_chunk_size(capsys, monkeypatch):
+    from benchmarks import sample_chunk
+
+    monkeypatch.setattr("sys.argv", ["sample_chunk", "--experiment", "score_ring8", "--n", "5", "--steps", "2",
+                                     "--repeats", "1", "--chunks", "0", "2"])
+    sample_chunk.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms per" not in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| null (whole batch)", "| 2"]
