@@ -141,8 +141,16 @@ def test_missing_policy_checkpoint_names_the_path(policy_spec, tmp_path):
         DPO((48,), {**policy_spec, "ckpt_path": str(missing)}, ADAM)
 
 
-def test_align_dpo_experiment_trains_and_logs_the_frontier_metrics(train_with, tmp_path):
+def test_align_dpo_experiment_trains_and_logs_the_frontier_metrics(train_with, tmp_path, monkeypatch):
+    from divlab.callbacks.alignment_metrics import AlignmentMetrics
+
+    evaluations = []
+    evaluate = AlignmentMetrics.evaluate
+    monkeypatch.setattr(AlignmentMetrics, "evaluate", lambda *args: evaluations.append(1) or evaluate(*args))
     cfg, metrics = train_with("experiment=align_dpo", "divergence=ipo", TINY_EVALUATION, *TINY_OVERRIDES)
+    # π at every validation and π_ref once; none at the sanity check, whose metrics Lightning drops
+    assert "num_sanity_val_steps" not in cfg.trainer  # Lightning's default, 2: a sanity check runs
+    assert len(evaluations) == cfg.trainer.max_epochs + 1
     for key in ("val/true_reward", "val/kl_to_ref", "val/ref_true_reward", "val/implicit_reward_margin",
                 "val/implicit_reward_accuracy", "train/loss"):
         assert key in metrics, key

@@ -73,7 +73,7 @@ class AlignmentMetrics(L.Callback):
             pl_module.log("val/reward_model_accuracy", accuracy, sync_dist=True, batch_size=len(batch["index"]))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not self.applies_to(pl_module):
+        if not self.applies_to(pl_module) or trainer.sanity_checking:  # Lightning keeps no sanity-check metric
             return
         reference = pl_module.reference_policy
         if self.prompts is None:
@@ -83,8 +83,7 @@ class AlignmentMetrics(L.Callback):
             self._reference_reward = self.evaluate(reference.model.to(pl_module.device), reference).true_reward
         pl_module.log_dict({"val/true_reward": result.true_reward, "val/kl_to_ref": result.kl_to_ref,
                             "val/ref_true_reward": self._reference_reward}, prog_bar=True, sync_dist=True)
-        if not trainer.sanity_checking:
-            write_text_samples(trainer, "val/samples", result.texts[: self.n_texts])
+        write_text_samples(trainer, "val/samples", result.texts[: self.n_texts])
 
     def evaluate(self, policy, reference) -> PolicyEvaluation:
         return evaluate_policy(policy, reference.model, self.prompts, self.completion_length,
