@@ -28,7 +28,13 @@ def presets() -> list[str]:
 
 
 def run_preset(name: str, root: Path) -> Path:
-    run = train([f"experiment={name}", "logger=none", f"hydra.run.dir={root / name}"])
+    """A fresh run of the preset in `root`/<name> (a preset listed twice gets `root`/<name>_2: a directory that
+    holds a finished run would be resumed, not retrained)."""
+    run_dir, repeat = root / name, 1
+    while run_dir.exists():
+        repeat += 1
+        run_dir = root / f"{name}_{repeat}"
+    run = train([f"experiment={name}", "logger=none", f"hydra.run.dir={run_dir}"])
     return run.run_dir
 
 

@@ -1,7 +1,10 @@
 """benchmarks/eval_share.py reads a run's evaluation share from its record."""
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
-from benchmarks.eval_share import presets, share
+from benchmarks import eval_share
+from benchmarks.eval_share import presets, run_preset, share
 
 
 def test_the_share_is_evaluation_over_the_attempts_wall_time(tmp_path):
@@ -24,3 +27,18 @@ def test_presets_leave_out_sweeps_and_studies():
     names = presets()
     assert "vae_ring8" in names and "ddpm_fashion_mnist" in names
     assert not any(n.startswith(("study_", "best_")) or n == "align_frontier" for n in names)
+
+
+def test_a_preset_listed_twice_trains_twice_in_fresh_directories(tmp_path, monkeypatch):
+    run_dirs = []
+
+    def fake_train(overrides):  # train.py resumes a directory that holds a run: each call must get a new one
+        run_dir = Path(next(o for o in overrides if o.startswith("hydra.run.dir=")).split("=", 1)[1])
+        assert not run_dir.exists()
+        run_dir.mkdir(parents=True)
+        run_dirs.append(run_dir)
+        return SimpleNamespace(run_dir=run_dir)
+
+    monkeypatch.setattr(eval_share, "train", fake_train)
+    assert [run_preset("score_ring8", tmp_path) for _ in range(3)] == run_dirs
+    assert [d.name for d in run_dirs] == ["score_ring8", "score_ring8_2", "score_ring8_3"]
