@@ -310,12 +310,14 @@ def test_sample_and_toy_metric_callbacks_see_the_ema_weights(train_with, tmp_pat
     original = DDPM.sample
     monkeypatch.setattr(DDPM, "sample", lambda self, n: seen.append(self.net.input.weight.clone()) or original(self, n))
     # the preset draws its scatter plots in toy_metrics only; a sample logger is added back to test it too
-    train_with("experiment=ddpm_ring8", *TINY_RING8, "trainer=cpu", "test=false",
-               "++callbacks.samples._target_=divlab.callbacks.samples.SampleLogger", "++callbacks.samples.every_n_epochs=1")
+    _, metrics = train_with("experiment=ddpm_ring8", *TINY_RING8, "trainer=cpu", "test=false",
+                            "++callbacks.samples._target_=divlab.callbacks.samples.SampleLogger",
+                            "++callbacks.samples.every_n_epochs=1")
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     ema, raw = checkpoint["state_dict"]["net.input.weight"], checkpoint["current_model_state"]["net.input.weight"]
     assert len(seen) == 2 and not torch.equal(ema, raw)
     assert all(torch.equal(weights, ema) for weights in seen)
+    assert metrics["time/val/samples_seconds"] > 0  # the sample logger's time, beside the evaluation callbacks'
 
 
 def test_test_stage_evaluates_the_ema_weights(train_with, tmp_path, monkeypatch):

@@ -1,4 +1,6 @@
-"""Log `pl_module.sample(n)` every N epochs: a PNG (or text file) in `<output_dir>/samples/` and on W&B."""
+"""Log `pl_module.sample(n)` every N epochs: a PNG (or text file) in `<output_dir>/samples/` and on W&B, and the
+time it took as `time/val/samples_seconds`, beside the evaluation callbacks' own."""
+import time
 from pathlib import Path
 
 import lightning as L
@@ -25,7 +27,10 @@ class SampleLogger(L.Callback):
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if validation_due(trainer, self.every_n_epochs):
+            start = time.perf_counter()
             self.log_samples(trainer, pl_module)
+            pl_module.log("time/val/samples_seconds", time.perf_counter() - start, rank_zero_only=True,
+                          on_step=False, on_epoch=True)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._last_step != trainer.global_step:
