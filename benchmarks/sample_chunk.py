@@ -11,11 +11,12 @@ whole batch, so chunking may change only float rounding.
 """
 import argparse
 import statistics
-import time
 
 import torch
 from hydra import compose, initialize_config_dir
 
+from benchmarks.ddim_vs_ddpm import timed
+from divlab.callbacks.periodic import seeded_samples
 from divlab.config_dir import config_dir
 from divlab.saved_runs import build_data_and_model
 
@@ -27,12 +28,9 @@ def build(experiment: str, steps: int):
     return module.eval()
 
 
-def timed_samples(module, n: int, rows: int, seed: int = 0) -> tuple[float, torch.Tensor]:
+def timed_samples(module, n: int, rows: int, seed: int = 0) -> tuple[torch.Tensor, float]:
     module.hparams.sample_chunk = rows or None
-    torch.manual_seed(seed)
-    start = time.perf_counter()
-    samples = module.sample(n)
-    return time.perf_counter() - start, samples
+    return timed(lambda: seeded_samples(module, n, seed))
 
 
 def main() -> None:
@@ -51,7 +49,7 @@ def main() -> None:
     difference = dict.fromkeys(chunks, 0.0)
     for _ in range(args.repeats):
         for rows in chunks:
-            elapsed, samples = timed_samples(module, args.n, rows)
+            samples, elapsed = timed_samples(module, args.n, rows)
             seconds[rows].append(elapsed)
             whole = samples if rows == 0 else whole
             difference[rows] = max(difference[rows], (samples - whole).abs().max().item())

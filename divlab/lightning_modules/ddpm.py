@@ -16,6 +16,7 @@ from divlab.lightning_modules.diffusion import (
     AncestralSampler,
     DDIMSampler,
     ReverseProcess,
+    check_sample_chunk,
     diffusion_loss,
     in_chunks,
     loss_on_fixed_noise,
@@ -65,8 +66,7 @@ class DDPM(L.LightningModule):
     ):
         super().__init__()
         check_positive("model.T", T)
-        if sample_chunk is not None:
-            check_positive("model.sample_chunk", sample_chunk)
+        check_sample_chunk(sample_chunk)
         check_choice("model.schedule", schedule, BETA_SCHEDULES)
         check_choice("model.loss", loss, LOSSES)
         check_choice("model.sampler", sampler, SAMPLERS)

@@ -19,6 +19,7 @@ from divlab.lightning_modules.diffusion import (
     ODESolver,
     PredictorCorrector,
     ProbabilityFlowSampler,
+    check_sample_chunk,
     dsm_loss,
     in_chunks,
     loss_on_fixed_noise,
@@ -26,7 +27,7 @@ from divlab.lightning_modules.diffusion import (
     uniform_dequantize,
 )
 from divlab.lightning_modules.optim import make_optimizer
-from divlab.validation import check_choice, check_positive, optimizer_lr
+from divlab.validation import check_choice, optimizer_lr
 
 SDES = {"vp": VPSDE, "ve": VESDE}
 SAMPLERS = ("pc", "ode")
@@ -78,8 +79,7 @@ class ScoreSDE(L.LightningModule):
     ):
         super().__init__()
         check_choice("model.sde", sde, SDES)
-        if sample_chunk is not None:
-            check_positive("model.sample_chunk", sample_chunk)
+        check_sample_chunk(sample_chunk)
         check_choice("model.sampler", sampler, SAMPLERS)
         check_choice("model.trace", trace, TRACE_ESTIMATORS)
         self.save_hyperparameters(ignore=["net", "optimizer"])

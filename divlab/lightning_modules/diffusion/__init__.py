@@ -12,7 +12,7 @@ from divlab.lightning_modules.diffusion.ddpm import (
     q_sample,
     signal_and_noise_scales,
 )
-from divlab.lightning_modules.diffusion.chunked import in_chunks
+from divlab.lightning_modules.diffusion.chunked import check_sample_chunk, in_chunks
 from divlab.lightning_modules.diffusion.ddpm_sampling import AncestralSampler, DDIMSampler, ddim_timesteps
 from divlab.lightning_modules.diffusion.fixed_noise import loss_on_fixed_noise
 from divlab.lightning_modules.diffusion.ode import ODESolver

@@ -9,11 +9,15 @@ import torch
 from divlab.validation import check_positive
 
 
+def check_sample_chunk(rows: int | None) -> int | None:
+    """`model.sample_chunk`: None (the whole batch at once) or a positive number of rows."""
+    return rows if rows is None else check_positive("model.sample_chunk", rows)
+
+
 def in_chunks(model, rows: int | None):
     """model(x, t) on x.split(rows) and t.split(rows), concatenated; `model` itself for rows=None."""
-    if rows is None:
+    if check_sample_chunk(rows) is None:
         return model
-    check_positive("model.sample_chunk", rows)
 
     def chunked(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if len(x) <= rows:
