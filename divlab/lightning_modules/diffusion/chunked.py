@@ -2,7 +2,7 @@
 
 The samplers draw their noise for the whole batch, so chunking the network's calls changes no random draw: the
 samples are those of one call, to float rounding. It exists for speed: on a CPU, a U-Net over 500 images at once
-runs ~1.5× slower per image than over 64, its activations outgrowing the caches (`benchmarks/sample_chunk.py`).
+runs 1.3–1.6× slower per image than over 64, its activations outgrowing the caches (`benchmarks/sample_chunk.py`).
 """
 import torch
 
