@@ -71,11 +71,13 @@ def test_early_stopping_stops_on_the_checkpointed_metric(train_with, tmp_path):
 
 
 def test_debug_overfit_drives_the_training_loss_down_on_one_batch(train_with, tmp_path):
-    train_with("experiment=vae_ring8", "debug=overfit", "trainer=cpu", "logger=csv", "trainer.max_epochs=150")
+    # 300 steps: at 150 whether the loss had left its plateau (~2.1) depended on the random stream (seeds 0-5: a
+    # drop of 0.07-0.6); at 300 every seed's falls by 0.6 or more.
+    train_with("experiment=vae_ring8", "debug=overfit", "trainer=cpu", "logger=csv", "trainer.max_epochs=300")
     record = json.loads((tmp_path / "run.json").read_text())
     losses = [value for _, value in record["history"]["train/loss"]]
     assert record["status"] == "completed" and not list(tmp_path.rglob("*.ckpt"))
-    assert losses[-1] < losses[0] - 0.1, losses
+    assert losses[-1] < losses[0] - 0.3, losses
 
 
 def test_debug_profiler_writes_where_the_time_goes(train_with, tmp_path):

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.periodic import check_cadence_is_validated, check_monitors_see_every_validation, validation_due
 from divlab.lightning_modules.likelihoods import bits_per_dim
 from divlab.validation import check_positive
@@ -37,6 +38,8 @@ class LikelihoodEvaluator(L.Callback):
     Families without `log_likelihood` (GANs) are skipped with a one-line notice. Validation runs
     every `every_n_epochs` epochs on the first `max_val_batches` batches (0: never at validation; null: all),
     the test on the first `max_test_batches`; the time spent is logged as `time/<split>/likelihood_seconds`.
+    Batch i's estimate (importance samples, Hutchinson probes, dequantisation noise) draws from a stream seeded
+    with i, so it is the same at every pass and leaves the draws of the module's own evaluation steps alone.
     """
 
     def __init__(self, max_val_batches: int | None = 2, max_test_batches: int | None = 10, every_n_epochs: int = 1):
@@ -69,7 +72,8 @@ class LikelihoodEvaluator(L.Callback):
         if (limit is not None and batch_idx >= limit) or not self._applies(trainer, pl_module):
             return
         start = time.perf_counter()
-        nll = -pl_module.log_likelihood(batch).mean()
+        with seeded_stream(batch_idx, pl_module.device):  # batch i: the same noise at every pass, nothing else moved
+            nll = -pl_module.log_likelihood(batch).mean()
         datamodule = trainer.datamodule
         kind = getattr(datamodule, "kind", None)
         nll_name, unit = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))

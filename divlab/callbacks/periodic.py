@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.eval_mode import eval_mode
 from divlab.validation import check_positive
 
@@ -23,9 +24,7 @@ from divlab.validation import check_positive
 @torch.no_grad()
 def seeded_samples(pl_module, n: int, seed: int, batch_size: int = 1000) -> torch.Tensor:
     """`pl_module.sample` in eval mode, in batches, from a fixed seed that leaves the training RNG untouched."""
-    devices = [pl_module.device] if pl_module.device.type == "cuda" else []
-    with eval_mode(pl_module), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with eval_mode(pl_module), seeded_stream(seed, pl_module.device):
         return torch.cat([pl_module.sample(min(batch_size, n - start)).float().cpu()
                           for start in range(0, n, batch_size)])
 

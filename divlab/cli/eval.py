@@ -48,7 +48,7 @@ def evaluate(cfg: DictConfig) -> dict:
     datamodule, model = build_data_and_model(data_cfg, model_cfg)
     check_matches(checkpoint, model, ckpt_path)
     del checkpoint
-    callbacks, loggers = callbacks_and_loggers(cfg)
+    callbacks, loggers = callbacks_and_loggers(cfg, seed)
     callbacks = [c for c in callbacks if not isinstance(c, L.pytorch.callbacks.LearningRateMonitor)]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log.info("evaluating %s", ckpt_path)

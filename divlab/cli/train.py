@@ -158,7 +158,7 @@ def run(cfg: DictConfig) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(str(output_dir), config=config, seed=cfg.get("seed"), previous=previous,
                        resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step)
-    callbacks, loggers = callbacks_and_loggers(cfg)
+    callbacks, loggers = callbacks_and_loggers(cfg, cfg.get("seed"))
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))

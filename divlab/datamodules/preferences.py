@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from divlab.datamodules.tensor_data import evaluation_loader_generator
 from divlab.validation import check_positive
 
 PREFERENCE_KEYS = ("prompt", "chosen", "rejected")
@@ -215,6 +216,7 @@ class PreferenceDataModule(L.LightningDataModule):
             self.splits[split],
             batch_size=self.hparams.batch_size,
             shuffle=shuffle,
+            generator=evaluation_loader_generator(shuffle),
             num_workers=self.hparams.num_workers,
             collate_fn=self._collate,
             persistent_workers=self.hparams.num_workers > 0,

@@ -30,11 +30,21 @@ def keep_batch(batch):
     return batch
 
 
+def evaluation_loader_generator(shuffle: bool) -> torch.Generator | None:
+    """A generator of its own for a loader that is not shuffled (validation, test). Creating a DataLoader iterator
+    draws its base seed from the loader's generator, or from the global stream training draws from when it has
+    none, and Lightning creates the iterator before any evaluation hook runs (`EvaluationRandomStream`,
+    `divlab/callbacks/evaluation_rng.py`): without one, each validation pass shifted training's random stream. A
+    shuffled (training) loader keeps the global stream, so its order is the run seed's."""
+    return None if shuffle else torch.Generator().manual_seed(0)
+
+
 def batched_loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0, drop_last: bool = False):
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        generator=evaluation_loader_generator(shuffle),
         num_workers=num_workers,
         drop_last=drop_last,
         collate_fn=keep_batch,
