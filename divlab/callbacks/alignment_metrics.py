@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from divlab.alignment.controlled_task import eval_prompts, sentiment_reward
+from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.media import log_text_samples
 from divlab.lightning_modules.alignment_objectives import pair_accuracy, sequence_kl_estimate
 from divlab.lightning_modules.sequence import decode_completions, rollout
@@ -41,8 +42,7 @@ def evaluate_policy(policy, reference, prompts: Tensor, max_new_tokens: int, dec
     global random state.
     """
     prompts = prompts.to(policy.device)
-    with torch.random.fork_rng(devices=[policy.device] if policy.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded_stream(seed, policy.device):
         tokens, mask = rollout(policy, prompts, max_new_tokens)
     kl = sequence_kl_estimate(policy.token_log_likelihoods(tokens), reference.token_log_likelihoods(tokens), mask)
     completions = decode_completions(decode, tokens, prompts.shape[1])
