@@ -1,7 +1,8 @@
 """char_gpt through divlab's Trainer vs a nanoGPT-style plain loop: tokens per second, side by side.
 
     python benchmarks/char_gpt_vs_plain.py [--iters 200] [--repeats 3] [--accelerator auto|cpu|gpu] [--compile]
-    python benchmarks/char_gpt_vs_plain.py --whole-run [--repeats 1]
+        [--precision 32-true|bf16-mixed]
+    python benchmarks/char_gpt_vs_plain.py --whole-run [--repeats 1] [--precision 32-true|bf16-mixed]
 
 Steps: both train fresh copies of the same module (the char_gpt experiment's GPT, AdamW and cosine schedule)
 on the same pre-drawn batches of divlab's character-level Shakespeare data, alternated `--repeats`
@@ -11,6 +12,8 @@ their ratio (goal: the Trainer within 10 % of the plain loop) and the final trai
 --compile: the Trainer's copy has its backbone compiled, as `model.compile=true` does (`torch.compile`, compiled
 at its first step, which the warm-up excludes), the plain loop stays eager, as nanoGPT's CPU command runs it
 (`--compile=False`): does compiling buy the Trainer more than the plain loop's tokens/s?
+--precision bf16-mixed: the Trainer's copy under Lightning's bf16 autocast (`trainer.precision=bf16-mixed`; on a CPU
+with AVX-512 BF16 or AMX its matrix products run in bfloat16), the plain loop in float32 as nanoGPT's CPU command.
 
 --whole-run: the whole of `python train.py experiment=char_gpt` (setup, 2,000 steps, its validations, checkpoints,
 samples and test; W&B off) against a whole nanoGPT-style run of the same model, data and recipe written the way
@@ -63,13 +66,14 @@ class SynchronizedStepTimer(StepTimer):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
-def time_trainer(module, batches, accelerator: str, log_every: int, compile: bool = False) -> tuple[float, float]:
+def time_trainer(module, batches, accelerator: str, log_every: int, compile: bool = False,
+                 precision: str = "32-true") -> tuple[float, float]:
     module = copy.deepcopy(module)
     if compile:
         module.backbone.compile()  # what AutoregressiveModel.build does with model.compile=true
     timer, last = SynchronizedStepTimer(WARMUP), LastLoss()
     trainer = L.Trainer(
-        accelerator=accelerator, devices=1, max_steps=len(batches), max_epochs=-1, logger=False,
+        accelerator=accelerator, devices=1, precision=precision, max_steps=len(batches), max_epochs=-1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
         log_every_n_steps=log_every, callbacks=[timer, last],
     )
@@ -153,14 +157,15 @@ def nanogpt_style_run(max_steps: int, checkpoint: Path):
     return time.perf_counter() - start, model, data
 
 
-def whole_runs(repeats: int) -> None:
+def whole_runs(repeats: int, precision: str = "32-true") -> None:
     from divlab import train
 
     divlab_s, plain_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(repeats):
             start = time.perf_counter()
-            run = train(["experiment=char_gpt", "logger=none", f"hydra.run.dir={tmp}/divlab{repeat}"])
+            run = train(["experiment=char_gpt", "logger=none", f"trainer.precision={precision}",
+                         f"hydra.run.dir={tmp}/divlab{repeat}"])
             divlab_s.append(time.perf_counter() - start)
             divlab_loss = run.metrics["test/loss"]
             seconds, model, data = nanogpt_style_run(2000, Path(tmp) / "plain.pt")
@@ -181,9 +186,12 @@ def main() -> None:
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--whole-run", action="store_true", help="whole runs with evaluation, not steps alone")
     parser.add_argument("--compile", action="store_true", help="compile the Trainer's backbone (model.compile=true)")
+    parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
+                        help="the Trainer's precision (trainer.precision); the plain loop stays float32, as nanoGPT's CPU "
+                             "command runs")
     args = parser.parse_args()
     if args.whole_run:
-        return whole_runs(args.repeats)
+        return whole_runs(args.repeats, args.precision)
     if args.iters <= WARMUP:
         parser.error(f"--iters must exceed the {WARMUP} warm-up iterations, got {args.iters}")
     torch.manual_seed(0)
@@ -199,13 +207,15 @@ def main() -> None:
     tokens_per_step = batches[0].numel()
     trainer_s, plain_s, losses = [], [], {}
     for _ in range(args.repeats):
-        seconds, losses["Trainer"] = time_trainer(module, batches, "gpu" if gpu else "cpu", log_every, args.compile)
+        seconds, losses["Trainer"] = time_trainer(module, batches, "gpu" if gpu else "cpu", log_every, args.compile,
+                                                  args.precision)
         trainer_s.append(seconds)
         seconds, losses["plain loop"] = time_plain(module, batches, device, log_every)
         plain_s.append(seconds)
     ratios = [p / t for t, p in zip(trainer_s, plain_s)]
     print(f"char_gpt, batch {tuple(batches[0].shape)}, {args.iters} iterations, {args.repeats} alternated repeats, "
-          f"{device.type}" + (", the Trainer's backbone compiled" if args.compile else ""))
+          f"{device.type}" + (", the Trainer's backbone compiled" if args.compile else "")
+          + (f", the Trainer in {args.precision}" if args.precision != "32-true" else ""))
     for name, seconds in (("plain loop", plain_s), ("Trainer", trainer_s)):
         print(f"{name:12s} {tokens_per_step / statistics.median(seconds):10.0f} tokens/s "
               f"({1e3 * statistics.median(seconds):.2f} ms/step), final train loss {losses[name]:.4f}")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from divlab.lightning_modules.autoregressive import AutoregressiveModel, filter_logits
-from divlab.lightning_modules.networks.gpt import GPT
+from divlab.lightning_modules.networks.gpt import GPT, causal_attention
 
 
 def make_model(vocab_size=5, block_size=8, **backbone):
@@ -139,6 +139,32 @@ def test_pixel_gpt_trains_in_bf16_mixed(train_with, tmp_path):
     assert metrics["val/bpd"] == pytest.approx(metrics["val/loss"] / math.log(2), rel=1e-5)
     assert 7 < metrics["val/bpd"] < 8.5  # a few steps from uniform over 256 levels (8 bits)
     assert list((tmp_path / "samples").glob("*.png"))
+
+
+def brute_force_causal_attention(q, k, v):
+    """softmax(q kᵀ / √d, keys after the query masked out) v, in float64, one query at a time."""
+    q, k, v = (z.double() for z in (q, k, v))
+    rows = []
+    for t in range(q.shape[2]):
+        weights = torch.softmax(q[:, :, t:t + 1] @ k[:, :, : t + 1].transpose(-1, -2) / math.sqrt(q.shape[-1]), -1)
+        rows.append(weights @ v[:, :, : t + 1])
+    return torch.cat(rows, dim=2)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_causal_attention_matches_brute_force_in_float32_and_under_cpu_bf16_autocast(autocast):
+    """Under CPU bf16 autocast the heads arrive in bfloat16 and are attended in float32 (the fast CPU path); the
+    result is bfloat16 again, within bfloat16's rounding of the exact attention, and gradients reach all three."""
+    q, k, v = (torch.randn(2, 3, 7, 8, requires_grad=True) for _ in range(3))
+    dtype = torch.bfloat16 if autocast else torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = causal_attention(q.to(dtype), k.to(dtype), v.to(dtype), dropout_p=0.0)
+    assert y.dtype == dtype
+    expected = brute_force_causal_attention(q.to(dtype), k.to(dtype), v.to(dtype))
+    tolerance = 1e-2 if autocast else 1e-5  # the output's own rounding: 8 bits of mantissa in bfloat16
+    torch.testing.assert_close(y.double(), expected, rtol=tolerance, atol=tolerance)
+    y.float().sum().backward()
+    assert all(z.grad is not None and z.grad.abs().sum() > 0 for z in (q, k, v))
 
 
 class UniformLogits(torch.nn.Module):

@@ -20,6 +20,21 @@ class KVCache:
     length: int = 0
 
 
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """Causal scaled dot-product attention over [B, H, T, D] heads.
+
+    On a CPU, half-precision heads (bf16 autocast: `trainer.precision=bf16-mixed`) are attended in float32 and the
+    result cast back: PyTorch's CPU flash-attention backward took 5.7× as long in bfloat16 as in float32 at
+    `char_gpt`'s shapes (torch 2.14, AVX-512 BF16 CPU; README, Benchmarks), more than the bfloat16 matrix products
+    saved. On a GPU the half-precision kernel is the fast one and is used as is.
+    """
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        with torch.autocast("cpu", enabled=False):
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p, is_causal=True)
+        return y.to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float):
         super().__init__()
@@ -41,7 +56,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self._heads(x)
         if cache is None:
             dropout = self.dropout if self.training else 0.0
-            return self._merge(F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True))
+            return self._merge(causal_attention(q, k, v, dropout))
         # Incremental: write this chunk's keys/values into the cache, attend to everything so far.
         start, end = cache.length, cache.length + x.shape[1]
         cache.keys[layer, :, :, start:end] = k
