@@ -40,3 +40,30 @@ def test_a_runs_test_metrics_are_reproduced_by_divlab_eval_of_its_checkpoint(tra
     evaluated = json.loads((tmp_path / "eval" / "eval.json").read_text())["metrics"]
     for name in ("test/loss", "test/nll"):
         assert evaluated[name] == fitted[name], name
+
+
+def test_sample_grids_come_from_the_loggers_seed_and_leave_the_global_stream_alone(tmp_path, monkeypatch):
+    """Two grids from the same weights are the same images, and drawing them moves no global random state: the
+    grid at the end of training (outside any evaluation pass) cannot shift what comes after it."""
+    from types import SimpleNamespace
+
+    import divlab.callbacks.samples as samples_module
+
+    class Gaussian(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def sample(self, n):
+            return torch.randn(n, 2)
+
+    drawn = []
+    monkeypatch.setattr(samples_module, "RENDERERS", {"toy": lambda samples, path, dm: drawn.append(samples) or path})
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(kind="toy"), default_root_dir=str(tmp_path), global_step=0,
+                              loggers=[])
+    logger = samples_module.SampleLogger(n_samples=5, seed=3)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    logger.log_samples(trainer, Gaussian())
+    logger.log_samples(trainer, Gaussian())
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(3)
+    assert torch.equal(drawn[0], drawn[1]) and torch.equal(drawn[0], torch.randn(5, 2))

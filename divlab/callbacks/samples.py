@@ -1,5 +1,7 @@
 """Log `pl_module.sample(n)` every N epochs: a PNG (or text file) in `<output_dir>/samples/` and on W&B, and the
-time it took as `time/val/samples_seconds`, beside the evaluation callbacks' own."""
+time it took as `time/val/samples_seconds`, beside the evaluation callbacks' own. Every grid is drawn from the
+callback's own `seed` (the same latents each time, so grids differ only by the weights), never from training's
+random stream, the grid at the end of training included."""
 import time
 from pathlib import Path
 
@@ -7,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.media import log_image_file, log_text_samples
 from divlab.callbacks.periodic import check_cadence_is_validated, validation_due
 from divlab.callbacks.render import RENDERERS
@@ -15,10 +18,11 @@ from divlab.validation import check_positive
 
 
 class SampleLogger(L.Callback):
-    def __init__(self, n_samples: int = 64, every_n_epochs: int = 1, dirname: str = "samples"):
+    def __init__(self, n_samples: int = 64, every_n_epochs: int = 1, dirname: str = "samples", seed: int = 0):
         self.n_samples = check_positive("callbacks.samples.n_samples", n_samples)
         self.every_n_epochs = check_positive("callbacks.samples.every_n_epochs", every_n_epochs)
         self.dirname = dirname
+        self.seed = seed
         self._last_step = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -42,7 +46,7 @@ class SampleLogger(L.Callback):
         render = RENDERERS.get(getattr(datamodule, "kind", None))
         if render is None:
             return None
-        with eval_mode(pl_module), torch.no_grad():
+        with eval_mode(pl_module), torch.no_grad(), seeded_stream(self.seed, pl_module.device):
             samples = pl_module.sample(self.n_samples).cpu()
         folder = Path(trainer.default_root_dir) / self.dirname
         folder.mkdir(parents=True, exist_ok=True)
