@@ -187,8 +187,8 @@ def main() -> None:
     parser.add_argument("--whole-run", action="store_true", help="whole runs with evaluation, not steps alone")
     parser.add_argument("--compile", action="store_true", help="compile the Trainer's backbone (model.compile=true)")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
-                        help="the Trainer's precision (trainer.precision); the plain loop stays float32, as nanoGPT's CPU "
-                             "command runs")
+                        help="the Trainer's precision (trainer.precision); the plain loop stays float32, as "
+                             "nanoGPT's CPU command runs")
     args = parser.parse_args()
     if args.whole_run:
         return whole_runs(args.repeats, args.precision)

@@ -3,7 +3,6 @@ how often a run validates or logs samples leaves its training untouched, and the
 evaluation at validation, at test and under `divlab eval`."""
 import json
 
-import pytest
 import torch
 
 from divlab import cli
@@ -21,9 +20,9 @@ def test_validation_cadence_and_sample_logging_leave_training_unchanged(train_wi
     """The VAE draws at validation (its ELBO's noise, the likelihood callback's importance samples, the sample
     logger's latents, the loader's base seed): validating every epoch with every callback, or once at the end with
     none, must train the same weights."""
-    _, every_epoch = train_with(*TINY_VAE, "test=false", *SAMPLE_LOGGER,
-                                out=tmp_path / "every_epoch")
-    _, once = train_with(*TINY_VAE, "test=false", "trainer.check_val_every_n_epoch=3", "callbacks.likelihood=null", "callbacks.toy_metrics=null", out=tmp_path / "once")
+    _, every_epoch = train_with(*TINY_VAE, "test=false", *SAMPLE_LOGGER, out=tmp_path / "every_epoch")
+    _, once = train_with(*TINY_VAE, "test=false", "trainer.check_val_every_n_epoch=3", "callbacks.likelihood=null",
+                         "callbacks.toy_metrics=null", out=tmp_path / "once")
     assert every_epoch["train/loss"] == once["train/loss"]
     a, b = final_weights(tmp_path / "every_epoch"), final_weights(tmp_path / "once")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from divlab.atomic_files import atomic_write
+from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.periodic import PeriodicEvaluation
 from divlab.evaluation.feature_nets import FEATURE_SPACES, file_hash, load_feature_net
 from divlab.evaluation.frechet import feature_fid_metric, feature_kid_metric, kid_subset_size
@@ -194,8 +195,7 @@ class ImageFeatureMetrics(PeriodicEvaluation):
                 fid.update(fake, real=False)
                 metrics[f"fid_{suffix}"] = fid.compute().item()
         if "kid" in self.metrics:
-            with timer(f"kid_{suffix}"), torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
+            with timer(f"kid_{suffix}"), seeded_stream(self.seed, torch.device("cpu")):
                 subset_size = kid_subset_size(len(real), len(fake), self.kid_subset_size)
                 kid = feature_kid_metric(identity, num_features=real.shape[1], subsets=self.kid_subsets,
                                          subset_size=subset_size, sync_on_compute=False)
