@@ -113,6 +113,22 @@ def test_the_studies_sweep_one_member_list():
     assert sweep_params("study_ring8_packing")["model.packing"] == "1,4"
 
 
+@pytest.mark.parametrize("study", ["study_ring8_reference", "study_grid25_reference"])
+def test_reference_study_members_train_the_divergence_and_recipe_they_name(tmp_path, study):
+    recipes = {"pacgan": ("batch_size", 100), "wgan_gp": ("n_critic", 5), "sngan_hinge": ("n_critic", 5),
+               "fgan": ("batch_size", 4096)}
+    for member in sweep_params(study)["study_member"].split(","):
+        cfg = compose_config(tmp_path, [f"experiment={study}", f"study_member={member}"])
+        if not member.startswith("gan_"):
+            continue
+        name = member.removeprefix("gan_")
+        recipe = next((r for r in recipes if name.endswith("_" + r)), None)
+        assert cfg.model.divergence == (name.removesuffix("_" + recipe) if recipe else name), member
+        if recipe:
+            key, value = recipes[recipe]
+            assert (cfg.data.batch_size if key == "batch_size" else cfg.model[key]) == value, member
+
+
 def resolved_without(cfg, *keys: str) -> dict:
     config = OmegaConf.to_container(cfg, resolve=True)
     for key in keys:

@@ -2,6 +2,7 @@
 and whole runs on 2 processes (ddp_spawn), in bf16-mixed and (slow) to mode coverage on ring8."""
 import functools
 import json
+import math
 
 import hydra
 import lightning as L
@@ -242,6 +243,19 @@ def test_spectral_norm_critic_layers_have_unit_largest_singular_value():
             assert torch.linalg.matrix_norm(layer.weight, ord=2).item() == pytest.approx(1.0, abs=0.02)
 
 
+def test_mlp_activations_are_the_named_ones_and_an_unknown_name_lists_them():
+    x = torch.tensor([[-1.0, 2.0]])
+    elu = MLP((2,), (2,), hidden=2, depth=1, activation="elu")
+    with torch.no_grad():
+        for layer in elu.net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.copy_(torch.eye(2))
+                layer.bias.zero_()
+    assert elu(x)[0].tolist() == pytest.approx([math.exp(-1.0) - 1.0, 2.0])  # ELU: e^x − 1 below 0, x above
+    with pytest.raises(ValueError, match="unknown MLP activation 'gelu'; valid choices: elu, leaky_relu, relu, silu"):
+        MLP((2,), (), activation="gelu")
+
+
 def test_maxout_takes_the_max_over_pieces_by_hand():
     from divlab.lightning_modules.networks.maxout import Maxout, MaxoutMLP
 
@@ -260,6 +274,7 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
     ("wgan_gp", {"n_critic": 5, "gp_weight": 0.1, "divergence": "wasserstein", "batch_size": 256}),
     ("sngan_hinge", {"n_critic": 5, "divergence": "hinge", "spectral_norm": True}),
     ("packed_ema", {"packing": 4, "divergence": "non_saturating", "ema_decay": 0.999, "n_critic": 1}),
+    ("fgan", {"n_critic": 1, "batch_size": 4096, "critic_activation": "elu", "critic_lr": 2e-4, "critic_beta1": 0.5}),
 ])
 def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recipe, expected):
     cfg, metrics = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
@@ -268,7 +283,8 @@ def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recip
     actual = {"packing": model.packing, "noise_dim": model.noise_dim, "n_critic": model.n_critic,
               "gp_weight": model.gp_weight, "divergence": cfg.divergence, "batch_size": cfg.data.batch_size,
               "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm"),
-              "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay")}
+              "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay"), "critic_activation": model.critic.get("activation"),
+              "critic_lr": model.critic_optimizer.lr, "critic_beta1": model.critic_optimizer.betas[0]}
     assert {key: actual[key] for key in expected} == expected
     if model.n_critic == 1:  # fast_dev_run's one batch reaches the generator's turn
         assert metrics["train/sample_grad_norm"] > 0  # the generator's push per sample, logged for diagnosis

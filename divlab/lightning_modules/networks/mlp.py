@@ -4,6 +4,10 @@ import math
 import torch
 from torch import nn
 
+from divlab.validation import check_choice
+
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2), "elu": nn.ELU}
+
 
 class MLP(nn.Module):
     """`depth` hidden layers of `hidden` units. Options for critics: `spectral_norm` (Miyato et al.
@@ -14,7 +18,8 @@ class MLP(nn.Module):
                  spectral_norm: bool = False, init_std: float | None = None):
         super().__init__()
         self.out_shape = tuple(out_shape)
-        act = {"silu": nn.SiLU, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}[activation]
+        check_choice("MLP activation", activation, ACTIVATIONS)
+        act = ACTIVATIONS[activation]
         widths = [math.prod(in_shape)] + [hidden] * depth
         linears = [nn.Linear(w_in, w_out) for w_in, w_out in zip(widths, widths[1:] + [math.prod(self.out_shape)])]
         layers = []
