@@ -17,6 +17,7 @@ from divlab.lightning_modules.divergences import (
     gradient_penalty,
     mmd2_from_kernels,
     mmd2_unbiased,
+    least_squares_with_labels,
     mmd_with_bandwidths,
     r1_penalty,
 )
@@ -460,3 +461,26 @@ def test_sample_gradient_norm_is_each_samples_own_push_through_a_linear_critic(n
     assert sample_gradient_norm(loss, fake).item() == pytest.approx(expected.item(), rel=1e-5)
     loss.backward()  # the graph survives for the generator's own step
     assert fake.grad is not None
+
+
+def test_least_squares_labels_by_hand_and_their_bound_at_the_optimal_critic():
+    """LSGAN's 0-1 coding (a = 0, b = 1, c = 1) by hand on one real and one fake score, and at its optimal critic
+    D* = p/(p + q) on P = (¾, ¼), Q = (¼, ¾) over two points (exact expectations by repeated draws), where the bound
+    2 − 8L/(b − a)² equals ∫ (p − q)²/(p + q) = 0.25 + 0.25."""
+    coded = least_squares_with_labels([0, 1, 1])
+    out_real, out_fake = torch.tensor([0.5]), torch.tensor([-1.0])
+    assert coded.critic_loss(out_real, out_fake).item() == pytest.approx(0.5 * 0.25 + 0.5 * 1.0)
+    assert coded.generator_loss(out_real, out_fake).item() == pytest.approx(0.5 * 4.0)
+    assert coded.estimate(out_real, out_fake).item() == pytest.approx(2.0 - 8.0 * 0.625)
+    d_star = torch.tensor([0.75, 0.25], dtype=torch.float64)  # p/(p + q) at the two points
+    d_real, d_fake = d_star[[0, 0, 0, 1]], d_star[[0, 1, 1, 1]]  # draws in proportion to P and to Q
+    assert coded.estimate(d_real, d_fake).item() == pytest.approx(0.5, abs=1e-12)
+    default = get_divergence("least_squares")  # a = −1, b = 1: D* = (p − q)/(p + q), the same bound
+    assert default.estimate(2 * d_real - 1, 2 * d_fake - 1).item() == pytest.approx(0.5, abs=1e-12)
+    assert pickle.loads(pickle.dumps(coded)).estimate(d_real, d_fake).item() == pytest.approx(0.5, abs=1e-12)
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 1], [0, 1], [0, 1, float("nan")]])
+def test_least_squares_labels_are_three_numbers_with_distinct_targets(labels):
+    with pytest.raises(ValueError, match=r"model\.least_squares_labels=.* must be three finite numbers \[a, b, c\]"):
+        least_squares_with_labels(labels)

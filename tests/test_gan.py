@@ -228,6 +228,9 @@ def test_mmd_bandwidths_set_the_generators_kernel_and_only_for_mmd():
     assert make_gan(divergence="mmd").objective is get_divergence("mmd")
     with pytest.raises(ValueError, match=r"model\.mmd_bandwidths=\[0\.1\] .* not of 'js'"):
         make_gan(divergence="js", mmd_bandwidths=[0.1])
+    with pytest.raises(ValueError, match=r"model\.least_squares_labels=\[0, 1, 1\] sets the labels of divergence "
+                                         r"'least_squares', not of 'hinge'"):
+        make_gan(divergence="hinge", least_squares_labels=[0, 1, 1])
     with pytest.raises(ValueError, match="model.packing=3 needs training batches of a multiple of it, got a batch of 16"):
         fit(make_gan(divergence="js", packing=3), batches("points", 1))
 
@@ -252,8 +255,25 @@ def test_mlp_activations_are_the_named_ones_and_an_unknown_name_lists_them():
                 layer.weight.copy_(torch.eye(2))
                 layer.bias.zero_()
     assert elu(x)[0].tolist() == pytest.approx([math.exp(-1.0) - 1.0, 2.0])  # ELU: e^x − 1 below 0, x above
-    with pytest.raises(ValueError, match="unknown MLP activation 'gelu'; valid choices: elu, leaky_relu, relu, silu"):
+    tanh = MLP((2,), (2,), hidden=2, depth=1, activation="tanh", orthogonal_gain=1.0)
+    with torch.no_grad():
+        tanh.net[0].weight.copy_(torch.eye(2))
+        tanh.net[2].weight.copy_(torch.eye(2))
+    assert tanh(x)[0].tolist() == pytest.approx([math.tanh(-1.0), math.tanh(2.0)])
+    with pytest.raises(ValueError, match="unknown MLP activation 'gelu'; valid choices: elu, leaky_relu, relu, silu, tanh"):
         MLP((2,), (), activation="gelu")
+
+
+def test_orthogonal_initialisation_scales_orthonormal_rows_by_the_gain_and_zeroes_biases():
+    torch.manual_seed(0)
+    mlp = MLP((256,), (2,), hidden=128, depth=2, activation="tanh", orthogonal_gain=1.4)
+    for layer in (module for module in mlp.net if isinstance(module, torch.nn.Linear)):
+        w = layer.weight.detach().double()  # [out, in]: orthonormal rows when out ≤ in, columns otherwise
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        torch.testing.assert_close(gram, 1.4**2 * torch.eye(gram.shape[0], dtype=torch.float64), atol=1e-5, rtol=0)
+        assert not layer.bias.any()
+    with pytest.raises(ValueError, match="init_std=0.02 and orthogonal_gain=1.4 are two initialisations"):
+        MLP((2,), (), init_std=0.02, orthogonal_gain=1.4)
 
 
 def test_maxout_takes_the_max_over_pieces_by_hand():
@@ -275,6 +295,9 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
     ("sngan_hinge", {"n_critic": 5, "divergence": "hinge", "spectral_norm": True}),
     ("packed_ema", {"packing": 4, "divergence": "non_saturating", "ema_decay": 0.999, "n_critic": 1}),
     ("fgan", {"n_critic": 1, "batch_size": 4096, "critic_activation": "elu", "critic_lr": 2e-4, "critic_beta1": 0.5}),
+    ("lsgan", {"divergence": "least_squares", "least_squares_labels": [0, 1, 1], "noise_dim": 256, "batch_size": 512,
+               "critic_activation": "tanh", "critic_lr": 1e-4, "generator_lr": 1e-3, "critic_beta1": 0.5,
+               "orthogonal_gain": 1.4}),
 ])
 def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recipe, expected):
     cfg, metrics = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
@@ -284,7 +307,9 @@ def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recip
               "gp_weight": model.gp_weight, "divergence": cfg.divergence, "batch_size": cfg.data.batch_size,
               "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm"),
               "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay"), "critic_activation": model.critic.get("activation"),
-              "critic_lr": model.critic_optimizer.lr, "critic_beta1": model.critic_optimizer.betas[0]}
+              "critic_lr": model.critic_optimizer.lr, "critic_beta1": model.critic_optimizer.betas[0],
+              "generator_lr": model.generator_optimizer.lr, "orthogonal_gain": model.critic.get("orthogonal_gain"),
+              "least_squares_labels": model.get("least_squares_labels")}
     assert {key: actual[key] for key in expected} == expected
     if model.n_critic == 1:  # fast_dev_run's one batch reaches the generator's turn
         assert metrics["train/sample_grad_norm"] > 0  # the generator's push per sample, logged for diagnosis

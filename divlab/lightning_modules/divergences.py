@@ -169,22 +169,26 @@ def hinge_estimate(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     return 1.0 - 0.5 * hinge_critic_loss(d_real, d_fake)
 
 
-def least_squares_critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """½ E_P[(D − b)²] + ½ E_Q[(D − a)²] with a = −1, b = 1 (Mao et al. 2017, eq. 2)."""
-    return 0.5 * ((d_real - 1.0) ** 2).mean() + 0.5 * ((d_fake + 1.0) ** 2).mean()
+def least_squares_critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor, a: float = -1.0, b: float = 1.0
+                              ) -> torch.Tensor:
+    """½ E_P[(D − b)²] + ½ E_Q[(D − a)²] (Mao et al. 2017, eq. 2); by default a = −1, b = 1."""
+    return 0.5 * ((d_real - b) ** 2).mean() + 0.5 * ((d_fake - a) ** 2).mean()
 
 
-def least_squares_generator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """½ E_Q[(D − c)²] with c = 0; with a = −1, b = 1 this minimises χ²(P + Q ‖ 2Q) (Mao et al. 2017)."""
-    return 0.5 * (d_fake**2).mean()
+def least_squares_generator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, c: float = 0.0) -> torch.Tensor:
+    """½ E_Q[(D − c)²]; with a = −1, b = 1, c = 0 (b − c = 1, b − a = 2) this minimises χ²(P + Q ‖ 2Q)
+    (Mao et al. 2017, Theorem 1)."""
+    return 0.5 * ((d_fake - c) ** 2).mean()
 
 
-def least_squares_estimate(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """2 − 2·L_LS ≤ ∫ (p − q)²/(p + q) = χ²_Pearson(P + Q ‖ 2Q), in [0, 2].
+def least_squares_estimate(d_real: torch.Tensor, d_fake: torch.Tensor, a: float = -1.0, b: float = 1.0
+                           ) -> torch.Tensor:
+    """2 − 8·L_LS/(b − a)² ≤ ∫ (p − q)²/(p + q) = χ²_Pearson(P + Q ‖ 2Q), in [0, 2].
 
-    The critic loss is minimised by D* = (p − q)/(p + q), where it equals 2 ∫ pq/(p + q).
+    The critic loss is minimised by D* = (b·p + a·q)/(p + q), where it equals ½(b − a)² ∫ pq/(p + q), and
+    ∫ (p − q)²/(p + q) = 2 − 4 ∫ pq/(p + q). With a = −1, b = 1 the bound is 2 − 2·L_LS.
     """
-    return 2.0 - 2.0 * least_squares_critic_loss(d_real, d_fake)
+    return 2.0 - 8.0 * least_squares_critic_loss(d_real, d_fake, a, b) / (b - a) ** 2
 
 
 def _critic_gradient(critic: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -349,6 +353,19 @@ DIVERGENCES: dict[str, Divergence] = {
 def get_divergence(name: str) -> Divergence:
     """The registered `Divergence` called `name`; ValueError listing the valid names otherwise."""
     return DIVERGENCES[check_choice("divergence", name, DIVERGENCES)]
+
+
+def least_squares_with_labels(labels: Sequence[float]) -> Divergence:
+    """`least_squares` with the critic's targets a (fake), b (real) and the generator's c (Mao et al. 2017, eq. 2)
+    instead of a = −1, b = 1, c = 0: e.g. [0, 1, 1], the 0-1 coding of LSGAN's own toy code. Any a ≠ b keeps the
+    estimate a lower bound on ∫ (p − q)²/(p + q); only b − c = 1, b − a = 2 makes the generator minimise it."""
+    values = [float(v) for v in labels]
+    if len(values) != 3 or not all(math.isfinite(v) for v in values) or values[0] == values[1]:
+        raise ValueError(f"model.least_squares_labels={list(labels)} must be three finite numbers [a, b, c] "
+                         "with a ≠ b (a: the critic's target on samples, b: on data, c: the generator's target)")
+    a, b, c = values
+    return Divergence("least_squares", partial(least_squares_critic_loss, a=a, b=b),
+                      partial(least_squares_generator_loss, c=c), partial(least_squares_estimate, a=a, b=b))
 
 
 def mmd_with_bandwidths(bandwidths: Sequence[float]) -> Divergence:

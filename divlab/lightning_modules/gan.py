@@ -23,7 +23,8 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 
 from divlab.lightning_modules.divergences import (
-    get_divergence, gradient_penalty, mmd2_dimension_scaled, mmd_with_bandwidths, r1_penalty, sample_gradient_norm)
+    get_divergence, gradient_penalty, least_squares_with_labels, mmd2_dimension_scaled, mmd_with_bandwidths,
+    r1_penalty, sample_gradient_norm)
 from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
@@ -62,17 +63,22 @@ class GAN(L.LightningModule):
         r1_gamma: float = 0.0,
         packing: int = 1,
         mmd_bandwidths: list[float] | None = None,
+        least_squares_labels: list[float] | None = None,
         generator_scheduler=None,
         critic_scheduler=None,
     ):
         super().__init__()
         self.divergence = divergence
         self.objective = get_divergence(divergence)  # its losses and bound: divergences.Divergence
-        if mmd_bandwidths is not None:
-            if divergence != "mmd":
-                raise ValueError(f"model.mmd_bandwidths={list(mmd_bandwidths)} sets the kernel of divergence 'mmd', "
-                                 f"not of {divergence!r}; leave it null or use divergence=mmd")
-            self.objective = mmd_with_bandwidths(mmd_bandwidths)
+        for key, value, (owner, what, variant) in (
+            ("mmd_bandwidths", mmd_bandwidths, ("mmd", "kernel", mmd_with_bandwidths)),
+            ("least_squares_labels", least_squares_labels, ("least_squares", "labels", least_squares_with_labels)),
+        ):
+            if value is not None:
+                if divergence != owner:
+                    raise ValueError(f"model.{key}={list(value)} sets the {what} of divergence {owner!r}, "
+                                     f"not of {divergence!r}; leave it null or use divergence={owner}")
+                self.objective = variant(value)
         check_positive("model.packing", packing)
         if packing > 1 and not self.objective.needs_critic:
             raise ValueError(f"model.packing={packing} packs samples for a critic, and divergence {divergence!r} has "
