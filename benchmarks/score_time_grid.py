@@ -1,6 +1,7 @@
 """Score SDE sampling of narrow toy modes: Song et al.'s uniform time grid against the log-SNR grid, by steps.
 
     python -m benchmarks.score_time_grid --checkpoint RUN/checkpoints/last.ckpt [--grids uniform:500 log_snr:300 ...]
+    python -m benchmarks.score_time_grid --checkpoint RUN/checkpoints/last.ckpt --grids log_snr:300 log_snr:100:ddim
     python -m benchmarks.score_time_grid --oracle     # the exact score of N(m, 0.01² I): the sampler alone
     python -m benchmarks.score_time_grid --oracle-ddpm  # the same data through DDPM's samplers (T = 1000), for comparison
 
@@ -13,6 +14,8 @@ gets the Fréchet distances of `benchmarks/ddim_vs_ddpm.py` to as many test imag
 score of N(m, 0.01² I) (the width of a ring mode), printing the samples' standard deviation per axis; with
 --oracle-ddpm the same for DDPM's ancestral and DDIM samplers on the exact ε of that data (linear and cosine β,
 T = 1000), whose last step also returns a mean at a noise level near the data's width.
+A grid GRID:STEPS:ddim samples with deterministic DDIM steps on the SDE's marginals (`model.sampler=ddim`: one
+network evaluation a step, no corrector) instead of predictor–corrector.
 """
 import argparse
 import math
@@ -23,23 +26,35 @@ import torch
 from benchmarks.ddim_vs_ddpm import describe_training, feature_maps, frechet_distances, timed
 from divlab.callbacks.periodic import seeded_samples
 from divlab.evaluation.toy import mode_scores, nearest_mode, toy_divergences
-from divlab.lightning_modules.diffusion import VPSDE, AncestralSampler, DDIMSampler, PredictorCorrector, make_schedule
+from divlab.lightning_modules.diffusion import (
+    VPSDE, AncestralSampler, DDIMSampler, MarginalDDIM, PredictorCorrector, make_schedule)
 from divlab.saved_runs import load_run
 
 DEFAULT_GRIDS = ["uniform:250", "uniform:500", "uniform:1000", "log_snr:100", "log_snr:200", "log_snr:300", "log_snr:500"]
 
 
-Grid = tuple[str, int, int | None]  # (time grid, steps, corrector steps or None for the model's own)
+Grid = tuple[str, int, int | str | None]  # (time grid, steps, corrector steps, None for the model's own, or "ddim")
 
 
 def parse_grid(text: str) -> Grid:
-    """GRID:STEPS[:CORRECTOR_STEPS]; without the last, the checkpoint's own corrector steps (the oracle: 1)."""
+    """GRID:STEPS[:CORRECTOR_STEPS|ddim]; without the last, the checkpoint's own corrector steps (the oracle: 1);
+    `ddim`: DDIM steps instead of predictor–corrector."""
     grid, steps, *corrector = text.split(":")
+    if corrector and corrector[0] == "ddim":
+        return grid, int(steps), "ddim"
     return grid, int(steps), int(corrector[0]) if corrector else None
 
 
-def label(grid: str, steps: int, corrector: int | None) -> str:
+def label(grid: str, steps: int, corrector: int | str | None) -> str:
+    if corrector == "ddim":
+        return f"{grid}, {steps} DDIM steps"
     return f"{grid}, {steps} steps" + ("" if corrector is None else f", {corrector} corrector steps")
+
+
+def make_sampler(grid: str, steps: int, corrector: int | str | None, snr: float, own_corrector_steps: int):
+    if corrector == "ddim":
+        return MarginalDDIM(steps, grid)
+    return PredictorCorrector(steps, snr, own_corrector_steps if corrector is None else corrector, grid)
 
 
 def toy_row(name: str, samples: torch.Tensor, data, test_points: torch.Tensor, seconds: float | None) -> str:
@@ -51,9 +66,8 @@ def toy_row(name: str, samples: torch.Tensor, data, test_points: torch.Tensor, s
             + " | ".join(f"{divergences[k]:.3f}" for k in ("forward_kl", "reverse_kl", "js")) + " |")
 
 
-def set_sampler(module, grid: str, steps: int, corrector: int | None) -> None:
-    corrector_steps = module.hparams.corrector_steps if corrector is None else corrector
-    module.sampler = PredictorCorrector(steps, module.hparams.snr, corrector_steps, grid)
+def set_sampler(module, grid: str, steps: int, corrector: int | str | None) -> None:
+    module.sampler = make_sampler(grid, steps, corrector, module.hparams.snr, module.hparams.corrector_steps)
 
 
 def image_table(checkpoint: Path, module, data, grids: list[Grid], n: int, seed: int) -> None:
@@ -111,7 +125,7 @@ def oracle_table(grids: list[Grid], n: int, seed: int, width: float = 0.01) -> N
     print("| sampler | std per axis | ÷ data's |")
     print("|---|---:|---:|")
     for grid, steps, corrector in grids:
-        sampler = PredictorCorrector(steps, 0.16, 1 if corrector is None else corrector, grid)
+        sampler = make_sampler(grid, steps, corrector, 0.16, 1)
         samples = sampler(eps_oracle, sde, (n, 2), generator=torch.Generator().manual_seed(seed)).double()
         std = samples.std(0).mean().item() if torch.isfinite(samples).all() else math.nan
         print(f"| {label(grid, steps, corrector)} | {std:.4f} | {std / width:.2f} |", flush=True)
@@ -139,7 +153,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--oracle", action="store_true")
     parser.add_argument("--oracle-ddpm", action="store_true")
-    parser.add_argument("--grids", nargs="+", default=DEFAULT_GRIDS, help="GRID:STEPS[:CORRECTOR_STEPS], GRID uniform or log_snr")
+    parser.add_argument("--grids", nargs="+", default=DEFAULT_GRIDS, help="GRID:STEPS[:CORRECTOR_STEPS|ddim], GRID uniform or log_snr")
     parser.add_argument("--n", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=0, help="the toy metrics callback's default seed")
     args = parser.parse_args()

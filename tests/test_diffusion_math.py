@@ -31,7 +31,7 @@ from divlab.lightning_modules.diffusion import (
     variational_bound,
 )
 from divlab.lightning_modules.diffusion.ddpm_sampling import ddim_timesteps
-from divlab.lightning_modules.diffusion.sde_sampling import sampling_grid
+from divlab.lightning_modules.diffusion.sde_sampling import MarginalDDIM, sampling_grid
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -252,6 +252,24 @@ def test_sde_samplers_reproduce_gaussian_data_with_oracle(sde):
     g = torch.Generator().manual_seed(5)
     assert_moments(PredictorCorrector(steps=300, snr=0.16)(model, sde, (4000, 2), generator=g))
     assert_moments(ProbabilityFlowSampler(ODESolver(tolerance=1e-4))(model, sde, (4000, 2), generator=g))
+    assert_moments(MarginalDDIM(steps=200, time_grid="log_snr")(model, sde, (4000, 2), generator=g))
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
+def test_marginal_ddim_two_steps_by_hand_on_isotropic_gaussian_data(sde):
+    """Data N(m, s² I) with its exact ε̂(x, t) = σ_t (x − a_t m)/v_t, v_t = a_t² s² + σ_t². A DDIM step from t to u
+    maps x − a_t m to (x − a_t m)(a_u a_t s² + σ_u σ_t)/v_t (x̂_0 = m + (x − a_t m) a_t s²/v_t), and the last
+    step returns x̂_0: two steps of the log-SNR grid, written out from x_1."""
+    m, s2 = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.3**2
+    model = eps_oracle_vectorised(sde_scales(sde), m, s2 * EYE)
+    x = MarginalDDIM(steps=2, time_grid="log_snr")(model, sde, (5, 2), generator=torch.Generator().manual_seed(9))
+    x1 = sde.prior_sample((5, 2), torch.Generator().manual_seed(9)).double()
+    (t, _), (u, _) = sampling_grid(sde, 2, "log_snr")
+    a_t, s_t, a_u, s_u = (f(torch.tensor(v, dtype=torch.float64)).item()
+                          for v in (t, u) for f in (sde.mean_coeff, sde.std))
+    v_t, v_u = a_t**2 * s2 + s_t**2, a_u**2 * s2 + s_u**2
+    d_u = (x1 - a_t * m) * (a_u * a_t * s2 + s_u * s_t) / v_t
+    torch.testing.assert_close(x.double(), m + d_u * a_u * s2 / v_u, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])

@@ -111,6 +111,8 @@ def test_evaluation_loss_draws_the_same_noise_for_a_batch_index_every_epoch(tmp_
         ("score", ["model.sampler=ode"]),
         ("score_unet", ["model.sampler=pc"]),
         ("score_unet", ["model.sampler=ode"]),
+        ("score", ["model.sampler=ddim", "model.sample_steps=5"]),
+        ("score_unet", ["model.sampler=ddim"]),
     ],
     ids=lambda v: v if isinstance(v, str) else v[0].split("=")[1],
 )
@@ -241,7 +243,7 @@ def test_score_image_likelihood_is_dequantised_ode_likelihood(tmp_path):
         ("ddpm_unet", "model.sample_steps=60", "0 < model.sample_steps <= T = 50"),
         ("ddpm", "model.T=0", "model.T must be > 0"),
         ("score", "model.sde=subvp", "unknown model.sde 'subvp'; valid choices: ve, vp"),
-        ("score", "model.sampler=ddim", "valid choices: ode, pc"),
+        ("score", "model.sampler=ddpm", "unknown model.sampler 'ddpm'; valid choices: ddim, ode, pc"),
         ("score", "model.trace=skilling", "valid choices: exact, gaussian, rademacher"),
         ("score", "model.time_grid=cosine", "unknown model.time_grid 'cosine'; valid choices: log_snr, uniform"),
         ("score", "model.optimizer.lr=0", "optimizer.lr must be > 0"),

@@ -4,8 +4,8 @@ A VP or VE SDE perturbs the data continuously over t ∈ [0, 1]; the network pre
 s_θ(x_t, t) = −ε_θ(x_t, t)/σ_t, trained by denoising score matching with λ(t) = σ_t² (an ε-MSE):
 the Fisher divergence between the perturbed data's and the model's scores, weighted by λ(t) and
 integrated over t. (The weighting λ(t) = g(t)² would make it a bound on KL(P_X ‖ P_θ); Song et
-al. 2021a.) Samples come from the reverse SDE (predictor–corrector) or the probability-flow ODE,
-whose instantaneous change of variables gives `log_likelihood`.
+al. 2021a.) Samples come from the reverse SDE (predictor–corrector), the probability-flow ODE, whose
+instantaneous change of variables gives `log_likelihood`, or DDIM steps on the SDE's marginals (`ddim`).
 """
 from functools import partial
 
@@ -17,6 +17,7 @@ from divlab.lightning_modules.diffusion import (
     VESDE,
     VPSDE,
     ODESolver,
+    MarginalDDIM,
     PredictorCorrector,
     ProbabilityFlowSampler,
     check_sample_chunk,
@@ -30,7 +31,7 @@ from divlab.lightning_modules.optim import make_optimizer
 from divlab.validation import check_choice, optimizer_lr
 
 SDES = {"vp": VPSDE, "ve": VESDE}
-SAMPLERS = ("pc", "ode")
+SAMPLERS = ("pc", "ode", "ddim")
 
 
 class ScoreSDE(L.LightningModule):
@@ -89,9 +90,11 @@ class ScoreSDE(L.LightningModule):
         # Sampling with `ode` and `log_likelihood` solve the same probability-flow ODE with this solver.
         self.ode_solver = ODESolver(ode_method, ode_tolerance, ode_steps)
         # `pc`: `sample_steps` Euler–Maruyama steps on `time_grid`, each after `corrector_steps` Langevin steps at `snr`;
-        # `ode`: the probability-flow ODE. Both are built, so either's bad settings fail here.
+        # `ode`: the probability-flow ODE; `ddim`: `sample_steps` deterministic DDIM steps on `time_grid`. All are
+        # built, so any one's bad settings fail here.
         samplers = {"pc": PredictorCorrector(sample_steps, snr, corrector_steps, time_grid),
-                    "ode": ProbabilityFlowSampler(self.ode_solver)}
+                    "ode": ProbabilityFlowSampler(self.ode_solver),
+                    "ddim": MarginalDDIM(sample_steps, time_grid)}
         self.sampler = samplers[sampler]
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
         self.optimizer = optimizer

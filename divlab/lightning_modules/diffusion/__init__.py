@@ -30,7 +30,7 @@ from divlab.lightning_modules.diffusion.schedules import (
 from divlab.lightning_modules.diffusion.score_matching import dsm_loss, probability_flow_drift, score
 from divlab.lightning_modules.diffusion.sde import VESDE, VPSDE, marginal_mean_std
 from divlab.lightning_modules.diffusion.sde_likelihood import TRACE_ESTIMATORS, ode_log_likelihood, uniform_dequantize
-from divlab.lightning_modules.diffusion.sde_sampling import PredictorCorrector, ProbabilityFlowSampler
+from divlab.lightning_modules.diffusion.sde_sampling import MarginalDDIM, PredictorCorrector, ProbabilityFlowSampler
 from divlab.lightning_modules.diffusion.vlb import (
     VariationalBound,
     prior_kl,

@@ -1,5 +1,5 @@
-"""Samplers for score-based SDEs (Song et al. 2021b), predictor–corrector and the probability-flow ODE, as
-small frozen objects holding their options, called as sampler(model, sde, shape)."""
+"""Samplers for score-based SDEs (Song et al. 2021b): predictor–corrector, the probability-flow ODE, and DDIM on
+the SDE's marginals, as small frozen objects holding their options, called as sampler(model, sde, shape)."""
 from dataclasses import dataclass
 
 import torch
@@ -87,6 +87,37 @@ class PredictorCorrector:
                 x = langevin_step(model, sde, x, t, self.snr, dt, generator)
             x, mean = euler_maruyama_step(model, sde, x, t, dt, generator)
         return mean
+
+
+@dataclass(frozen=True)
+class MarginalDDIM:
+    """Deterministic DDIM on the SDE's marginals x_t = a_t x_0 + σ_t ε (Song et al. 2021a, eq. 12 with η = 0; for the
+    VP SDE the first-order DPM-Solver of Lu et al. 2022, for the VE SDE Euler's method in σ, Karras et al. 2022): from
+    x_1 ~ prior, at each step of `sampling_grid(time_grid)` from t to s = t − dt, ε̂ = ε_θ(x, t),
+    x̂_0 = (x − σ_t ε̂)/a_t and x ← a_s x̂_0 + σ_s ε̂; the last step returns x̂_0 (DDPM's DDIM does the same).
+    One network evaluation a step: a probability-flow sampler with `steps` evaluations, not its exact density."""
+
+    steps: int = 50
+    time_grid: str = "log_snr"
+
+    def __post_init__(self):
+        check_positive("model.sample_steps", self.steps)
+        check_choice("model.time_grid", self.time_grid, TIME_GRIDS)
+
+    @torch.no_grad()
+    def __call__(self, model, sde, shape, *, eps: float | None = None, generator: torch.Generator | None = None,
+                 device=None) -> Tensor:
+        x = sde.prior_sample(shape, generator, device)
+        grid = sampling_grid(sde, self.steps, self.time_grid, eps)
+        for i, (time, dt) in enumerate(grid):
+            t = torch.tensor(time, device=x.device).expand(shape[0])  # one time, stride 0: networks embed it once
+            eps_hat = model(x, t)
+            x0 = (x - expand_as_data(sde.std(t), x) * eps_hat) / expand_as_data(sde.mean_coeff(t), x)
+            if i == len(grid) - 1:
+                return x0
+            s = t - dt
+            x = expand_as_data(sde.mean_coeff(s), x) * x0 + expand_as_data(sde.std(s), x) * eps_hat
+        return x
 
 
 @dataclass(frozen=True)
