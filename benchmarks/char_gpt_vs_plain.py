@@ -2,7 +2,7 @@
 
     python benchmarks/char_gpt_vs_plain.py [--iters 200] [--repeats 3] [--accelerator auto|cpu|gpu] [--compile]
         [--precision 32-true|bf16-mixed]
-    python benchmarks/char_gpt_vs_plain.py --whole-run [--repeats 1] [--precision 32-true|bf16-mixed]
+    python benchmarks/char_gpt_vs_plain.py --whole-run [--repeats 1 | --seeds 0 1 2] [--precision 32-true|bf16-mixed]
 
 Steps: both train fresh copies of the same module (the char_gpt experiment's GPT, AdamW and cosine schedule)
 on the same pre-drawn batches of divlab's character-level Shakespeare data, alternated `--repeats`
@@ -19,9 +19,10 @@ with AVX-512 BF16 or AMX its matrix products run in bfloat16), the plain loop in
 samples and test; W&B off) against a whole nanoGPT-style run of the same model, data and recipe written the way
 nanoGPT's train.py runs its CPU command (`--eval_iters=20`, `eval_interval` 250: the loss on 20 random batches of
 each split at iteration 0 and every 250, a checkpoint of model and optimizer whenever that val estimate improves),
-alternated `--repeats` times on one device. Prints the wall time of each and their ratio (goal ≤ 1.05), and both
+alternated `--repeats` times on one device, or once per seed of `--seeds` (divlab's `seed=`, and the plain run's
+torch seed before it builds its model). Prints the wall time of each and their ratio (goal ≤ 1.05), and both
 models' loss on the same 2,400 validation windows (divlab's `test/loss`; the plain model scored on them after its
-run, untimed).
+run, untimed), with their means over the repeats.
 """
 import argparse
 import copy
@@ -124,9 +125,10 @@ def window_loss(model, batches) -> float:
     return sum(losses) / len(losses)
 
 
-def nanogpt_style_run(max_steps: int, checkpoint: Path):
+def nanogpt_style_run(max_steps: int, checkpoint: Path, seed: int = 0):
     """A whole nanoGPT-style run (see the module docstring); returns (wall seconds, model, datamodule)."""
     start = time.perf_counter()
+    torch.manual_seed(seed)  # nanoGPT seeds torch once, before building its model
     case = experiment_case("char_gpt", "char_gpt", plain_step=None)
     model, data = case["module"], case["datamodule"]
     model.build(data.vocab_size)
@@ -157,32 +159,40 @@ def nanogpt_style_run(max_steps: int, checkpoint: Path):
     return time.perf_counter() - start, model, data
 
 
-def whole_runs(repeats: int, precision: str = "32-true") -> None:
+def whole_runs(seeds: list[int], precision: str = "32-true") -> None:
     from divlab import train
 
-    divlab_s, plain_s = [], []
+    divlab_s, plain_s, divlab_losses, plain_losses = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for repeat in range(repeats):
+        for repeat, seed in enumerate(seeds):
             start = time.perf_counter()
-            run = train(["experiment=char_gpt", "logger=none", f"trainer.precision={precision}",
+            run = train(["experiment=char_gpt", "logger=none", f"trainer.precision={precision}", f"seed={seed}",
                          f"hydra.run.dir={tmp}/divlab{repeat}"])
             divlab_s.append(time.perf_counter() - start)
             divlab_loss = run.metrics["test/loss"]
-            seconds, model, data = nanogpt_style_run(2000, Path(tmp) / "plain.pt")
+            seconds, model, data = nanogpt_style_run(2000, Path(tmp) / "plain.pt", seed)
             plain_s.append(seconds)
             test = data.dataset("test")
             plain_loss = window_loss(model, [test.__getitems__(list(range(i, min(i + 200, len(test)))))
                                              for i in range(0, len(test), 200)])
-            print(f"repeat {repeat}: divlab {divlab_s[-1]:.1f} s, test/loss {divlab_loss:.4f}; "
+            divlab_losses.append(divlab_loss)
+            plain_losses.append(plain_loss)
+            print(f"repeat {repeat}, seed {seed}: divlab {divlab_s[-1]:.1f} s, test/loss {divlab_loss:.4f}; "
                   f"nanoGPT-style {plain_s[-1]:.1f} s, loss on the same {len(test)} windows {plain_loss:.4f}", flush=True)
     ratio = statistics.median(d / p for d, p in zip(divlab_s, plain_s))
     print(f"whole run, divlab / nanoGPT-style wall time: {ratio:.3f} (goal ≤ 1.05)")
+    spread = (lambda v: f" ± {statistics.stdev(v):.4f}" if len(v) > 1 else "")
+    print(f"loss on the validation windows, mean over {len(seeds)}: divlab {statistics.mean(divlab_losses):.4f}"
+          f"{spread(divlab_losses)}, nanoGPT-style {statistics.mean(plain_losses):.4f}{spread(plain_losses)} "
+          "(goal: divlab's ≤ the plain loop's)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="--whole-run: one repeat per seed (default: --repeats repeats at seed 0)")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--whole-run", action="store_true", help="whole runs with evaluation, not steps alone")
     parser.add_argument("--compile", action="store_true", help="compile the Trainer's backbone (model.compile=true)")
@@ -191,7 +201,7 @@ def main() -> None:
                              "nanoGPT's CPU command runs")
     args = parser.parse_args()
     if args.whole_run:
-        return whole_runs(args.repeats, args.precision)
+        return whole_runs(args.seeds or [0] * args.repeats, args.precision)
     if args.iters <= WARMUP:
         parser.error(f"--iters must exceed the {WARMUP} warm-up iterations, got {args.iters}")
     torch.manual_seed(0)
