@@ -5,8 +5,9 @@ from dataclasses import dataclass
 import torch
 
 from divlab.lightning_modules.diffusion.ode import ODESolver
+from divlab.lightning_modules.diffusion.parameterization import prediction_to_x0_eps
 from divlab.lightning_modules.diffusion.score_matching import probability_flow_drift, score
-from divlab.lightning_modules.diffusion.sde import MIN_TIME, expand_as_data
+from divlab.lightning_modules.diffusion.sde import MIN_TIME, expand_as_data, marginal_mean_std
 from divlab.validation import check_choice, check_positive
 
 Tensor = torch.Tensor
@@ -108,16 +109,18 @@ class MarginalDDIM:
     def __call__(self, model, sde, shape, *, eps: float | None = None, generator: torch.Generator | None = None,
                  device=None) -> Tensor:
         x = sde.prior_sample(shape, generator, device)
-        grid = sampling_grid(sde, self.steps, self.time_grid, eps)
-        for i, (time, dt) in enumerate(grid):
+
+        def denoise(x: Tensor, time: float) -> tuple[Tensor, Tensor, Tensor]:
             t = torch.tensor(time, device=x.device).expand(shape[0])  # one time, stride 0: networks embed it once
-            eps_hat = model(x, t)
-            x0 = (x - expand_as_data(sde.std(t), x) * eps_hat) / expand_as_data(sde.mean_coeff(t), x)
-            if i == len(grid) - 1:
-                return x0
-            s = t - dt
-            x = expand_as_data(sde.mean_coeff(s), x) * x0 + expand_as_data(sde.std(s), x) * eps_hat
-        return x
+            a, sigma = expand_as_data(sde.mean_coeff(t), x), expand_as_data(sde.std(t), x)
+            return (*prediction_to_x0_eps("eps", model(x, t), x, a, sigma), t)
+
+        *steps, (last, _) = sampling_grid(sde, self.steps, self.time_grid, eps)
+        for time, dt in steps:
+            x0, eps_hat, t = denoise(x, time)
+            mean, std = marginal_mean_std(sde, x0, t - dt)
+            x = mean + std * eps_hat
+        return denoise(x, last)[0]
 
 
 @dataclass(frozen=True)
