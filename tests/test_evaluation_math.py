@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.linalg
+import scipy.special
 import scipy.stats
 import torch
 from torch import distributions as D
@@ -382,6 +383,26 @@ def test_loo_bandwidth_adapts_to_narrow_modes():
     h = loo_bandwidth(samples)
     assert (h < 2 * RING_SIGMA).all() and (h > 0.1 * RING_SIGMA).all()
     assert (scott_bandwidth(samples) > 10 * RING_SIGMA).all()
+
+
+@pytest.mark.parametrize("spread", [RING_SIGMA, 0.05, 0.3])
+def test_loo_bandwidth_is_the_brute_force_leave_one_out_maximum(spread):
+    # The leave-one-out log-likelihood of every scale by scipy's Gaussian log-density, pair by pair, over the
+    # same strided rows: the chosen bandwidth must be its argmax.
+    torch.manual_seed(34)
+    samples = isotropic_mixture(ring_centres(), spread).sample((600,)).double()
+    scales = torch.logspace(-3, math.log10(3.0), 20, dtype=torch.float64)
+    base = scott_bandwidth(samples)
+    rows = np.arange(0, 600, 3)  # max_rows=200: every 3rd sample
+    s = samples.numpy()
+    objective = []
+    for c in scales.tolist():
+        h = (c * base).numpy()
+        log_kernels = scipy.stats.norm.logpdf(s[rows, None, :], loc=s[None, :, :], scale=h).sum(-1)
+        log_kernels[np.arange(len(rows)), rows] = -np.inf
+        objective.append((scipy.special.logsumexp(log_kernels, axis=1) - np.log(599)).sum())
+    expected = scales[int(np.argmax(objective))] * base
+    assert torch.equal(loo_bandwidth(samples, max_rows=200, chunk_size=64), expected)
 
 
 # KL and Jensen–Shannon

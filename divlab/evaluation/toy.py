@@ -116,6 +116,12 @@ def loo_bandwidth(
     c ranges over `scales` (default 20 values log-spaced in [10⁻³, 3]); the sum over i runs over
     at most `max_rows` evenly strided samples (each against all n), an unbiased estimate of the
     full leave-one-out objective at O(max_rows · n) cost per scale.
+
+    Each row's log-sum-exp is taken about its nearest neighbour, which is the largest term at every
+    scale: log Σⱼ exp(−½ dᵢⱼ²/c²) = −½ mᵢ²/c² + log Σⱼ exp(−½ (dᵢⱼ² − mᵢ²)/c²), mᵢ = minⱼ dᵢⱼ. The
+    excesses dᵢⱼ² − mᵢ² are computed once for all scales, and each scale scales them into one reused buffer
+    (floored 700 nats down, as in `logsumexp_rows`) and takes an in-place exp and a sum, a third of
+    `logsumexp_rows`'s passes over the matrix.
     """
     scales = torch.logspace(-3, math.log10(3.0), 20, dtype=torch.float64) if scales is None else scales.double()
     base = scott_bandwidth(samples)
@@ -124,7 +130,13 @@ def loo_bandwidth(
     totals = torch.zeros_like(scales)
     for block in torch.split(rows, chunk_size):
         sq = _mask_self(_scaled_sq_distances(samples[block], samples, base), block)
-        totals += torch.stack([logsumexp_rows(-0.5 * sq / c**2).sum() for c in scales])
+        nearest = sq.amin(dim=1, keepdim=True)
+        excess = sq - nearest  # ≥ 0, +inf on the left-out sample
+        terms = torch.empty_like(excess)
+        for index, scale in enumerate(scales.tolist()):
+            precision = 0.5 / scale**2
+            torch.mul(excess, -precision, out=terms).clamp_(min=-NEGLIGIBLE_LOG_RATIO).exp_()
+            totals[index] += (terms.sum(dim=1).log() - precision * nearest.squeeze(1)).sum()
     log_likelihood = totals - rows.numel() * d * scales.log()
     return scales[log_likelihood.argmax()] * base
 
