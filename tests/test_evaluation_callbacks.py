@@ -300,6 +300,15 @@ def test_toy_metrics_are_logged_once_under_ddp_spawn(train_with, tmp_path):
     assert len(list((tmp_path / "toy_metrics").glob("val_step*.png"))) == 1
 
 
+def test_toy_metrics_at_test_only(train_with, tmp_path):
+    # every_n_epochs=null: no validation scores or plots, the test's as always.
+    train_with("experiment=vae_ring8", "debug=tiny", "callbacks.toy_metrics.every_n_epochs=null")
+    metrics = json.loads((tmp_path / "run.json").read_text())["metrics"]
+    assert "val/loss" in metrics and not any(name.startswith("val/") and "modes" in name for name in metrics)
+    assert metrics["test/modes_covered"] >= 0 and "time/test/toy_divergences_seconds" in metrics
+    assert not list((tmp_path / "toy_metrics").glob("val*")) and list((tmp_path / "toy_metrics").glob("test_step*.png"))
+
+
 # ---------------------------------------------------------------- likelihood units
 
 
@@ -354,6 +363,9 @@ def test_monitors_of_image_metrics_logged_every_n_epochs_are_refused():
         every_third.setup(SimpleNamespace(callbacks=[fine]), None, "fit")
     ImageFeatureMetrics(every_n_epochs=1).setup(SimpleNamespace(callbacks=[ModelCheckpoint(monitor="val/kid_fmnist")]),
                                                 None, "fit")
+    with pytest.raises(ValueError, match=r"monitor='val/kid_fmnist' is logged by callbacks.image_metrics only at test"):
+        ImageFeatureMetrics(every_n_epochs=None).setup(
+            SimpleNamespace(callbacks=[ModelCheckpoint(monitor="val/kid_fmnist")]), None, "fit")
 
 
 @pytest.mark.parametrize("callback", ["toy_metrics", "likelihood", "samples"])

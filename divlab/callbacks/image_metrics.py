@@ -69,7 +69,7 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         self,
         n_samples: int = 1000,
         n_real: int | None = None,
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = 1,
         metrics: tuple[str, ...] = METRICS,
         kid_subsets: int = 20,
         kid_subset_size: int | None = None,

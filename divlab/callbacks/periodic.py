@@ -38,10 +38,11 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def validation_due(trainer, every_n_epochs: int) -> bool:
+def validation_due(trainer, every_n_epochs: int | None) -> bool:
     """Whether this validation epoch is one of every `every_n_epochs` (the 1st-based epoch divides it), never
-    during the sanity check."""
-    return not trainer.sanity_checking and (trainer.current_epoch + 1) % every_n_epochs == 0
+    during the sanity check, and never when `every_n_epochs` is None (an evaluation at test only)."""
+    return (every_n_epochs is not None and not trainer.sanity_checking
+            and (trainer.current_epoch + 1) % every_n_epochs == 0)
 
 
 def check_cadence_is_validated(trainer, name: str, every_n_epochs: int) -> None:
@@ -63,19 +64,20 @@ def check_cadence_is_validated(trainer, name: str, every_n_epochs: int) -> None:
 MONITOR_CONFIG_NAMES = {"ModelCheckpoint": "model_checkpoint", "EarlyStopping": "early_stopping"}
 
 
-def check_monitors_see_every_validation(trainer, name: str, every_n_epochs: int, logs_metric) -> None:
+def check_monitors_see_every_validation(trainer, name: str, every_n_epochs: int | None, logs_metric) -> None:
     """Refuse, before training, a checkpoint or early stop that monitors `val/<name>` where `logs_metric(name)` says
-    this callback logs it, when it logs it only every `every_n_epochs` > 1 validations: Lightning raises at the
-    first validation without it, after an epoch of training and before any checkpoint."""
+    this callback logs it, when it logs it only every `every_n_epochs` > 1 validations or never (None: at test only):
+    Lightning raises at the first validation without it, after an epoch of training and before any checkpoint."""
     if every_n_epochs == 1:
         return
+    when = "only at test" if every_n_epochs is None else f"only every {every_n_epochs} epochs"
     for callback in trainer.callbacks:
         monitor = getattr(callback, "monitor", None)
         config_name = MONITOR_CONFIG_NAMES.get(type(callback).__name__)
         if config_name and monitor and monitor.startswith("val/") and logs_metric(monitor.removeprefix("val/")):
             raise ValueError(
-                f"callbacks.{config_name}.monitor={monitor!r} is logged by callbacks.{name} only every "
-                f"{every_n_epochs} epochs (callbacks.{name}.every_n_epochs={every_n_epochs}), so validations in "
+                f"callbacks.{config_name}.monitor={monitor!r} is logged by callbacks.{name} {when} "
+                f"(callbacks.{name}.every_n_epochs={every_n_epochs}), so validations in "
                 f"between would have nothing to compare: monitor a metric of every validation (e.g. val/loss) or "
                 f"set callbacks.{name}.every_n_epochs=1")
 
@@ -95,12 +97,13 @@ class Timer:
 
 class PeriodicEvaluation(L.Callback):
     """Runs `evaluate(trainer, pl_module, split, timer) -> {name: value}` every `every_n_epochs`
-    validation epochs and once at test, on rank 0, and logs `<split>/<name>` plus each timed step
-    as `time/<split>/<step>_seconds`. Subclasses say whether they apply with `applies(datamodule, pl_module)`.
+    validation epochs (None: never, an evaluation at test only) and once at test, on rank 0, and logs
+    `<split>/<name>` plus each timed step as `time/<split>/<step>_seconds`. Subclasses say whether they apply with `applies(datamodule, pl_module)`.
     """
 
-    def __init__(self, every_n_epochs: int = 1, seed: int = 0, name: str = "evaluation"):
-        self.every_n_epochs = check_positive(f"callbacks.{name}.every_n_epochs", every_n_epochs)
+    def __init__(self, every_n_epochs: int | None = 1, seed: int = 0, name: str = "evaluation"):
+        self.every_n_epochs = (None if every_n_epochs is None
+                               else check_positive(f"callbacks.{name}.every_n_epochs", every_n_epochs))
         self.seed = seed
         self.name = name
         self._skip_noticed = False
@@ -116,7 +119,8 @@ class PeriodicEvaluation(L.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
-            check_cadence_is_validated(trainer, self.name, self.every_n_epochs)
+            if self.every_n_epochs is not None:
+                check_cadence_is_validated(trainer, self.name, self.every_n_epochs)
             check_monitors_see_every_validation(trainer, self.name, self.every_n_epochs, self.logs_metric)
 
     def evaluate(self, trainer, pl_module, split: str, timer: Timer) -> dict:

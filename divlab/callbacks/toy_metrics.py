@@ -31,7 +31,8 @@ BANDWIDTHS = {"loo": loo_bandwidth, "scott": scott_bandwidth}
 
 class ToyDivergences(PeriodicEvaluation):
     """Scores `pl_module.sample(n_samples)` (2,500 by default, the VEEGAN/PacGAN protocol) against
-    a toy mixture with known `log_prob`, every `every_n_epochs` validation epochs and at test.
+    a toy mixture with known `log_prob`, every `every_n_epochs` validation epochs (null: at test only) and at
+    test.
 
     `val_n_samples`: model samples (and data points, at most `n_data`) drawn at validation, fewer than
     the protocol's `n_samples` to make the curve cheap (the KDE scores cost O(n²)); null: as at test.
@@ -51,7 +52,7 @@ class ToyDivergences(PeriodicEvaluation):
         n_samples: int = 2500,
         n_data: int = 2500,
         val_n_samples: int | None = None,
-        every_n_epochs: int = 5,
+        every_n_epochs: int | None = 5,
         log_q: str = "auto",
         bandwidth: str | float = "loo",
         threshold: float = 3.0,
