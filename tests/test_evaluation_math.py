@@ -18,10 +18,10 @@ from divlab.evaluation import (
     forward_kl,
     frechet_distance,
     frechet_distance_gaussians,
+    gaussian_log_sums,
     jensen_shannon,
     kde_log_prob,
     kernel_inception_distance,
-    logsumexp_rows,
     kid_subset_size,
     loo_bandwidth,
     mmd2_unbiased,
@@ -31,6 +31,7 @@ from divlab.evaluation import (
     scott_bandwidth,
     toy_divergences,
 )
+from divlab.evaluation.toy import nearest_and_excess
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -343,14 +344,20 @@ def test_kde_log_prob_matches_scipy_product_kernel():
     np.testing.assert_allclose(kde_log_prob(samples, samples, torch.tensor(h), leave_one_out=True, chunk_size=16).numpy(), loo, rtol=1e-10)
 
 
-def test_logsumexp_rows_is_torch_logsumexp_bit_for_bit():
-    # Rows spanning thousands of nats (a narrow kernel's far pairs), one with −inf terms, one all −inf:
-    # the floor 700 nats below each row's maximum must leave every float64 result exactly unchanged.
-    log_terms = -torch.rand(6, 3000, generator=gen(25), dtype=torch.float64) * torch.tensor(
-        [[1.0], [650.0], [720.0], [800.0], [5000.0], [1e6]], dtype=torch.float64)
-    log_terms[1, ::7] = -math.inf
-    log_terms = torch.cat([log_terms, torch.full((1, 3000), -math.inf, dtype=torch.float64)])
-    assert torch.equal(logsumexp_rows(log_terms), torch.logsumexp(log_terms, dim=1))
+@pytest.mark.parametrize("precision", [0.5, 3.7, 1e4])
+def test_gaussian_log_sums_are_torch_logsumexp(precision):
+    # Squared distances whose scaled terms span a few to a billion nats (a narrow kernel's far pairs underflow
+    # exp) and a row with +inf (a left-out sample): the log-sum-exp about each row's nearest neighbour, with the
+    # floor 700 nats below it, must agree with torch.logsumexp to float64 rounding.
+    sq = torch.rand(5, 3000, generator=gen(25), dtype=torch.float64) * torch.tensor(
+        [[1.0], [300.0], [1e3], [1e5], [1e8]], dtype=torch.float64) + 0.01
+    sq[1, ::7] = math.inf
+    sq[2, 5] = 0.0
+    expected = torch.logsumexp(-precision * sq, dim=1)
+    assert (-precision * sq).min() < -708  # exp underflows here: the case the floor is for
+    torch.testing.assert_close(gaussian_log_sums(*nearest_and_excess(sq), precision), expected, rtol=1e-13, atol=0)
+    if precision == 0.5:  # the KDE's kernel: exactly torch's value
+        assert torch.equal(gaussian_log_sums(*nearest_and_excess(sq), precision), expected)
 
 
 def test_kde_scores_of_narrow_modes_are_torch_logsumexp_bit_for_bit():
