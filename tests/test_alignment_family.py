@@ -142,15 +142,18 @@ def test_missing_policy_checkpoint_names_the_path(policy_spec, tmp_path):
 
 
 def test_align_dpo_experiment_trains_and_logs_the_frontier_metrics(train_with, tmp_path, monkeypatch):
-    from divlab.callbacks.alignment_metrics import AlignmentMetrics
+    from divlab.callbacks import alignment_metrics
 
-    evaluations = []
-    evaluate = AlignmentMetrics.evaluate
-    monkeypatch.setattr(AlignmentMetrics, "evaluate", lambda *args: evaluations.append(1) or evaluate(*args))
+    evaluations, reference_rewards = [], []
+    evaluate, true_reward_of = alignment_metrics.AlignmentMetrics.evaluate, alignment_metrics.true_reward_of
+    monkeypatch.setattr(alignment_metrics.AlignmentMetrics, "evaluate",
+                        lambda *args: evaluations.append(1) or evaluate(*args))
+    monkeypatch.setattr(alignment_metrics, "true_reward_of",
+                        lambda *args: reference_rewards.append(1) or true_reward_of(*args))
     cfg, metrics = train_with("experiment=align_dpo", "divergence=ipo", TINY_EVALUATION, *TINY_OVERRIDES)
-    # π at every validation and π_ref once; none at the sanity check, whose metrics Lightning drops
+    # π at every validation and π_ref's reward once; none at the sanity check, whose metrics Lightning drops
     assert "num_sanity_val_steps" not in cfg.trainer  # Lightning's default, 2: a sanity check runs
-    assert len(evaluations) == cfg.trainer.max_epochs + 1
+    assert len(evaluations) == cfg.trainer.max_epochs and len(reference_rewards) == 1
     for key in ("val/true_reward", "val/kl_to_ref", "val/ref_true_reward", "val/implicit_reward_margin",
                 "val/implicit_reward_accuracy", "train/loss"):
         assert key in metrics, key
@@ -274,6 +277,20 @@ def test_ppo_iteration_moves_the_policy_with_finite_losses(policy_spec):
     prompts = prompt_batch(reference, n=64)["prompt_ids"]
     kl = evaluate_policy(model.policy, model.reference, prompts, 8, reference.text.decode).kl_to_ref
     assert kl > 0
+
+
+def test_the_reference_reward_is_that_of_the_same_seeded_samples(policy_spec):
+    # π_ref's reward (val/ref_true_reward) is scored on the completions evaluate_policy would draw from the same
+    # seed, without the KL to itself, which is exactly 0 there.
+    from divlab.callbacks.alignment_metrics import evaluate_policy, seeded_rollout, true_reward_of
+
+    reference = load_reference_policy(**policy_spec)
+    prompts = prompt_batch(reference, n=32)["prompt_ids"]
+    full = evaluate_policy(reference.model, reference.model, prompts, 16, reference.text.decode, seed=5)
+    assert full.kl_to_ref == 0.0
+    assert true_reward_of(reference.model, prompts, 16, reference.text.decode, seed=5) == full.true_reward
+    same, other = (seeded_rollout(reference.model, prompts, 16, seed)[0] for seed in (5, 6))
+    assert torch.equal(same, seeded_rollout(reference.model, prompts, 16, 5)[0]) and not torch.equal(same, other)
 
 
 class SumOfTokensReward(torch.nn.Module):

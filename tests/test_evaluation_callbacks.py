@@ -379,9 +379,9 @@ def test_an_evaluation_due_between_validations_is_refused_before_training(callba
         every_n_epochs=10)
     module = SimpleNamespace(log_likelihood=None)
 
-    def trainer(every_validation):
+    def trainer(every_validation, kind="points"):
         return SimpleNamespace(check_val_every_n_epoch=every_validation, callbacks=[],
-                               datamodule=SimpleNamespace(kind="points"))
+                               datamodule=SimpleNamespace(kind=kind, has_log_prob=True, centres=torch.zeros(8, 2)))
 
     for fine in (1, 2, 5, 10, None):  # divisors of 10, and validation by steps (None)
         every_ten.setup(trainer(fine), module, "fit")
@@ -389,6 +389,8 @@ def test_an_evaluation_due_between_validations_is_refused_before_training(callba
                                          r"trainer.check_val_every_n_epoch=3, .* \(e.g. 12\)"):
         every_ten.setup(trainer(3), module, "fit")
     every_ten.setup(trainer(3), module, "test")  # a test alone has no validation cadence to meet
+    if callback == "toy_metrics":  # nor a callback that does not apply to the run's data
+        every_ten.setup(trainer(3, kind="text"), module, "fit")
     every_ten.every_n_epochs = 1  # "at every validation", whatever the cadence
     every_ten.setup(trainer(3), module, "fit")
 

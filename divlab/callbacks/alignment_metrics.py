@@ -34,20 +34,30 @@ class PolicyEvaluation(NamedTuple):
 
 
 @torch.no_grad()
-def evaluate_policy(policy, reference, prompts: Tensor, max_new_tokens: int, decode, seed: int = 0) -> PolicyEvaluation:
-    """True reward and KL(π‖π_ref) of fresh samples of `policy` on fixed prompts.
-
-    Sampled with a fixed seed (common random numbers: evaluations of two policies, or of one
-    policy at two steps, differ by the policy, not by sampling noise), without disturbing the
-    global random state.
-    """
+def seeded_rollout(policy, prompts: Tensor, max_new_tokens: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Completions of `prompts` sampled from `policy` with a fixed seed (common random numbers: evaluations of two
+    policies, or of one policy at two steps, differ by the policy, not by sampling noise), without disturbing the
+    global random state: tokens [B, P + L] and the completion mask."""
     prompts = prompts.to(policy.device)
     with seeded_stream(seed, policy.device):
-        tokens, mask = rollout(policy, prompts, max_new_tokens)
+        return rollout(policy, prompts, max_new_tokens)
+
+
+@torch.no_grad()
+def evaluate_policy(policy, reference, prompts: Tensor, max_new_tokens: int, decode, seed: int = 0) -> PolicyEvaluation:
+    """True reward and KL(π‖π_ref) of fresh samples of `policy` on fixed prompts (`seeded_rollout`)."""
+    tokens, mask = seeded_rollout(policy, prompts, max_new_tokens, seed)
     kl = sequence_kl_estimate(policy.token_log_likelihoods(tokens), reference.token_log_likelihoods(tokens), mask)
     completions = decode_completions(decode, tokens, prompts.shape[1])
     texts = [decode(row) for row in tokens.cpu()]
     return PolicyEvaluation(sentiment_reward(completions).mean().item(), kl.mean().item(), texts)
+
+
+@torch.no_grad()
+def true_reward_of(policy, prompts: Tensor, max_new_tokens: int, decode, seed: int = 0) -> float:
+    """The mean true reward of `seeded_rollout`'s completions alone (for π_ref, whose KL to itself is 0)."""
+    tokens, _ = seeded_rollout(policy, prompts, max_new_tokens, seed)
+    return sentiment_reward(decode_completions(decode, tokens, prompts.shape[1])).mean().item()
 
 
 class AlignmentMetrics(L.Callback):
@@ -80,7 +90,8 @@ class AlignmentMetrics(L.Callback):
             self.prompts = eval_prompts(reference, self.n_prompts, self.prompt_length, self.seed)
         result = self.evaluate(pl_module.policy, reference)
         if self._reference_reward is None:
-            self._reference_reward = self.evaluate(reference.model.to(pl_module.device), reference).true_reward
+            self._reference_reward = true_reward_of(reference.model.to(pl_module.device), self.prompts,
+                                                    self.completion_length, reference.text.decode, self.seed)
         pl_module.log_dict({"val/true_reward": result.true_reward, "val/kl_to_ref": result.kl_to_ref,
                             "val/ref_true_reward": self._reference_reward}, prog_bar=True, sync_dist=True)
         write_text_samples(trainer, "val/samples", result.texts[: self.n_texts])
