@@ -84,15 +84,16 @@ def scott_bandwidth(samples: Tensor) -> Tensor:
     return n ** (-1.0 / (d + 4)) * samples.double().std(dim=0)
 
 
-def nearest_and_excess(sq_distances: Tensor) -> tuple[Tensor, Tensor]:
-    """Each row's smallest squared distance mᵢ (its nearest neighbour; a (rows, 1) column) and the excesses
-    dᵢⱼ² − mᵢ ≥ 0."""
+def split_off_nearest_(sq_distances: Tensor) -> tuple[Tensor, Tensor]:
+    """Each row's smallest squared distance mᵢ (its nearest neighbour; a (rows, 1) column), and `sq_distances`
+    reduced in place to the excesses dᵢⱼ² − mᵢ ≥ 0 (in place: a fresh 1024 × 2,500 float64 matrix costs its page
+    faults, more than the arithmetic)."""
     nearest = sq_distances.amin(dim=1, keepdim=True)
-    return nearest, sq_distances - nearest
+    return nearest, sq_distances.sub_(nearest)
 
 
 def gaussian_log_sums(nearest: Tensor, excess: Tensor, precision: float, out: Tensor | None = None) -> Tensor:
-    """log Σⱼ exp(−precision · dᵢⱼ²) per row, from `nearest_and_excess` of the squared distances d²:
+    """log Σⱼ exp(−precision · dᵢⱼ²) per row, from `split_off_nearest_` of the squared distances d²:
 
         −precision · mᵢ + log Σⱼ exp(−precision · (dᵢⱼ² − mᵢ)),
 
@@ -100,8 +101,8 @@ def gaussian_log_sums(nearest: Tensor, excess: Tensor, precision: float, out: Te
     700 nats below it are raised to that floor before exp: a raised term adds at most e^−700 ≈ 1e−304, which
     cannot change a sum ≥ 1 (half an ulp of 1 is 1.1e−16), and a float64 exp below −708 underflows on a slow
     path at ~20× a normal one's cost, where a narrow kernel puts almost every far pair. One scaled copy of
-    `excess` (into `out` when given), an in-place floor and exp, and a sum: a third of the passes of
-    `torch.logsumexp` on the scaled distances, to float64 rounding the same value (tested against it).
+    `excess` (into `out` when given, which may be `excess` itself), an in-place floor and exp, and a sum: a third
+    of the passes of `torch.logsumexp` on the scaled distances, to float64 rounding the same value (tested).
     """
     terms = torch.mul(excess, -precision, out=out) if out is not None else excess * -precision
     terms.clamp_(min=-NEGLIGIBLE_LOG_RATIO).exp_()
@@ -109,13 +110,13 @@ def gaussian_log_sums(nearest: Tensor, excess: Tensor, precision: float, out: Te
 
 
 def _scaled_sq_distances(points: Tensor, samples: Tensor, bandwidth: Tensor) -> Tensor:
-    return torch.cdist(points.double() / bandwidth, samples.double() / bandwidth).square()
+    return torch.cdist(points.double() / bandwidth, samples.double() / bandwidth).square_()
 
 
-def _mask_self(sq_distances: Tensor, self_columns: Tensor) -> Tensor:
-    masked = sq_distances.clone()
-    masked[torch.arange(sq_distances.shape[0]), self_columns] = math.inf
-    return masked
+def _mask_self_(sq_distances: Tensor, self_columns: Tensor) -> Tensor:
+    """Row i's distance to sample `self_columns[i]` set to +inf, in place (its kernel left out)."""
+    sq_distances[torch.arange(sq_distances.shape[0]), self_columns] = math.inf
+    return sq_distances
 
 
 def loo_bandwidth(
@@ -138,8 +139,8 @@ def loo_bandwidth(
     rows = torch.arange(0, n, math.ceil(n / max_rows))
     totals = torch.zeros_like(scales)
     for block in torch.split(rows, chunk_size):
-        sq = _mask_self(_scaled_sq_distances(samples[block], samples, base), block)
-        nearest, excess = nearest_and_excess(sq)  # +inf on the left-out sample
+        sq = _mask_self_(_scaled_sq_distances(samples[block], samples, base), block)
+        nearest, excess = split_off_nearest_(sq)  # +inf on the left-out sample
         terms = torch.empty_like(excess)
         for index, scale in enumerate(scales.tolist()):
             totals[index] += gaussian_log_sums(nearest, excess, 0.5 / scale**2, out=terms).sum()
@@ -178,8 +179,9 @@ def kde_log_prob(
     for start in range(0, points.shape[0], chunk_size):
         sq = _scaled_sq_distances(points[start:start + chunk_size], samples, h)
         if leave_one_out:
-            sq = _mask_self(sq, torch.arange(start, start + sq.shape[0]))
-        log_sums.append(gaussian_log_sums(*nearest_and_excess(sq), 0.5))
+            _mask_self_(sq, torch.arange(start, start + sq.shape[0]))
+        nearest, excess = split_off_nearest_(sq)
+        log_sums.append(gaussian_log_sums(nearest, excess, 0.5, out=excess))
     n_kernels = n - 1 if leave_one_out else n
     return torch.cat(log_sums) - math.log(n_kernels) - h.log().sum() - 0.5 * d * LOG_2PI
 
