@@ -98,7 +98,8 @@ class Timer:
 class PeriodicEvaluation(L.Callback):
     """Runs `evaluate(trainer, pl_module, split, timer) -> {name: value}` every `every_n_epochs`
     validation epochs (None: never, an evaluation at test only) and once at test, on rank 0, and logs
-    `<split>/<name>` plus each timed step as `time/<split>/<step>_seconds`. Subclasses say whether they apply with `applies(datamodule, pl_module)`.
+    `<split>/<name>` plus each timed step as `time/<split>/<step>_seconds`. Subclasses say whether they
+    apply with `applies(datamodule, pl_module)`.
     """
 
     def __init__(self, every_n_epochs: int | None = 1, seed: int = 0, name: str = "evaluation"):
