@@ -2,15 +2,14 @@
 exact zeros and of tied pairs, its spread, and the accuracy ceiling that Bradley–Terry label noise sets for
 any reward model (on the pairs the data keeps), and what a simple reward model reaches on the datamodule's own
 held-out prompts: a bag-of-words Bradley–Terry model (logistic regression on the difference of the two completions'
-word counts, the `--words` most frequent words, scikit-learn), a baseline for divlab's neural reward model.
+word counts over the training pairs' 3,000 most frequent words, scikit-learn: divlab/alignment/bag_of_words.py,
+which PPO also takes as its reward model), a baseline for divlab's neural reward model.
 
     python scripts/preference_signal.py [hydra overrides, e.g. data.completion_length=56 data.samples_per_prompt=4]
 
 Uses (and on first use builds) the cached default reference policy and the task's cached pairs.
 """
-import re
 import sys
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -19,6 +18,7 @@ import hydra
 import torch
 from hydra import compose, initialize_config_dir
 
+from divlab.alignment.bag_of_words import BagOfWordsRewardModel
 from divlab.alignment.controlled_task import label_accuracy_ceiling
 from divlab.alignment.default_policy import prepare_reference_policy
 from divlab.config_dir import config_dir
@@ -27,27 +27,18 @@ from divlab.datamodules.preferences import split_by_prompt
 WORDS = 3000
 
 
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
-
-
 def bag_of_words_accuracy(records: list[dict], val: set[int], n_words: int = WORDS) -> tuple[float, float]:
-    """(train, held-out) pair accuracy of a Bradley–Terry model r(y) = w · counts(y): P(y_w ≻ y_l) = σ(w · Δ),
-    Δ = counts(chosen) − counts(rejected), fitted by L2-regularised logistic regression on the training pairs
-    (each pair in both orders, so no intercept is needed)."""
-    import numpy as np
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
-
+    """(train, held-out) pair accuracy of the bag-of-words Bradley–Terry reward model PPO can use
+    (`model.reward_model=bag_of_words`, divlab/alignment/bag_of_words.py) fitted on the training pairs."""
     train = [i for i in range(len(records)) if i not in val]
-    counts = Counter(w for i in train for key in ("chosen", "rejected") for w in words(records[i][key]))
-    vectorizer = CountVectorizer(analyzer=words, vocabulary=[w for w, _ in counts.most_common(n_words)])
-    delta = (vectorizer.transform([r["chosen"] for r in records])
-             - vectorizer.transform([r["rejected"] for r in records])).toarray()
-    x = np.concatenate([delta[train], -delta[train]])
-    y = np.concatenate([np.ones(len(train)), np.zeros(len(train))])
-    model = LogisticRegression(fit_intercept=False, max_iter=1000).fit(x, y)
-    accuracy = lambda rows: float((delta[rows] @ model.coef_[0] > 0).mean())  # noqa: E731
+    model = BagOfWordsRewardModel(decode=None, n_words=n_words)
+    model.fit_texts([records[i]["chosen"] for i in train], [records[i]["rejected"] for i in train])
+
+    def accuracy(rows: list[int]) -> float:
+        margin = (model.score_texts([records[i]["chosen"] for i in rows])
+                  - model.score_texts([records[i]["rejected"] for i in rows]))
+        return (margin > 0).float().mean().item()
+
     return accuracy(train), accuracy(sorted(val))
 
 

@@ -2,7 +2,8 @@
 
 Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 2019; Stiennon
 et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
-run's preference pairs before training (`reward_model: fit`) or read from a checkpoint — or, with
+run's preference pairs before training (`reward_model: fit`), a bag-of-words Bradley–Terry model fitted
+on them likewise (`reward_model: bag_of_words`, `divlab/alignment/bag_of_words.py`), or read from a checkpoint — or, with
 `reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a reward model's
 score is normalised to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
 r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`kl_penalized_rewards`); a value head over the
@@ -31,6 +32,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from divlab.alignment.bag_of_words import BagOfWordsRewardModel
 from divlab.alignment.controlled_task import sentiment_reward
 from divlab.alignment.reference import freeze, load_reference_policy, trainable_copy
 from divlab.eval_mode import eval_mode
@@ -74,6 +76,7 @@ class PPO(L.LightningModule):
         reward_model_epochs: int = 3,
         reward_model_lr: float = 3.0e-4,
         reward_model_readout: str = "last",
+        reward_model_words: int = 3000,
         completion_length: int = 32,
         ppo_epochs: int = 4,
         minibatch_size: int = 16,
@@ -88,7 +91,8 @@ class PPO(L.LightningModule):
     ):
         """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: `fit` (on the
         run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, read out as
-        `reward_model_readout` says, before PPO starts),
+        `reward_model_readout` says, before PPO starts), `bag_of_words` (logistic regression on the
+        training pairs' counts of their `reward_model_words` most frequent words, before PPO starts),
         a checkpoint of a `model=reward_model` run, or null for the true reward.
 
         `reward_normalization`: `reference` scores PPO with (r_φ − μ)/σ, μ and σ the reward model's mean and
@@ -103,7 +107,7 @@ class PPO(L.LightningModule):
         check_choice("model.reward_model_readout", reward_model_readout, READOUTS)
         check_choice("model.reward_normalization", reward_normalization, REWARD_NORMALIZATIONS)
         check_positive("model.kl_coef", kl_coef, allow_zero=True)
-        for key in ("reward_model_epochs", "reward_model_lr", "completion_length", "ppo_epochs", "minibatch_size",
+        for key in ("reward_model_epochs", "reward_model_lr", "reward_model_words", "completion_length", "ppo_epochs", "minibatch_size",
                     "clip_eps", "value_clip_eps", "max_grad_norm", "reward_normalization_samples"):
             check_positive(f"model.{key}", locals()[key])
         for key in ("vf_coef", "gamma", "lam"):
@@ -119,10 +123,12 @@ class PPO(L.LightningModule):
         if reward_model == "fit":  # a frozen submodule: saved in the checkpoint, outside DDP's gradient sync
             reward_model = freeze(RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr),
                                             readout=reward_model_readout))
+        elif reward_model == BAG_OF_WORDS:  # fitted at the start of fit; its vocabulary and weights are saved
+            reward_model = BagOfWordsRewardModel(self.reference_policy.text.decode, reward_model_words)
         else:
             reward_model = load_reward_model(reward_model)
         self.reward_model = reward_model
-        self.reward_model_fitted = self.hparams.reward_model != "fit"
+        self.reward_model_fitted = self.hparams.reward_model not in ("fit", BAG_OF_WORDS)
         # (μ, σ) of r_φ on reference completions; NaN until measured (a buffer: saved in the checkpoint)
         self.register_buffer("reward_stats", torch.full((2,), math.nan))
         self.kl_control = (FixedKLController(kl_coef) if kl_controller == "fixed"
@@ -138,7 +144,11 @@ class PPO(L.LightningModule):
         if not self.reward_model_fitted:  # the full training split on every rank: the same r_φ everywhere
             with torch.random.fork_rng():
                 torch.manual_seed(0)
-                self.fit_reward_model(self.trainer.datamodule.train_dataloader(), self.hparams.reward_model_epochs)
+                loader = self.trainer.datamodule.train_dataloader()
+                if isinstance(self.reward_model, BagOfWordsRewardModel):
+                    self.reward_model.fit(loader)
+                else:
+                    self.fit_reward_model(loader, self.hparams.reward_model_epochs)
             self.reward_model_fitted = True
         if self.normalizes_rewards and self.reward_stats.isnan().any():  # same prompts and seed on every rank
             with torch.random.fork_rng():
@@ -266,6 +276,7 @@ class PPO(L.LightningModule):
 
 
 REWARD_NORMALIZATIONS = ("reference", "none")
+BAG_OF_WORDS = "bag_of_words"
 PPO_STATS = ("train/policy_loss", "train/value_loss", "train/clip_fraction", "train/approx_kl")
 
 
@@ -283,8 +294,9 @@ def load_reward_model(ckpt_path: str | None) -> RewardModel | None:
     if ckpt_path is None:
         return None
     if not Path(ckpt_path).expanduser().is_file():
-        raise FileNotFoundError(f"model.reward_model={ckpt_path!r} does not exist; train one with "
-                                "experiment=align_reward_model, or leave it null for the true reward")
+        raise FileNotFoundError(f"model.reward_model={ckpt_path!r} is neither fit, {BAG_OF_WORDS} nor an existing "
+                                "checkpoint; train one with experiment=align_reward_model, or leave it null for "
+                                "the true reward")
     model = RewardModel.load_from_checkpoint(Path(ckpt_path).expanduser(), map_location="cpu", optimizer=None,
                                              init_from=None, weights_only=True)
     return freeze(model)
