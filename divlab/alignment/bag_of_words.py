@@ -33,8 +33,9 @@ def masked_texts(decode: Callable[[list[int]], str], tokens: Tensor, mask: Tenso
 
 class BagOfWordsRewardModel(nn.Module):
     def __init__(self, decode: Callable[[list[int]], str] | None, n_words: int = 3000, l2: float = 1.0):
-        """`decode`: token ids → text (the policy's tokenizer; None for a model fitted and scored on texts only); `n_words`: the vocabulary's size; `l2`: the
-        inverse of scikit-learn's C, the weight of ½‖w‖² against the summed log-likelihood of the pairs."""
+        """`decode`: token ids → text (the policy's tokenizer; None for a model fitted and scored on texts
+        only); `n_words`: the vocabulary's size; `l2`: the inverse of scikit-learn's C, the weight of ½‖w‖²
+        against the summed log-likelihood of the pairs."""
         super().__init__()
         if n_words < 1 or l2 <= 0:
             raise ValueError(f"bag-of-words reward model: n_words must be ≥ 1 and l2 > 0, got {n_words!r}, {l2!r}")

@@ -2,9 +2,9 @@
 
 Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 2019; Stiennon
 et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
-run's preference pairs before training (`reward_model: fit`), a bag-of-words Bradley–Terry model fitted
-on them likewise (`reward_model: bag_of_words`, `divlab/alignment/bag_of_words.py`), or read from a checkpoint — or, with
-`reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a reward model's
+run's preference pairs before training (`reward_model: fit`), a bag-of-words Bradley–Terry model
+fitted on them likewise (`reward_model: bag_of_words`, `divlab/alignment/bag_of_words.py`), or read from a
+checkpoint — or, with `reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a reward model's
 score is normalised to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
 r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`kl_penalized_rewards`); a value head over the
 policy's backbone gives V_t and GAE(γ, λ) the advantages; then `ppo_epochs` passes over the
