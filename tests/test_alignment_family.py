@@ -612,11 +612,13 @@ def test_training_the_default_reference_policy_says_so_and_shows_progress(tmp_pa
 
 
 @pytest.mark.slow  # 2 spawned processes or bf16 autocast on a tiny policy: ~30 s each on 2 cores
-@pytest.mark.parametrize("experiment", ["align_ppo", "align_dpo"])
+@pytest.mark.parametrize("experiment", ["align_ppo", "align_ppo model.reward_model=bag_of_words", "align_dpo"],
+                         ids=["align_ppo", "align_ppo_bag_of_words", "align_dpo"])
 @pytest.mark.parametrize("engine", [["trainer=ddp_spawn", "trainer.devices=2"], ["trainer.precision=bf16-mixed"]],
                          ids=["ddp_spawn_2", "bf16_mixed"])
 def test_ppo_and_dpo_train_on_two_processes_and_in_bf16(train_with, tmp_path, experiment, engine):
-    train_with(f"experiment={experiment}", TINY_EVALUATION, *TINY_OVERRIDES, *engine)
+    experiment, *settings = experiment.split()
+    train_with(f"experiment={experiment}", *settings, TINY_EVALUATION, *TINY_OVERRIDES, *engine)
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "completed" and record["global_step"] > 0
     assert len(record["attempts"]) == 1  # written by rank 0 once, not once per process
