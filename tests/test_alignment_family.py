@@ -543,9 +543,11 @@ def test_frontier_summary_gives_every_methods_reward_at_every_points_kl_by_hand(
     rows = (tmp_path / "out" / "frontier_summary.md").read_text().splitlines()
     table = rows[rows.index("| at the point of | β | KL | align/dpo | align/ppo |"):]
     # π_ref at (0, 0.02). At PPO's KL 0.5: DPO 0.02 + 0.03 · 0.5/2 = 0.0275; at 3: 0.05 + 0.15 · 1/10 = 0.065.
-    # At DPO's KL 2: PPO 0.03 + 0.12 · 1.5/2.5 = 0.102; at 12 PPO's curve has ended.
-    assert table[2:6] == ["| align/dpo | 1 | 2.000 | 0.0500 | 0.1020 |", "| align/dpo | 0.1 | 12.000 | 0.2000 | – |",
-                          "| align/ppo | 1 | 0.500 | 0.0275 | 0.0300 |", "| align/ppo | 0.1 | 3.000 | 0.0650 | 0.1500 |"]
+    # At DPO's KL 2: PPO's point (0.5, 0.03) lies under its line from π_ref to (3, 0.15), which gives
+    # 0.02 + 0.13 · 2/3 = 0.1067 (through the point: 0.03 + 0.12 · 1.5/2.5 = 0.102), and at its own KL 0.5 that line's 0.02 + 0.13 · 0.5/3 = 0.0417;
+    # at 12 PPO's curve has ended.
+    assert table[2:6] == ["| align/dpo | 1 | 2.000 | 0.0500 | 0.1067 |", "| align/dpo | 0.1 | 12.000 | 0.2000 | – |",
+                          "| align/ppo | 1 | 0.500 | 0.0275 | 0.0417 |", "| align/ppo | 0.1 | 3.000 | 0.0650 | 0.1500 |"]
 
 
 def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):
@@ -659,6 +661,7 @@ def test_compare_prints_the_frontier_summary_with_seed_spread(tmp_path, capsys):
     compare.compare(runs, tmp_path / "out")
     summary = (tmp_path / "out" / "frontier_summary.md").read_text()
     assert "| align/dpo | 1 | 2 | 3.000 ± 1.414 | 0.0600 ± 0.0141 |" in summary
-    # Common KL 3 (PPO's end): DPO from (0, 0.02) to (3, 0.06) reaches 0.06; PPO ends at 0.15.
-    assert "| align/dpo | 0.0600 |" in summary and "| align/ppo | 0.1500 |" in summary
+    # Common KL 3 (PPO's end): DPO's point (3, 0.06) lies under its line from π_ref (0, 0.02) to (12, 0.2), which
+    # passes 0.02 + 0.18 · 3/12 = 0.065 there (a mix of π_ref and that policy); PPO ends at 0.15.
+    assert "| align/dpo | 0.0650 |" in summary and "| align/ppo | 0.1500 |" in summary
     assert summary in capsys.readouterr().out

@@ -14,9 +14,11 @@ def test_reward_at_kl_is_the_best_reward_within_the_kl_budget_by_hand():
     # π_ref at (0, 0); points (2, 0.5), (4, 0.3), (6, 0.6): the path goes down between 2 and 4.
     curve = [mean(4.0, 0.3), mean(2.0, 0.5), mean(6.0, 0.6)]
     assert reward_at_kl(curve, 1.0, reference=0.0) == pytest.approx(0.25)  # on the line from π_ref
-    assert reward_at_kl(curve, 3.0, reference=0.0) == pytest.approx(0.5)  # the line says 0.4; KL 2 already gave 0.5
-    assert reward_at_kl(curve, 5.0, reference=0.0) == pytest.approx(0.5)  # the line says 0.45
-    assert reward_at_kl(curve, 5.5, reference=0.0) == pytest.approx(0.525)  # the line from (4, 0.3) to (6, 0.6)
+    # Between 2 and 6 the line from (2, 0.5) to (6, 0.6), a mix of those two policies, passes over the dip at 4
+    # (through it: 0.4 at KL 3, 0.45 at 5, 0.525 at 5.5).
+    assert reward_at_kl(curve, 3.0, reference=0.0) == pytest.approx(0.525)
+    assert reward_at_kl(curve, 5.0, reference=0.0) == pytest.approx(0.575)
+    assert reward_at_kl(curve, 5.5, reference=0.0) == pytest.approx(0.5875)
     assert reward_at_kl(curve, 6.5, reference=0.0) is None
     assert upper_envelope(curve) == [mean(2.0, 0.5), mean(6.0, 0.6)]
 

@@ -122,20 +122,24 @@ def seed_means(points: list[FrontierPoint]) -> list[FrontierMean]:
 
 def reward_at_kl(curve: list[FrontierMean], kl: float, reference: float | None = None) -> float | None:
     """A method's frontier at a given KL: the best reward it reaches within KL ≤ `kl`, over its seed-mean points
-    and the straight lines between neighbours in KL (from the reference policy at KL 0, `reference`, when known).
-    A straight line is what a mix of the two policies, drawn per sequence, reaches or beats: its reward is the
-    mix of theirs and its KL at most the mix of theirs (KL is convex). None beyond the curve's KL range: no
-    extrapolation."""
-    curve = sorted(curve, key=lambda m: m.kl)
+    (and the reference policy at KL 0, `reward` = `reference`, when known) and the straight line between any two
+    of them whose KLs lie either side of `kl`. A straight line is what a mix of the two policies, drawn per
+    sequence, reaches or beats: its reward is the mix of theirs and its KL at most the mix of theirs (KL is
+    convex). So the frontier is the upper concave envelope of the points, made non-decreasing; points of several
+    β (or validations of several runs) join one curve without a worse point between two better ones pulling it
+    down. None beyond the curve's KL range: no extrapolation."""
     xs = ([0.0] if reference is not None else []) + [m.kl for m in curve]
     ys = ([reference] if reference is not None else []) + [m.reward for m in curve]
-    if not xs or not xs[0] <= kl <= xs[-1]:
+    if not xs or not min(xs) <= kl <= max(xs):
         return None
-    reached = max(y for x, y in zip(xs, ys) if x <= kl)  # a measured point at lower KL
-    for x0, x1, y0, y1 in zip(xs, xs[1:], ys, ys[1:]):
-        if x0 <= kl <= x1:
-            return max(reached, y0 if x1 == x0 else y0 + (y1 - y0) * (kl - x0) / (x1 - x0))
-    return reached  # a single point at exactly this KL
+    below = [(x, y) for x, y in zip(xs, ys) if x <= kl]
+    above = [(x, y) for x, y in zip(xs, ys) if x >= kl]
+    best = max(y for _, y in below)  # a measured point at lower KL
+    for x0, y0 in below:
+        for x1, y1 in above:
+            if x1 > x0:
+                best = max(best, y0 + (y1 - y0) * (kl - x0) / (x1 - x0))
+    return best
 
 
 def curves_by_method(means: list[FrontierMean]) -> dict[str, list[FrontierMean]]:
