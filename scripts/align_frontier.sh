@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The controlled sentiment task's reward–KL frontier in one command, from whatever the data directory holds
-# (empty: the reference policy and the pairs are made first): DPO, PPO on a bag-of-words reward model fitted to
-# the same pairs, and the PPO-GT oracle, 3 seeds each, every validation a point of its method's curve; then
-# compare.py's frontier.png, frontier.md and frontier_summary.md (README, Alignment: "The frontier in one command").
+# (empty: the reference policy and the pairs are made first): DPO at β ∈ {0.05, 0.1, 0.3}, PPO on a bag-of-words
+# reward model fitted to the same pairs at β ∈ {0.03, 0.1, 0.3}, and the PPO-GT oracle, 3 seeds each, every
+# validation a point of its method's curve; then compare.py's frontier.png, frontier.md and frontier_summary.md
+# (README, Alignment: "The frontier in one command").
 #
 #   bash scripts/align_frontier.sh [OUT_DIR] [hydra overrides for every run, e.g. paths.data_dir=/tmp/empty]
 #
-# Two lanes of one thread each, for 2 cores: DPO's three seeds in one, PPO's and PPO-GT's in the other.
-# Settings (environment): SEEDS (a comma list, default 0,1,2); N_PROMPTS (16384), LR (DPO's and PPO's learning rate,
-# 3e-5) and PPO_BATCHES (PPO's rollout batches, 160); the runs go under FRONTIER_RUNS (outputs/align_frontier/<time>).
+# Two lanes of one thread each, for 2 cores, about equally long: DPO at DPO_BETAS_1 in one; DPO at DPO_BETAS_2,
+# then PPO at PPO_BETAS, then PPO-GT in the other. Settings (environment): SEEDS (a comma list, default 0,1,2);
+# DPO_BETAS_1 (0.1,0.3), DPO_BETAS_2 (0.05), PPO_BETAS (0.03,0.1,0.3); N_PROMPTS (16384), LR (DPO's and PPO's
+# learning rate, 3e-5) and PPO_BATCHES (PPO's rollout batches, 160); the runs go under FRONTIER_RUNS
+# (outputs/align_frontier/<time>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-reports/align_frontier}
@@ -29,21 +32,25 @@ ppo=("++trainer.limit_train_batches=${PPO_BATCHES:-160}" ++trainer.val_check_int
 echo "[frontier] reference policy and pairs"
 OMP_NUM_THREADS=2 python scripts/preference_signal.py "${task[@]}" "$@"
 
-echo "[frontier] DPO | PPO then PPO-GT, one thread each; runs under $sweeps"
+dpo=(align_member=dpo ++trainer.val_check_interval=260 "model.optimizer.lr=$lr")
+
+echo "[frontier] DPO | DPO, PPO, PPO-GT: one thread each; runs under $sweeps"
 mkdir -p "$(dirname "$sweeps")"
-OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" align_member=dpo align_beta=0.1 ++trainer.val_check_interval=260 \
-    "model.optimizer.lr=$lr" hydra.sweep.dir="$sweeps/dpo" "$@" > "$sweeps.dpo.log" 2>&1 &
-dpo=$!
-( OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${ppo[@]}" align_member=ppo align_reward_model=bag_of_words \
-      align_beta=0.1 "model.optimizer.lr=$lr" hydra.sweep.dir="$sweeps/ppo" "$@" \
+OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${dpo[@]}" "align_beta=${DPO_BETAS_1:-0.1,0.3}" \
+    hydra.sweep.dir="$sweeps/dpo_1" "$@" > "$sweeps.lane1.log" 2>&1 &
+lane1=$!
+( OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${dpo[@]}" "align_beta=${DPO_BETAS_2:-0.05}" \
+      hydra.sweep.dir="$sweeps/dpo_2" "$@" \
+  && OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${ppo[@]}" align_member=ppo align_reward_model=bag_of_words \
+      "align_beta=${PPO_BETAS:-0.03,0.1,0.3}" "model.optimizer.lr=$lr" hydra.sweep.dir="$sweeps/ppo" "$@" \
   && OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${ppo[@]}" align_member=ppo_gt align_beta=0.01 \
-      model.optimizer.lr=1e-4 hydra.sweep.dir="$sweeps/ppo_gt" "$@" ) > "$sweeps.ppo.log" 2>&1 &
-ppo_lane=$!
+      model.optimizer.lr=1e-4 hydra.sweep.dir="$sweeps/ppo_gt" "$@" ) > "$sweeps.lane2.log" 2>&1 &
+lane2=$!
 status=0
-wait $dpo || { status=$?; echo "[frontier] the DPO lane failed: $sweeps.dpo.log" >&2; }
-wait $ppo_lane || { status=$?; echo "[frontier] the PPO lane failed: $sweeps.ppo.log" >&2; }
+wait $lane1 || { status=$?; echo "[frontier] lane 1 failed: $sweeps.lane1.log" >&2; }
+wait $lane2 || { status=$?; echo "[frontier] lane 2 failed: $sweeps.lane2.log" >&2; }
 [[ $status == 0 ]] || exit $status
 
-python compare.py "$sweeps/dpo" "$sweeps/ppo" "$sweeps/ppo_gt" --out "$out" --frontier-points every-validation \
-    --frontier-at-kl 1 2 3 4 5 6 8 10 12 14 --ignore-keys trainer
+python compare.py "$sweeps/dpo_1" "$sweeps/dpo_2" "$sweeps/ppo" "$sweeps/ppo_gt" --out "$out" \
+    --frontier-points every-validation --frontier-at-kl 0.5 1 2 3 4 5 6 8 10 12 14 16 18 20 22 24 --ignore-keys trainer
 echo "[frontier] $((SECONDS - start)) s from start to $out"
