@@ -77,8 +77,10 @@ def test_a_state_dict_restores_the_vocabulary_and_weights():
 
 
 def test_bad_settings_and_unfitted_use_are_refused_by_name():
-    with pytest.raises(ValueError, match="n_words must be ≥ 1 and l2 > 0, got 0, 1.0"):
+    with pytest.raises(ValueError, match="bag-of-words reward model: n_words must be >= 1, got 0"):
         BagOfWordsRewardModel(decode, n_words=0)
+    with pytest.raises(ValueError, match="bag-of-words reward model: l2 must be > 0, got -1.0"):
+        BagOfWordsRewardModel(decode, l2=-1.0)
     with pytest.raises(RuntimeError, match="before it was fitted"):
         BagOfWordsRewardModel(decode).score_texts(["good"])
     with pytest.raises(ValueError, match="hold no words"):

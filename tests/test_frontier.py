@@ -21,6 +21,14 @@ def test_reward_at_kl_is_the_best_reward_within_the_kl_budget_by_hand():
     assert reward_at_kl(curve, 5.5, reference=0.0) == pytest.approx(0.5875)
     assert reward_at_kl(curve, 6.5, reference=0.0) is None
     assert upper_envelope(curve) == [mean(2.0, 0.5), mean(6.0, 0.6)]
+    # π_ref at (0, 0.3): the chord from it to (6, 0.6) passes 0.3 + 0.3 · 2/6 = 0.4 at KL 2, under (2, 0.5), which
+    # stays a corner; π_ref at (0, 0.45): the chord passes 0.5 there, and (2, 0.5), on it, is no corner
+    assert upper_envelope(curve, reference=0.3) == [mean(2.0, 0.5), mean(6.0, 0.6)]
+    assert upper_envelope(curve, reference=0.45) == [mean(6.0, 0.6)]
+    assert reward_at_kl(curve, 2.0, reference=0.45) == pytest.approx(0.5)
+    # a point past the highest, (8, 0.55): the frontier stays at 0.6 (reached within KL 7), not the line's 0.575
+    assert reward_at_kl([*curve, mean(8.0, 0.55)], 7.0, reference=0.0) == pytest.approx(0.6)
+    assert upper_envelope([*curve, mean(8.0, 0.55)]) == [mean(2.0, 0.5), mean(6.0, 0.6)]
 
 
 def fake_run(seed, kls, rewards, beta=0.1, final=None):

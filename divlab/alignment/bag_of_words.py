@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from divlab.validation import check_int, check_positive
+
 WORD = re.compile(r"[a-z']+")
 
 
@@ -37,9 +39,9 @@ class BagOfWordsRewardModel(nn.Module):
         only); `n_words`: the vocabulary's size; `l2`: the inverse of scikit-learn's C, the weight of ½‖w‖²
         against the summed log-likelihood of the pairs."""
         super().__init__()
-        if n_words < 1 or l2 <= 0:
-            raise ValueError(f"bag-of-words reward model: n_words must be ≥ 1 and l2 > 0, got {n_words!r}, {l2!r}")
-        self.decode, self.n_words, self.l2 = decode, n_words, l2
+        self.decode = decode
+        self.n_words = check_int("bag-of-words reward model: n_words", n_words, minimum=1)
+        self.l2 = check_positive("bag-of-words reward model: l2", l2)
         self.vocabulary: list[str] = []
         self.register_buffer("weights", torch.zeros(0))
 

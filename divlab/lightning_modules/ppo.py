@@ -4,8 +4,8 @@ Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 
 et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
 run's preference pairs before training (`reward_model: fit`), a bag-of-words Bradley–Terry model
 fitted on them likewise (`reward_model: bag_of_words`, `divlab/alignment/bag_of_words.py`), or read from a
-checkpoint — or, with `reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a reward model's
-score is normalised to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
+checkpoint — or, with `reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a
+reward model's score is normalised to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
 r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`kl_penalized_rewards`); a value head over the
 policy's backbone gives V_t and GAE(γ, λ) the advantages; then `ppo_epochs` passes over the
 rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the clipped value loss.
@@ -107,8 +107,8 @@ class PPO(L.LightningModule):
         check_choice("model.reward_model_readout", reward_model_readout, READOUTS)
         check_choice("model.reward_normalization", reward_normalization, REWARD_NORMALIZATIONS)
         check_positive("model.kl_coef", kl_coef, allow_zero=True)
-        for key in ("reward_model_epochs", "reward_model_lr", "reward_model_words", "completion_length", "ppo_epochs", "minibatch_size",
-                    "clip_eps", "value_clip_eps", "max_grad_norm", "reward_normalization_samples"):
+        for key in ("reward_model_epochs", "reward_model_lr", "reward_model_words", "completion_length", "ppo_epochs",
+                    "minibatch_size", "clip_eps", "value_clip_eps", "max_grad_norm", "reward_normalization_samples"):
             check_positive(f"model.{key}", locals()[key])
         for key in ("vf_coef", "gamma", "lam"):
             check_positive(f"model.{key}", locals()[key], allow_zero=True)

@@ -125,21 +125,18 @@ def reward_at_kl(curve: list[FrontierMean], kl: float, reference: float | None =
     (and the reference policy at KL 0, `reward` = `reference`, when known) and the straight line between any two
     of them whose KLs lie either side of `kl`. A straight line is what a mix of the two policies, drawn per
     sequence, reaches or beats: its reward is the mix of theirs and its KL at most the mix of theirs (KL is
-    convex). So the frontier is the upper concave envelope of the points, made non-decreasing; points of several
-    β (or validations of several runs) join one curve without a worse point between two better ones pulling it
-    down. None beyond the curve's KL range: no extrapolation."""
+    convex). So the frontier is the upper concave envelope of the points, made non-decreasing (`upper_envelope`:
+    linear between its corners, flat after the highest); points of several β (or validations of several runs)
+    join one curve without a worse point between two better ones pulling it down. None beyond the curve's KL
+    range: no extrapolation."""
     xs = ([0.0] if reference is not None else []) + [m.kl for m in curve]
-    ys = ([reference] if reference is not None else []) + [m.reward for m in curve]
     if not xs or not min(xs) <= kl <= max(xs):
         return None
-    below = [(x, y) for x, y in zip(xs, ys) if x <= kl]
-    above = [(x, y) for x, y in zip(xs, ys) if x >= kl]
-    best = max(y for _, y in below)  # a measured point at lower KL
-    for x0, y0 in below:
-        for x1, y1 in above:
-            if x1 > x0:
-                best = max(best, y0 + (y1 - y0) * (kl - x0) / (x1 - x0))
-    return best
+    corners = _envelope_corners(curve, reference)
+    for (x0, y0, _), (x1, y1, _) in zip(corners, corners[1:]):
+        if x0 <= kl <= x1:
+            return y0 + (y1 - y0) * (kl - x0) / (x1 - x0)
+    return corners[-1][1]  # at or beyond the highest corner: its reward is the best within this KL
 
 
 def curves_by_method(means: list[FrontierMean]) -> dict[str, list[FrontierMean]]:
@@ -147,14 +144,34 @@ def curves_by_method(means: list[FrontierMean]) -> dict[str, list[FrontierMean]]
     return {method: [m for m in means if m.method == method] for method in sorted({m.method for m in means})}
 
 
-def upper_envelope(curve: list[FrontierMean]) -> list[FrontierMean]:
-    """The points no other point beats: each has more reward than every point at lower KL (the frontier's
-    corners, through which `reward_at_kl` interpolates until the last of them)."""
-    envelope = []
-    for point in sorted(curve, key=lambda m: (m.kl, -m.reward)):
-        if not envelope or point.reward > envelope[-1].reward:
-            envelope.append(point)
-    return envelope
+def upper_envelope(curve: list[FrontierMean], reference: float | None = None) -> list[FrontierMean]:
+    """The frontier's corners among the curve's points, in order of KL: the points on the upper concave envelope
+    of the points (and of π_ref at KL 0 when `reference` is known) up to the highest of them; `reward_at_kl`
+    is linear between consecutive corners, and every other point lies on or under it."""
+    return [point for _, _, point in _envelope_corners(curve, reference) if point is not None]
+
+
+Corner = tuple[float, float, FrontierMean | None]  # (KL, reward, the point; None for π_ref)
+
+
+def _envelope_corners(curve: list[FrontierMean], reference: float | None) -> list[Corner]:
+    """(KL, reward, point) of the upper concave envelope's corners up to its highest, π_ref as (0, reference, None):
+    the upper half of Andrew's monotone chain over the points in order of KL, then cut after the maximum."""
+    points = ([(0.0, reference, None)] if reference is not None else []) + [(m.kl, m.reward, m) for m in curve]
+    hull: list[Corner] = []
+    for point in sorted(points, key=lambda p: (p[0], -p[1])):
+        if hull and point[0] == hull[-1][0]:
+            continue  # the same KL as a higher point
+        while len(hull) >= 2 and _on_or_under(hull[-2], hull[-1], point):
+            hull.pop()
+        hull.append(point)
+    highest = max(range(len(hull)), key=lambda i: hull[i][1])  # the first of equal maxima
+    return hull[:highest + 1]
+
+
+def _on_or_under(a: Corner, b: Corner, c: Corner) -> bool:
+    """Whether b lies on or under the chord from a to c (a, b, c in increasing KL)."""
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]) >= 0
 
 
 def common_kl(means: list[FrontierMean]) -> float | None:

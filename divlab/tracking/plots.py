@@ -215,7 +215,7 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
 
 def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) -> dict | None:
     """True reward against KL(π‖π_ref) of the frontier's seed means (`frontier.seed_means`): per method its
-    (method, β[, step]) points with ±1 std error bars in both directions, its frontier (the upper envelope
+    (method, β[, step]) points with ±1 std error bars in both directions, its frontier (the upper concave envelope
     `reward_at_kl` reads, from the reference policy, a star at KL = 0) as a solid line, points the envelope passes
     over faded, and for points from every validation each β's path dotted: the DPO paper's Figure 2. Returns the
     runs' points per method; None (nothing drawn) without points."""
@@ -229,7 +229,7 @@ def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) ->
     # the legend goes under the axes, one line per method, so long method names never squeeze the plot
     fig, ax = plt.subplots(figsize=(7, 4.4 + 0.16 * (len(curves) + 1)), layout="constrained")
     for method, curve in curves.items():
-        envelope = upper_envelope(curve)
+        envelope = upper_envelope(curve, reference)
         for m in curve:
             ax.errorbar([m.kl], [m.reward], xerr=[m.kl_std], yerr=[m.reward_std], marker="o", markersize=4, capsize=2,
                         color=colours[method], alpha=1.0 if m in envelope else 0.35)
