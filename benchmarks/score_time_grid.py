@@ -15,7 +15,9 @@ score of N(m, 0.01² I) (the width of a ring mode), printing the samples' standa
 --oracle-ddpm the same for DDPM's ancestral and DDIM samplers on the exact ε of that data (linear and cosine β,
 T = 1000), whose last step also returns a mean at a noise level near the data's width.
 A grid GRID:STEPS:ddim samples with deterministic DDIM steps on the SDE's marginals (`model.sampler=ddim`: one
-network evaluation a step, no corrector) instead of predictor–corrector.
+network evaluation a step, no corrector) instead of predictor–corrector; GRID:STEPS:ddim:ETA with DDIM's noise η
+(`model.eta`; 1: ancestral steps of the reverse SDE), x̂₀ clipped where the checkpoint's `model.clip_denoised` says so
+(`--unclipped`: never).
 """
 import argparse
 import math
@@ -33,27 +35,28 @@ from divlab.saved_runs import load_run
 DEFAULT_GRIDS = ["uniform:250", "uniform:500", "uniform:1000", "log_snr:100", "log_snr:200", "log_snr:300", "log_snr:500"]
 
 
-Grid = tuple[str, int, int | str | None]  # (time grid, steps, corrector steps, None for the model's own, or "ddim")
+# (time grid, steps, corrector steps: None for the model's own, or ("ddim", η))
+Grid = tuple[str, int, int | tuple[str, float] | None]
 
 
 def parse_grid(text: str) -> Grid:
-    """GRID:STEPS[:CORRECTOR_STEPS|ddim]; without the last, the checkpoint's own corrector steps (the oracle: 1);
-    `ddim`: DDIM steps instead of predictor–corrector."""
+    """GRID:STEPS[:CORRECTOR_STEPS|ddim[:ETA]]; without the last, the checkpoint's own corrector steps (the oracle: 1);
+    `ddim`: DDIM steps with noise η (default 0) instead of predictor–corrector."""
     grid, steps, *corrector = text.split(":")
     if corrector and corrector[0] == "ddim":
-        return grid, int(steps), "ddim"
+        return grid, int(steps), ("ddim", float(corrector[1]) if len(corrector) > 1 else 0.0)
     return grid, int(steps), int(corrector[0]) if corrector else None
 
 
-def label(grid: str, steps: int, corrector: int | str | None) -> str:
-    if corrector == "ddim":
-        return f"{grid}, {steps} DDIM steps"
+def label(grid: str, steps: int, corrector) -> str:
+    if isinstance(corrector, tuple):
+        return f"{grid}, {steps} DDIM steps" + ("" if corrector[1] == 0 else f", η = {corrector[1]:g}")
     return f"{grid}, {steps} steps" + ("" if corrector is None else f", {corrector} corrector steps")
 
 
-def make_sampler(grid: str, steps: int, corrector: int | str | None, snr: float, own_corrector_steps: int):
-    if corrector == "ddim":
-        return MarginalDDIM(steps, grid)
+def make_sampler(grid: str, steps: int, corrector, snr: float, own_corrector_steps: int, clip_denoised: bool = False):
+    if isinstance(corrector, tuple):
+        return MarginalDDIM(steps, grid, corrector[1], clip_denoised)
     return PredictorCorrector(steps, snr, own_corrector_steps if corrector is None else corrector, grid)
 
 
@@ -66,11 +69,13 @@ def toy_row(name: str, samples: torch.Tensor, data, test_points: torch.Tensor, s
             + " | ".join(f"{divergences[k]:.3f}" for k in ("forward_kl", "reverse_kl", "js")) + " |")
 
 
-def set_sampler(module, grid: str, steps: int, corrector: int | str | None) -> None:
-    module.sampler = make_sampler(grid, steps, corrector, module.hparams.snr, module.hparams.corrector_steps)
+def set_sampler(module, grid: str, steps: int, corrector, unclipped: bool = False) -> None:
+    """DDIM clips x̂₀ as the checkpoint's `clip_denoised` says (runs saved before the option did not), never if `unclipped`."""
+    clip = module.hparams.get("clip_denoised", False) and not unclipped
+    module.sampler = make_sampler(grid, steps, corrector, module.hparams.snr, module.hparams.corrector_steps, clip)
 
 
-def image_table(checkpoint: Path, module, data, grids: list[Grid], n: int, seed: int) -> None:
+def image_table(checkpoint: Path, module, data, grids: list[Grid], n: int, seed: int, unclipped: bool) -> None:
     features = feature_maps()
     test_images = data.real_samples("test", n)
     with torch.no_grad():
@@ -82,18 +87,20 @@ def image_table(checkpoint: Path, module, data, grids: list[Grid], n: int, seed:
     print("|---|---:|" + "---:|" * len(features))
     print("| training images (the floor at this n) | – | " + " | ".join(f"{floor[k]:.3f}" for k in features) + " |")
     for grid, steps, corrector in grids:
-        set_sampler(module, grid, steps, corrector)
+        set_sampler(module, grid, steps, corrector, unclipped)
         samples, seconds = timed(lambda: seeded_samples(module, n, seed))
         distances = frechet_distances(samples, real, features)
-        print(f"| {label(grid, steps, corrector)} | {seconds:.1f} | " + " | ".join(f"{distances[k]:.3f}" for k in features)
+        clipped = ", x̂₀ clipped" if getattr(module.sampler, "clip_denoised", False) else ""
+        print(f"| {label(grid, steps, corrector)}{clipped} | {seconds:.1f} | "
+              + " | ".join(f"{distances[k]:.3f}" for k in features)
               + " |", flush=True)
 
 
-def checkpoint_table(checkpoint: Path, grids: list[Grid], n: int, seed: int) -> None:
+def checkpoint_table(checkpoint: Path, grids: list[Grid], n: int, seed: int, unclipped: bool = False) -> None:
     _, data, module = load_run(checkpoint.parent.parent, checkpoint)  # <run>/checkpoints/x.ckpt
     data.setup("test")
     if len(module.data_shape) > 1:
-        return image_table(checkpoint, module, data, grids, n, seed)
+        return image_table(checkpoint, module, data, grids, n, seed, unclipped)
     test_points = data.real_samples("test", n).float()
     print(f"checkpoint {checkpoint}; {n} samples, seed {seed}; data σ = {data.sigma}; torch threads {torch.get_num_threads()}")
     print("| sampler | seconds | RMS per axis to the nearest mode | modes | HQ % | mode reverse KL | KDE forward KL | "
@@ -153,9 +160,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--oracle", action="store_true")
     parser.add_argument("--oracle-ddpm", action="store_true")
-    parser.add_argument("--grids", nargs="+", default=DEFAULT_GRIDS, help="GRID:STEPS[:CORRECTOR_STEPS|ddim], GRID uniform or log_snr")
+    parser.add_argument("--grids", nargs="+", default=DEFAULT_GRIDS, help="GRID:STEPS[:CORRECTOR_STEPS|ddim[:ETA]], GRID uniform or log_snr")
     parser.add_argument("--n", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=0, help="the toy metrics callback's default seed")
+    parser.add_argument("--unclipped", action="store_true", help="DDIM never clamps x̂₀ to [−1, 1], whatever the checkpoint says")
     args = parser.parse_args()
     grids = [parse_grid(text) for text in args.grids]
     if args.oracle:
@@ -163,7 +171,7 @@ def main() -> None:
     if args.oracle_ddpm:
         ddpm_oracle_table(args.n, args.seed)
     if args.checkpoint:
-        checkpoint_table(args.checkpoint, grids, args.n, args.seed)
+        checkpoint_table(args.checkpoint, grids, args.n, args.seed, args.unclipped)
     if not (args.oracle or args.oracle_ddpm or args.checkpoint):
         parser.error("give --checkpoint RUN/checkpoints/last.ckpt, --oracle and/or --oracle-ddpm")
 

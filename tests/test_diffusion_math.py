@@ -30,8 +30,8 @@ from divlab.lightning_modules.diffusion import (
     uniform_dequantize,
     variational_bound,
 )
-from divlab.lightning_modules.diffusion.ddpm_sampling import ddim_timesteps
-from divlab.lightning_modules.diffusion.sde_sampling import MarginalDDIM, sampling_grid
+from divlab.lightning_modules.diffusion.ddpm_sampling import ddim_sigma, ddim_timesteps
+from divlab.lightning_modules.diffusion.sde_sampling import MarginalDDIM, ddim_noise_std, sampling_grid
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -253,6 +253,81 @@ def test_sde_samplers_reproduce_gaussian_data_with_oracle(sde):
     assert_moments(PredictorCorrector(steps=300, snr=0.16)(model, sde, (4000, 2), generator=g))
     assert_moments(ProbabilityFlowSampler(ODESolver(tolerance=1e-4))(model, sde, (4000, 2), generator=g))
     assert_moments(MarginalDDIM(steps=200, time_grid="log_snr")(model, sde, (4000, 2), generator=g))
+    assert_moments(MarginalDDIM(steps=200, time_grid="log_snr", eta=1.0)(model, sde, (4000, 2), generator=g))
+
+
+def test_marginal_ddim_clips_each_x0_to_the_data_range_and_steps_with_the_eps_that_goes_with_it():
+    """Data N(m, s² I) centred outside [−1, 1], exact ε̂: with clip_denoised each step's x̂_0 is the oracle's clamped
+    to [−1, 1] and ε̂ = (x − a x̂_0)/σ; two steps of the VP log-SNR grid written out from x_1, the last returning
+    the clamped x̂_0."""
+    sde, m, s2 = VPSDE(), torch.tensor([1.6, -0.2], dtype=torch.float64), 0.3**2
+    model = eps_oracle_vectorised(sde_scales(sde), m, s2 * EYE)
+    x = MarginalDDIM(steps=2, time_grid="log_snr", clip_denoised=True)(model, sde, (500, 2),
+                                                                       generator=torch.Generator().manual_seed(9))
+    x1 = sde.prior_sample((500, 2), torch.Generator().manual_seed(9)).double()
+    (t, _), (u, _) = sampling_grid(sde, 2, "log_snr")
+    a_t, s_t, a_u, s_u = (f(torch.tensor(v, dtype=torch.float64)).item()
+                          for v in (t, u) for f in (sde.mean_coeff, sde.std))
+
+    def oracle_x0(x, a, s):  # E[x_0 | x_t] = m + (x − a m) a s²/v
+        return m + (x - a * m) * a * s2 / (a**2 * s2 + s**2)
+
+    x0_t = oracle_x0(x1, a_t, s_t).clamp(-1, 1)
+    x_u = a_u * x0_t + s_u * (x1 - a_t * x0_t) / s_t
+    want = oracle_x0(x_u, a_u, s_u).clamp(-1, 1)
+    assert (want[:, 0] == 1).float().mean() > 0.5  # the clamp is doing something here
+    torch.testing.assert_close(x.double(), want, rtol=1e-5, atol=1e-5)
+    unclipped = MarginalDDIM(steps=2, time_grid="log_snr")(model, sde, (500, 2), generator=torch.Generator().manual_seed(9))
+    assert unclipped[:, 0].max() > 1.2
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_marginal_ddim_noise_is_the_forward_posteriors_std(eta):
+    """σ_η² = η² Var q(x_s | x_t, x_0). For x_t = a_t x_0 + σ_t ε that posterior's variance is
+    σ_{t|s}² σ_s² / σ_t² with σ_{t|s}² = σ_t² − (a_t/a_s)² σ_s², written out here; for the VP SDE it is also DDPM's
+    DDIM σ with ᾱ = a² (Song et al. eq. 16, tested there against the ancestral sampler)."""
+    t, s = torch.tensor([0.9, 0.4, 0.05], dtype=torch.float64), torch.tensor([0.6, 0.3, 0.01], dtype=torch.float64)
+    for sde in (VPSDE(), VESDE()):
+        a_t, a_s, sd_t, sd_s = sde.mean_coeff(t), sde.mean_coeff(s), sde.std(t), sde.std(s)
+        posterior_var = (sd_t**2 - (a_t / a_s) ** 2 * sd_s**2) * sd_s**2 / sd_t**2
+        got = ddim_noise_std(sd_s, sde.log_snr(t), sde.log_snr(s), eta)
+        torch.testing.assert_close(got, eta * posterior_var.sqrt(), rtol=1e-9, atol=0)
+    vp = VPSDE()
+    torch.testing.assert_close(ddim_noise_std(vp.std(s), vp.log_snr(t), vp.log_snr(s), eta),
+                               ddim_sigma(vp.mean_coeff(t) ** 2, vp.mean_coeff(s) ** 2, eta), rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])
+def test_marginal_ddim_with_eta_one_steps_from_the_posterior_given_the_oracles_x0(sde):
+    """One DDIM step at η = 1 with the exact ε̂ of N(m, c² I) data, from x_t: x_s is Gaussian with mean
+    a_s x̂_0 + √(σ_s² − σ_η²) ε̂ and std σ_η, x̂_0 and ε̂ the oracle's. Two steps (the second returns x̂_0), checked on
+    many draws from one x_1: the first step's spread is σ_η times the contraction of the last step's x̂_0."""
+    m, c2 = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.3**2
+    model = eps_oracle_vectorised(sde_scales(sde), m, c2 * EYE)
+    n = 20000
+    x1 = sde.prior_sample((1, 2), torch.Generator().manual_seed(9)).double().expand(n, 2)
+    (t, _), (u, _) = sampling_grid(sde, 2, "log_snr")
+    a_t, s_t, a_u, s_u = (f(torch.tensor(v, dtype=torch.float64)).item()
+                          for v in (t, u) for f in (sde.mean_coeff, sde.std))
+    v_t, v_u = a_t**2 * c2 + s_t**2, a_u**2 * c2 + s_u**2
+    eps_t = s_t * (x1[0] - a_t * m) / v_t
+    x0_t = (x1[0] - s_t * eps_t) / a_t
+    noise = math.sqrt((s_t**2 - (a_t / a_u) ** 2 * s_u**2) * s_u**2 / s_t**2)
+    x_u_mean = a_u * x0_t + math.sqrt(s_u**2 - noise**2) * eps_t
+    # the last step returns x̂_0(x_u) = m + (x_u − a_u m) a_u c² / v_u: mean and std follow from x_u's
+    want_mean, want_std = m + (x_u_mean - a_u * m) * a_u * c2 / v_u, noise * a_u * c2 / v_u
+
+    class FromX1:  # the prior's draw fixed, so the step's own noise is all the spread
+        def prior_sample(self, shape, generator=None, device=None):
+            return x1.float()
+
+        def __getattr__(self, name):
+            return getattr(sde, name)
+
+    x = MarginalDDIM(steps=2, time_grid="log_snr", eta=1.0)(model, FromX1(), (n, 2),
+                                                             generator=torch.Generator().manual_seed(3)).double()
+    torch.testing.assert_close(x.mean(0), want_mean, rtol=0, atol=4 * want_std / math.sqrt(n))
+    torch.testing.assert_close(x.std(0), torch.full((2,), want_std, dtype=torch.float64), rtol=0.03, atol=0)
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), VESDE()], ids=["vp", "ve"])

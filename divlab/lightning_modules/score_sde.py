@@ -71,6 +71,8 @@ class ScoreSDE(L.LightningModule):
         snr: float = 0.16,
         corrector_steps: int = 1,
         time_grid: str = "uniform",
+        eta: float = 0.0,
+        clip_denoised: bool = False,
         trace: str = "exact",
         dequantize: bool = False,
         ode_tolerance: float = 1e-5,
@@ -90,11 +92,12 @@ class ScoreSDE(L.LightningModule):
         # Sampling with `ode` and `log_likelihood` solve the same probability-flow ODE with this solver.
         self.ode_solver = ODESolver(ode_method, ode_tolerance, ode_steps)
         # `pc`: `sample_steps` Euler–Maruyama steps on `time_grid`, each after `corrector_steps` Langevin steps at `snr`;
-        # `ode`: the probability-flow ODE; `ddim`: `sample_steps` deterministic DDIM steps on `time_grid`. All are
+        # `ode`: the probability-flow ODE; `ddim`: `sample_steps` DDIM steps on `time_grid` with noise `eta`, x̂_0 clipped
+        # to [−1, 1] with `clip_denoised`. All are
         # built, so any one's bad settings fail here.
         samplers = {"pc": PredictorCorrector(sample_steps, snr, corrector_steps, time_grid),
                     "ode": ProbabilityFlowSampler(self.ode_solver),
-                    "ddim": MarginalDDIM(sample_steps, time_grid)}
+                    "ddim": MarginalDDIM(sample_steps, time_grid, eta, clip_denoised)}
         self.sampler = samplers[sampler]
         self.net = net(in_shape=self.data_shape, out_shape=self.data_shape)
         self.optimizer = optimizer

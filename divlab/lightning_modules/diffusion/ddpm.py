@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from divlab.lightning_modules.diffusion.parameterization import TARGETS, prediction_to_x0_eps, regression_target
+from divlab.lightning_modules.diffusion.parameterization import (
+    TARGETS, clip_x0, prediction_to_x0_eps, regression_target)
 from divlab.lightning_modules.diffusion.schedules import NoiseSchedule, gather
 from divlab.lightning_modules.likelihoods import discretized_gaussian_log_likelihood, gaussian_log_prob
 from divlab.validation import check_choice
@@ -85,10 +86,7 @@ def predict_x0_eps(
     clamped to [−1, 1] and ε̂ recomputed from it."""
     a, sigma = signal_and_noise_scales(schedule, t, x_t)
     x0, eps = prediction_to_x0_eps(reverse.target, model(x_t, t), x_t, a, sigma)
-    if reverse.clip_denoised:
-        x0 = x0.clamp(-1, 1)
-        eps = (x_t - a * x0) / sigma
-    return x0, eps
+    return clip_x0(x0, x_t, a, sigma) if reverse.clip_denoised else (x0, eps)
 
 
 def p_mean_variance(

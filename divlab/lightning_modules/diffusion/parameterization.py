@@ -51,3 +51,9 @@ def regression_target(name: str, x0: Tensor, eps: Tensor, a: Tensor, sigma: Tens
 def prediction_to_x0_eps(name: str, pred: Tensor, x_t: Tensor, a: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
     """(x̂_0, ε̂) implied by a network output `pred` of target `name` at x_t."""
     return TARGETS[name].to_x0_eps(pred, x_t, a, sigma)
+
+
+def clip_x0(x0: Tensor, x_t: Tensor, a: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+    """(x̂_0 clamped to the data's range [−1, 1], the ε̂ = (x_t − a_t x̂_0)/σ_t that goes with it)."""
+    x0 = x0.clamp(-1, 1)
+    return x0, (x_t - a * x0) / sigma

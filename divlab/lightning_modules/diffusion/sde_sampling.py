@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from divlab.lightning_modules.diffusion.ode import ODESolver
-from divlab.lightning_modules.diffusion.parameterization import prediction_to_x0_eps
+from divlab.lightning_modules.diffusion.parameterization import clip_x0, prediction_to_x0_eps
 from divlab.lightning_modules.diffusion.score_matching import probability_flow_drift, score
 from divlab.lightning_modules.diffusion.sde import MIN_TIME, expand_as_data, marginal_mean_std
 from divlab.validation import check_choice, check_positive
@@ -90,20 +90,32 @@ class PredictorCorrector:
         return mean
 
 
+def ddim_noise_std(sigma_s: Tensor, log_snr_t: Tensor, log_snr_s: Tensor, eta: float) -> Tensor:
+    """σ_η of a DDIM step from t down to s on marginals x_t = a_t x_0 + σ_t ε, with λ = log(a²/σ²):
+    η² σ_s² (1 − e^{λ_t − λ_s}) is η² times the variance of q(x_s | x_t, x_0), the posterior of the forward process
+    (Song et al. 2021a eq. 16, written for any a_t, σ_t; for the VP SDE it is DDPM's `ddim_sigma` with ᾱ = a²)."""
+    return eta * sigma_s * (-torch.expm1(log_snr_t - log_snr_s)).clamp(min=0).sqrt()
+
+
 @dataclass(frozen=True)
 class MarginalDDIM:
-    """Deterministic DDIM on the SDE's marginals x_t = a_t x_0 + σ_t ε (Song et al. 2021a, eq. 12 with η = 0; for the
-    VP SDE the first-order DPM-Solver of Lu et al. 2022, for the VE SDE Euler's method in σ, Karras et al. 2022): from
+    """DDIM on the SDE's marginals x_t = a_t x_0 + σ_t ε (Song et al. 2021a, eq. 12; with η = 0 for the VP SDE the
+    first-order DPM-Solver of Lu et al. 2022, for the VE SDE Euler's method in σ, Karras et al. 2022): from
     x_1 ~ prior, at each step of `sampling_grid(time_grid)` from t to s = t − dt, ε̂ = ε_θ(x, t),
-    x̂_0 = (x − σ_t ε̂)/a_t and x ← a_s x̂_0 + σ_s ε̂; the last step returns x̂_0 (DDPM's DDIM does the same).
-    One network evaluation a step: a probability-flow sampler with `steps` evaluations, not its exact density."""
+    x̂_0 = (x − σ_t ε̂)/a_t and x ← a_s x̂_0 + √(σ_s² − σ_η²) ε̂ + σ_η z, σ_η = `ddim_noise_std(eta)`; the last step
+    returns x̂_0 (DDPM's DDIM does the same). One network evaluation a step. η = 0 samples the probability-flow ODE
+    (deterministic given x_1); η = 1 draws each step from the forward process's posterior at x̂_0, ancestral
+    sampling of the reverse SDE on `steps` steps (DDPM's sampler when they are its T steps)."""
 
     steps: int = 50
     time_grid: str = "log_snr"
+    eta: float = 0.0
+    clip_denoised: bool = False  # x̂_0 clamped to [−1, 1] and ε̂ recomputed from it (`clip_x0`), as DDPM's option
 
     def __post_init__(self):
         check_positive("model.sample_steps", self.steps)
         check_choice("model.time_grid", self.time_grid, TIME_GRIDS)
+        check_positive("model.eta", self.eta, allow_zero=True)
 
     @torch.no_grad()
     def __call__(self, model, sde, shape, *, eps: float | None = None, generator: torch.Generator | None = None,
@@ -113,13 +125,20 @@ class MarginalDDIM:
         def denoise(x: Tensor, time: float) -> tuple[Tensor, Tensor, Tensor]:
             t = torch.tensor(time, device=x.device).expand(shape[0])  # one time, stride 0: networks embed it once
             a, sigma = expand_as_data(sde.mean_coeff(t), x), expand_as_data(sde.std(t), x)
-            return (*prediction_to_x0_eps("eps", model(x, t), x, a, sigma), t)
+            x0, eps_hat = prediction_to_x0_eps("eps", model(x, t), x, a, sigma)
+            return (*(clip_x0(x0, x, a, sigma) if self.clip_denoised else (x0, eps_hat)), t)
 
         *steps, (last, _) = sampling_grid(sde, self.steps, self.time_grid, eps)
         for time, dt in steps:
             x0, eps_hat, t = denoise(x, time)
             mean, std = marginal_mean_std(sde, x0, t - dt)
-            x = mean + std * eps_hat
+            if self.eta == 0:
+                x = mean + std * eps_hat
+                continue
+            noise_std = ddim_noise_std(std, expand_as_data(sde.log_snr(t), x), expand_as_data(sde.log_snr(t - dt), x),
+                                       self.eta)
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = mean + (std**2 - noise_std**2).clamp(min=0).sqrt() * eps_hat + noise_std * z
         return denoise(x, last)[0]
 
 
