@@ -431,6 +431,20 @@ def test_a_second_stage_reward_model_runs_through_train_and_loads_without_its_fi
     assert all(torch.equal(value, saved[name]) for name, value in model.state_dict().items())
 
 
+def test_a_job_trains_the_same_after_another_job_of_its_process_loaded_the_reference(train_with, tmp_path):
+    """A sweep runs its jobs in one process. π_ref was cached per process, and building it draws from the seeded
+    stream (a fresh backbone before the checkpoint's weights), so a later job, finding it cached, trained on other
+    draws than the same job run alone (a frontier sweep's PPO β = 0.1 started at KL 0.80 against 0.72 alone).
+    Two identical runs in one process, the first loading π_ref afresh as a new process would, end identically."""
+    from divlab.alignment.reference import forget_loaded_policies
+
+    forget_loaded_policies()  # this process as new: the first run below builds π_ref
+    runs = [train_with("experiment=align_dpo", TINY_EVALUATION, *TINY_OVERRIDES, out=tmp_path / name)[1]
+            for name in ("first", "second")]
+    first, second = ({k: v for k, v in run.items() if not k.startswith("time/")} for run in runs)
+    assert "val/kl_to_ref" in first and first == second
+
+
 def test_dpo_trains_on_a_users_jsonl_pairs(train_with, tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in PAIRS * 4) + "\n")

@@ -9,6 +9,7 @@ default policy that train.py's setup step trained and cached (`default_policy.py
 import copy
 import functools
 import json
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -49,9 +50,19 @@ def load_reference_policy(ckpt_path: str | None = None, data_dir: str = "~/.cach
     return _load(str(Path(ckpt_path).expanduser()), data_dir)
 
 
+def forget_loaded_policies() -> None:
+    """Empty the caches of loaded policies (`_load`'s, and `load_hf_policy`'s once imported): the next load builds π_ref
+    again, drawing from the global stream as a first load does. Every run's setup step calls it, so each job of a
+    sweep sees the draws of the same job run alone."""
+    _load.cache_clear()
+    hf_policy = sys.modules.get("divlab.alignment.hf_policy")  # imported only with the optional transformers
+    if hf_policy is not None:
+        hf_policy.load_hf_policy.cache_clear()
+
+
 @functools.lru_cache(maxsize=4)
 def _load(ckpt_path: str, data_dir: str) -> ReferencePolicy:
-    """Cached per process: the data and the model of a run (and every job of a sweep) share one π_ref."""
+    """Cached: the data and the model of a run share one π_ref (each run's setup step empties the cache)."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(
