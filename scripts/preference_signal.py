@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from divlab.alignment.bag_of_words import BagOfWordsRewardModel
 from divlab.alignment.controlled_task import label_accuracy_ceiling
-from divlab.alignment.default_policy import prepare_reference_policy
+from divlab.alignment.reference import setup_reference_policy
 from divlab.config_dir import config_dir
 from divlab.datamodules.preferences import split_by_prompt
 
@@ -45,7 +45,7 @@ def bag_of_words_accuracy(records: list[dict], val: set[int], n_words: int = WOR
 def main(overrides: list[str]) -> None:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=align_dpo", *overrides])
-    prepare_reference_policy(**cfg.policy)
+    setup_reference_policy(**cfg.policy)
     data = hydra.utils.instantiate(cfg.data, drop_ties=False)
     records = data.records
     chosen = torch.tensor([r["chosen_reward"] for r in records])

@@ -41,15 +41,9 @@ def default_policy_checkpoint(data_dir: str, settings: dict | None = None) -> Pa
 
 def prepare_reference_policy(ckpt_path: str | None = None, hf_model: str | None = None,
                              data_dir: str = "~/.cache/divlab/data", default: dict | None = None) -> None:
-    """The setup step of every alignment run (the `policy` node's keys): trains and caches the default
-    policy when neither a checkpoint nor a Hugging Face model is given and it is not cached yet.
-
-    It also forgets the π_ref an earlier run of this process loaded (`forget_loaded_policies`): building π_ref draws
-    from the seeded global stream (a fresh backbone's initialisation, before the checkpoint's weights replace it),
-    so a sweep's later jobs, finding it cached, trained on other draws than the same job run alone."""
-    from divlab.alignment.reference import forget_loaded_policies  # reference.py imports this module
-
-    forget_loaded_policies()
+    """Part of every alignment run's setup step (the `policy` node's keys): trains and caches the default
+    policy when neither a checkpoint nor a Hugging Face model is given and it is not cached yet
+    (`reference.setup_reference_policy` calls it, after forgetting the policies an earlier run loaded)."""
     if ckpt_path is None and hf_model is None:
         train_default_policy_once(str(Path(data_dir).expanduser()), default)
 
