@@ -50,15 +50,14 @@ def load_reference_policy(ckpt_path: str | None = None, data_dir: str = "~/.cach
     return _load(str(Path(ckpt_path).expanduser()), data_dir)
 
 
-def setup_reference_policy(ckpt_path: str | None = None, hf_model: str | None = None,
-                           data_dir: str = "~/.cache/divlab/data", default: dict | None = None) -> None:
+def setup_reference_policy(**policy) -> None:
     """The setup step of every alignment run (configs/policy/default.yaml), before its data and model are built:
     forgets the policies an earlier run of this process loaded (`forget_loaded_policies`), then trains and caches
-    the default policy if it is needed and missing (`prepare_reference_policy`). Building π_ref draws from the
+    the default policy if it is needed and missing (`prepare_reference_policy`, which takes the `policy` keys). Building π_ref draws from the
     seeded global stream (a fresh backbone's initialisation, before the checkpoint's weights replace it), so a
     sweep's later jobs, finding it cached, trained on other draws than the same job run alone."""
     forget_loaded_policies()
-    prepare_reference_policy(ckpt_path, hf_model, data_dir, default)
+    prepare_reference_policy(**policy)
 
 
 def forget_loaded_policies() -> None:
