@@ -115,7 +115,7 @@ def test_the_studies_sweep_one_member_list():
 
 @pytest.mark.parametrize("study", ["study_ring8_reference", "study_grid25_reference"])
 def test_reference_study_members_train_the_divergence_and_recipe_they_name(tmp_path, study):
-    recipes = {"pacgan": ("batch_size", 100), "wgan_gp": ("n_critic", 5), "sngan_hinge": ("n_critic", 5),
+    recipes = {"pacgan_nets": ("batch_size", 100), "wgan_gp": ("n_critic", 5), "sngan_hinge": ("n_critic", 5),
                "fgan": ("batch_size", 4096), "lsgan": ("batch_size", 512)}
     for member in sweep_params(study)["study_member"].split(","):
         cfg = compose_config(tmp_path, [f"experiment={study}", f"study_member={member}"])

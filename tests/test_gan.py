@@ -290,7 +290,7 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
 
 
 @pytest.mark.parametrize("recipe, expected", [
-    ("pacgan", {"packing": 4, "noise_dim": 2, "critic_target": "MaxoutMLP", "batch_size": 100}),
+    ("pacgan_nets", {"packing": 4, "noise_dim": 2, "critic_target": "MaxoutMLP", "batch_size": 100}),
     ("wgan_gp", {"n_critic": 5, "gp_weight": 0.1, "divergence": "wasserstein", "batch_size": 256}),
     ("sngan_hinge", {"n_critic": 5, "divergence": "hinge", "spectral_norm": True}),
     ("packed_ema", {"packing": 4, "divergence": "non_saturating", "ema_decay": 0.999, "n_critic": 1}),
@@ -301,7 +301,7 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
 ])
 def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recipe, expected):
     cfg, metrics = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
-                        *([] if recipe != "pacgan" else ["data.n_train=1000"]))
+                        *([] if recipe != "pacgan_nets" else ["data.n_train=1000"]))
     model = cfg.model
     actual = {"packing": model.packing, "noise_dim": model.noise_dim, "n_critic": model.n_critic,
               "gp_weight": model.gp_weight, "divergence": cfg.divergence, "batch_size": cfg.data.batch_size,
