@@ -225,7 +225,7 @@ def test_quality_vs_coverage_has_seed_error_bars_and_the_anchors_of_its_data(tmp
     assert ring["coverage"] == "test/modes_covered" and ring["quality"] == "test/high_quality_percent"
     modes, quality = ring["points"]["gan/js"]
     assert (modes.mean, modes.std, quality.mean, quality.std) == (6, 1, 50, 10)
-    assert ring["anchors"] == ["GAN", "PacGAN4", "VEEGAN", "Unrolled GAN"]
+    assert ring["anchors"] == ["GAN", "ALI", "PacGAN2", "PacGAN3", "PacGAN4", "Unrolled GAN", "VEEGAN"]
     assert plot_quality_vs_coverage(runs("moons"), tmp_path / "moons.png")["anchors"] == []
 
 

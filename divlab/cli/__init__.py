@@ -8,9 +8,10 @@ commands:
   train     train a model: divlab train experiment=vae_ring8 trainer.max_epochs=2 (Hydra overrides; -m sweeps)
   eval      test a checkpoint with the training callbacks: divlab eval ckpt_path=RUN/checkpoints/last.ckpt
   compare   compare finished runs: divlab compare RUN_OR_MULTIRUN_DIR ... --out OUT_DIR
+  results   the docs' results tables from committed records: divlab results build|check|record
 
 `divlab COMMAND --help` shows a command's options (train/eval: the config groups and Hydra's flags)."""
-COMMANDS = ("train", "eval", "compare")
+COMMANDS = ("train", "eval", "compare", "results")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from divlab.cli.compare import main as compare_main
 
         return compare_main(args, prog="divlab compare")
+    if command == "results":
+        from divlab.cli.results import main as results_main
+
+        return results_main(args)
     # Hydra reads the overrides from `args`; sys.argv stays whole, so a DDP launch re-runs `divlab train ...`.
     if command == "train":
         from divlab.cli.train import main as train_main

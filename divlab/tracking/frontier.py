@@ -95,6 +95,23 @@ def frontier_markdown(points: list[FrontierPoint], reference: float | None) -> s
     return "\n".join(lines) + "\n"
 
 
+def points_from_markdown(text: str) -> tuple[list[FrontierPoint], float | None]:
+    """The points and π_ref's reward back from a table `frontier_markdown` wrote (with steps): the committed
+    per-seed record of a frontier whose run records were not kept."""
+    points, reference = [], None
+    for line in text.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 6:
+            break
+        method, beta, step, kl, reward, seed = cells
+        if method.startswith("reference"):
+            reference = float(reward)
+            continue
+        points.append(FrontierPoint(method, None if beta == "–" else float(beta), float(kl), float(reward),
+                                    None if seed == "–" else int(seed), int(step)))
+    return points, reference
+
+
 class FrontierMean(NamedTuple):
     """One (method, β, step) point of the frontier over its seeds: means and sample standard deviations."""
     method: str
@@ -137,6 +154,13 @@ def reward_at_kl(curve: list[FrontierMean], kl: float, reference: float | None =
         if x0 <= kl <= x1:
             return y0 + (y1 - y0) * (kl - x0) / (x1 - x0)
     return corners[-1][1]  # at or beyond the highest corner: its reward is the best within this KL
+
+
+def best_measured_within(curve: list[FrontierMean], kl: float) -> FrontierMean | None:
+    """The measured point of highest reward among a curve's points with KL ≤ `kl` (no mixing of policies: a
+    policy that was trained and evaluated); None when no point lies within."""
+    within = [m for m in curve if m.kl <= kl]
+    return max(within, key=lambda m: m.reward) if within else None
 
 
 def curves_by_method(means: list[FrontierMean]) -> dict[str, list[FrontierMean]]:

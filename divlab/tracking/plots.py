@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from divlab.tracking.published import TOY_TABLES  # noqa: E402
 from divlab.tracking.runs import run_label  # noqa: E402
 from divlab.tracking.table import Cell, Table, direction, run_rows  # noqa: E402
 
@@ -21,16 +22,6 @@ MAX_CURVE_PANELS = 6
 NOT_CURVES = ("epoch", "lr-", "time/", "step")
 # (quality, coverage) metric-name fragments, in order of preference.
 QUALITY_COVERAGE = (("precision", "recall"), ("high_quality", "modes_covered"))
-
-# Published (modes covered, % high-quality samples) on the same protocol (2,500 samples, 3σ), by data:
-# PacGAN (Lin et al. 2018) Table 1 and VEEGAN (Srivastava et al. 2017) Table 1.
-ANCHORS = {
-    "ring8": (("GAN", 6.3, 98.2, "PacGAN T1"), ("PacGAN4", 7.8, 95.9, "PacGAN T1"),
-              ("VEEGAN", 8.0, 52.9, "VEEGAN T1"), ("Unrolled GAN", 7.6, 35.6, "VEEGAN T1")),
-    "grid25": (("GAN", 17.3, 94.8, "PacGAN T1"), ("PacGAN4", 24.8, 93.6, "PacGAN T1"),
-               ("VEEGAN", 24.6, 40.0, "VEEGAN T1"), ("Unrolled GAN", 23.6, 16.0, "VEEGAN T1")),
-}
-
 
 def _colours(labels) -> dict:
     cmap = plt.get_cmap("tab20" if len(set(labels)) > 10 else "tab10")
@@ -198,10 +189,12 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
         ax.errorbar(x.mean, y.mean, xerr=x.std, yerr=y.std, fmt="o", color=colours[name], capsize=3,
                     label=f"{name} (n={len(x.values)})")
     data = {run.get("data") for run in runs}
-    anchors = ANCHORS.get(data.pop()) if len(data) == 1 and coverage_key == "modes_covered" else None
-    for method, modes, high_quality, source in anchors or ():
-        ax.scatter(modes, high_quality, marker="*", s=110, facecolor="none", edgecolor="black", zorder=3)
-        ax.annotate(f"{method} ({source})", (modes, high_quality), fontsize=6, xytext=(4, -3), textcoords="offset points")
+    anchors = TOY_TABLES.get(data.pop()) if len(data) == 1 and coverage_key == "modes_covered" else None
+    for row in anchors or ():
+        point = (row.modes.mean, row.high_quality_percent.mean)
+        ax.scatter(*point, marker="*", s=110, facecolor="none", edgecolor="black", zorder=3)
+        ax.annotate(f"{row.method} ({row.source.split(' (')[0]})", point, fontsize=6, xytext=(4, -3),
+                    textcoords="offset points")
     if anchors:
         ax.scatter([], [], marker="*", s=110, facecolor="none", edgecolor="black", label="published (PacGAN / VEEGAN Table 1)")
     ax.set_xlabel(f"{coverage} (mean ± std over seeds)")
@@ -210,7 +203,7 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
     fig.legend(loc="outside right upper", fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {"quality": quality, "coverage": coverage, "points": points, "anchors": [a[0] for a in anchors or ()]}
+    return {"quality": quality, "coverage": coverage, "points": points, "anchors": [row.method for row in anchors or ()]}
 
 
 def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) -> dict | None:
@@ -231,11 +224,12 @@ def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) ->
     for method, curve in curves.items():
         envelope = upper_envelope(curve, reference)
         for m in curve:
-            ax.errorbar([m.kl], [m.reward], xerr=[m.kl_std], yerr=[m.reward_std], marker="o", markersize=4, capsize=2,
-                        color=colours[method], alpha=1.0 if m in envelope else 0.35)
+            se = math.sqrt(m.n) if m.n > 1 else 1.0
+            ax.errorbar([m.kl], [m.reward], xerr=[m.kl_std / se], yerr=[m.reward_std / se], marker="o", markersize=4,
+                        capsize=2, color=colours[method], alpha=1.0 if m in envelope else 0.35)
         start = [(0.0, reference)] if reference is not None else []
         line = start + [(m.kl, m.reward) for m in envelope]
-        ax.plot(*zip(*line), color=colours[method], label=method)
+        ax.plot(*zip(*line), color=colours[method], label=f"{method}: concave envelope (mixtures of measured policies)")
         betas = sorted({m.beta for m in curve if m.beta is not None})
         for beta in betas:
             path_points = sorted((m for m in curve if m.beta == beta), key=lambda m: -1 if m.step is None else m.step)
@@ -247,7 +241,7 @@ def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) ->
     if reference is not None:
         ax.scatter([0.0], [reference], marker="*", s=160, color="black", zorder=3, label="reference π_ref")
     ax.set_xlabel("KL(π ‖ π_ref) per sequence (nats)")
-    ax.set_ylabel("true reward of samples (mean ± std over seeds)")
+    ax.set_ylabel("true reward of samples (points: seed mean ± SE)")
     ax.set_title("reward–KL frontier" + (" (every validation; dotted: one β's path)" if every_validation else ""),
                  fontsize=9)
     fig.legend(loc="outside lower center", fontsize=7, frameon=False)

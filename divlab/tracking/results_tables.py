@@ -1,0 +1,281 @@
+"""Every generated block of the results pages, computed from committed records only.
+
+Block names (see `doc_blocks`), resolved by `generator(name)`:
+
+- `provenance/<set>`: how the record set `docs/results/records/<set>.json` was made (command, commits, machine,
+  threads, seeds, wall time, dates);
+- `toy-headline/<data>`: divlab's `best_<data>` runs beside every published row of the toy protocol, mean ± SE,
+  and the two-SE verdict of divlab's row against each published one;
+- `per-seed/<set>`: a collapsible table of every run's final metrics in a record set;
+- `compare/<folder>`: a `compare.py` table committed as `docs/compare/<folder>/table.csv` (aggregates: mean, std
+  and n per row), shown as mean ± SE with the best row and every row on par with it in bold;
+- `frontier/<set>`: the reward–KL frontier on measured points (seed means of every validation), each method's
+  best measured point within a KL and the two-SE verdict between methods there, with the concave envelope beside
+  it, labelled as what it is;
+- `headline`: the README's table of headline results, one row per results page.
+"""
+import csv
+import math
+from functools import partial
+from pathlib import Path
+
+from divlab.tracking import frontier as fr
+from divlab.tracking.published import TOY_TABLES
+from divlab.tracking.result_records import commits, read_record_set
+from divlab.tracking.runs import run_label
+from divlab.tracking.table import base_name, direction, higher_is_better
+from divlab.tracking.verdict import NO_SPREAD, ON_PAR, Estimate, estimate, from_std, verdict
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORDS = ROOT / "docs" / "results" / "records"
+COMPARE = ROOT / "docs" / "compare"
+TOY_METRICS = ("test/modes_covered", "test/high_quality_percent", "test/mode_reverse_kl")
+TOY_HEADERS = {"test/modes_covered": "modes", "test/high_quality_percent": "high-quality %",
+               "test/mode_reverse_kl": "mode reverse KL"}
+FRONTIER_KLS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22)
+
+
+def record_set(name: str) -> dict:
+    path = RECORDS / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no record set {path}; make it with `divlab results record {path} RUN_DIRS ...`")
+    return read_record_set(path)
+
+
+def _values(runs: list[dict], metric: str) -> list[float]:
+    return [run["metrics"][metric] for run in runs if metric in run["metrics"]]
+
+
+def _estimates(runs: list[dict], metrics) -> dict[str, Estimate]:
+    return {metric: estimate(_values(runs, metric)) for metric in metrics if _values(runs, metric)}
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(header, rows) -> str:
+    return "\n".join([_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)])
+
+
+def provenance(name: str) -> str:
+    records = record_set(name)
+    if "frontier_points" in records:
+        return _points_provenance(name, records)
+    runs = records["runs"]
+    walls = [run["wall_seconds"] for run in runs if run.get("wall_seconds") is not None]
+    dates = sorted(run.get("finished_at") or "" for run in runs if run.get("finished_at"))
+    seeds = sorted({run.get("seed") for run in runs if run.get("seed") is not None})
+    wall = (f"{sum(walls) / 60:.0f} min in all, {min(walls) / 60:.1f}–{max(walls) / 60:.1f} min a run"
+            if walls else "not recorded")
+    lines = [f"- **Command:** `{records['command']}`",
+             f"- **Records:** [`records/{name}.json`](records/{name}.json) ({len(runs)} runs, seeds "
+             f"{', '.join(map(str, seeds))})",
+             f"- **Commit:** {', '.join(f'`{c}`' for c in commits(records))}",
+             f"- **Machine:** {records['machine']}"
+             + (f"; {records['threads']} thread(s) a run" if records.get("threads") else ""),
+             f"- **Wall time:** {wall}" + (f"; finished {dates[0][:10]} – {dates[-1][:10]}" if dates else "")]
+    if records.get("notes"):
+        lines.append(f"- **Notes:** {records['notes']}")
+    return "\n".join(lines)
+
+
+def _points_provenance(name: str, records: dict) -> str:
+    points, _ = frontier_data(name)
+    seeds = sorted({p.seed for p in points if p.seed is not None})
+    lines = [f"- **Command:** `{records['command']}`",
+             f"- **Records:** [`{records['frontier_points']}`](../{records['frontier_points'][5:]}) (every "
+             f"validation of every run, {len(points)} points, seeds {', '.join(map(str, seeds))}), written by "
+             f"`compare.py` from the runs' records; [`records/{name}.json`](records/{name}.json) says how they ran",
+             f"- **Commit:** `{records['commit']}`",
+             f"- **Machine:** {records['machine']}",
+             f"- **Wall time:** {records['wall']}"]
+    if records.get("notes"):
+        lines.append(f"- **Notes:** {records['notes']}")
+    return "\n".join(lines)
+
+
+def toy_headline(data: str) -> str:
+    """divlab's `best_<data>` beside every published row, and its verdicts against each."""
+    runs = record_set(f"best_{data}")["runs"]
+    ours = _estimates(runs, TOY_METRICS)
+    published = TOY_TABLES[data]
+    header = ["method", "source", "n", *(f"{TOY_HEADERS[m]} {direction(m)}" for m in TOY_METRICS)]
+    rows = [[row.method, row.source, row.modes.n or "–", row.modes.text(), row.high_quality_percent.text(),
+             row.mode_reverse_kl.text() if row.mode_reverse_kl else "–"] for row in published]
+    rows.append([f"**divlab `best_{data}`**", "this page (mean ± SE)", len(runs),
+                 *(ours[m].text() if m in ours else "–" for m in TOY_METRICS)])
+    table = _table(header, rows)
+    verdict_header = ["divlab against", *(TOY_HEADERS[m] for m in TOY_METRICS)]
+    verdict_rows = []
+    for row in published:
+        theirs = dict(zip(TOY_METRICS, (row.modes, row.high_quality_percent, row.mode_reverse_kl)))
+        verdict_rows.append([row.method, *(_verdict_text(ours.get(m), theirs[m], higher_is_better(m))
+                                           for m in TOY_METRICS)])
+    return table + "\n\nVerdicts (two-SE rule; divlab's row first):\n\n" + _table(verdict_header, verdict_rows)
+
+
+def _verdict_text(ours: Estimate | None, theirs: Estimate | None, higher: bool) -> str:
+    if ours is None or theirs is None:
+        return "–"
+    word = verdict(ours, theirs, higher)
+    if word == NO_SPREAD:
+        return "no spread published"
+    gap = ours.mean - theirs.mean
+    return f"{word} ({gap:+.3g})" if word == ON_PAR else f"**{word}** ({gap:+.3g})"
+
+
+def per_seed(name: str, metrics=None) -> str:
+    runs = record_set(name)["runs"]
+    metrics = list(metrics or dict.fromkeys(m for run in runs for m in run["metrics"]))
+    header = ["run", "seed", *(base_name(m) if m.startswith("test/") else m for m in metrics), "wall (min)"]
+    rows = [[run_label(run), run.get("seed"), *(_number(run["metrics"].get(m)) for m in metrics),
+             "–" if run.get("wall_seconds") is None else f"{run['wall_seconds'] / 60:.1f}"] for run in runs]
+    return ("<details><summary>Per seed</summary>\n\n" + _table(header, rows) + "\n\n</details>")
+
+
+def _number(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4g}"
+
+
+def compare_csv(folder: str) -> str:
+    """A committed compare.py table as mean ± SE; the best row and every row on par with it in bold."""
+    path = COMPARE / folder / "table.csv"
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0])
+    metrics = [name[:-5] for name in fields if name.endswith("_mean")]
+    settings = [name for name in fields[1:fields.index("n")]]
+    cells = {i: {m: from_std(float(r[f"{m}_mean"]), _float(r[f"{m}_std"]), int(r["n"]))
+                 for m in metrics if r[f"{m}_mean"] not in ("", "nan")} for i, r in enumerate(rows)}
+    bold = {m: _on_par_with_best(cells, m) for m in metrics if direction(m)}
+    header = ["run", *settings, "n", *(f"{_metric_header(m)} {direction(m)}".strip() for m in metrics)]
+    body = []
+    for i, r in enumerate(rows):
+        texts = []
+        for m in metrics:
+            text = cells[i][m].text() if m in cells[i] else "–"
+            texts.append(f"**{text}**" if i in bold.get(m, ()) else text)
+        body.append([r["run"], *(r[s] for s in settings), r["n"], *texts])
+    note = (f"From [`compare/{folder}/table.csv`](../compare/{folder}/table.csv) (mean and std over seeds, as "
+            "`compare.py` wrote them; per-seed values were not kept for these runs). Bold: the best mean and every "
+            "row on par with it by the two-SE rule; unranked metrics are never bold.")
+    return _table(header, body) + "\n\n" + note
+
+
+def _float(text: str) -> float | None:
+    return float(text) if text not in ("", None) else None
+
+
+def _metric_header(metric: str) -> str:
+    return TOY_HEADERS.get(metric, metric[5:] if metric.startswith("test/") else metric)
+
+
+def _on_par_with_best(cells: dict, metric: str) -> set[int]:
+    scored = {i: c[metric] for i, c in cells.items() if metric in c and math.isfinite(c[metric].mean)}
+    if len(scored) < 2:
+        return set()
+    higher = higher_is_better(metric)
+    best = (max if higher else min)(scored, key=lambda i: scored[i].mean)
+    return {i for i, e in scored.items() if i == best or verdict(e, scored[best], higher) == ON_PAR}
+
+
+def frontier_data(name: str) -> tuple[list[fr.FrontierPoint], float | None]:
+    """Every (method, β, seed, step) point of a frontier record set and π_ref's reward: from its trimmed runs, or
+    from the per-seed table `compare.py` committed (`frontier.md`, named by the set's `frontier_points`)."""
+    records = record_set(name)
+    if "frontier_points" in records:
+        return fr.points_from_markdown((ROOT / records["frontier_points"]).read_text())
+    runs = records["runs"]
+    return fr.frontier_points(runs, every_validation=True, ignore=("trainer",)), fr.reference_reward(runs)
+
+
+def frontier_points(name: str) -> list[fr.FrontierMean]:
+    return fr.seed_means(frontier_data(name)[0])
+
+
+def frontier_verdicts(name: str) -> str:
+    """Each method's best measured point within each KL (no mixing of policies), mean ± SE over seeds, and the
+    two-SE verdict between the first two methods; the concave envelope beside it."""
+    points, reference = frontier_data(name)
+    means = fr.seed_means(points)
+    curves = fr.curves_by_method(means)
+    methods = list(curves)
+    header = ["KL ≤", *(f"{m}: best measured (KL, reward ± SE)" for m in methods),
+              f"{methods[0]} vs {methods[1]}", *(f"{m}: envelope" for m in methods)]
+    rows = []
+    for kl in FRONTIER_KLS:
+        best = {m: fr.best_measured_within(curves[m], kl) for m in methods}
+        cells = [f"{p.kl:.2f}, {_reward_estimate(p).text()}" if p else "–" for p in best.values()]
+        a, b = best[methods[0]], best[methods[1]]
+        word = verdict(_reward_estimate(a), _reward_estimate(b)) if a and b else "–"
+        envelope = [fr.reward_at_kl(curves[m], kl, reference) for m in methods]
+        rows.append([kl, *cells, word, *("–" if e is None else f"{e:.3f}" for e in envelope)])
+    by_word = {w: [str(r[0]) for r in rows if r[len(methods) + 1] == w] for w in ("better", ON_PAR, "worse")}
+    summary = (f"{methods[0]} against {methods[1]} on measured points, by KL budget: better at "
+               + "; on par at ".join(", ".join(by_word[w]) or "none" for w in ("better", ON_PAR))
+               + f"; worse at {', '.join(by_word['worse']) or 'none'}.")
+    header[len(methods) + 1] = f"{methods[0]} against {methods[1]}"
+    return _table(header, rows) + "\n\n" + summary
+
+
+def _reward_estimate(point: fr.FrontierMean) -> Estimate:
+    return from_std(point.reward, point.reward_std, point.n)
+
+
+def frontier_points_table(name: str) -> str:
+    header = ["method", "β", "step", "seeds", "KL (nats/seq) ± SE", "true reward ± SE"]
+    rows = [[m.method, f"{m.beta:g}" if m.beta is not None else "–", m.step, m.n,
+             from_std(m.kl, m.kl_std, m.n).text(), _reward_estimate(m).text()] for m in frontier_points(name)]
+    return "<details><summary>Every measured point</summary>\n\n" + _table(header, rows) + "\n\n</details>"
+
+
+def headline() -> str:
+    rows = []
+    for data, page in (("ring8", "toys.md#ring-of-8"), ("grid25", "toys.md#grid-of-25")):
+        runs = record_set(f"best_{data}")["runs"]
+        ours = _estimates(runs, TOY_METRICS)
+        pacgan4 = next(r for r in TOY_TABLES[data] if r.method == "PacGAN4")
+        words = [verdict(ours[m], theirs, higher_is_better(m)) for m, theirs in
+                 zip(TOY_METRICS, (pacgan4.modes, pacgan4.high_quality_percent, pacgan4.mode_reverse_kl))]
+        rows.append([f"GAN on the {'ring of 8' if data == 'ring8' else 'grid of 25'} (PacGAN's protocol, 1/8 of "
+                     "its steps)",
+                     f"`best_{data}`, {len(runs)} seeds: " + ", ".join(
+                         f"{TOY_HEADERS[m]} {ours[m].text()}" for m in TOY_METRICS),
+                     "against PacGAN4: " + ", ".join(f"{TOY_HEADERS[m]} {w}" for m, w in zip(TOY_METRICS, words)),
+                     f"[toy GANs](docs/results/{page})"])
+    return _table(["result", "divlab (mean ± SE)", "verdict (two-SE rule)", "page"], rows)
+
+
+FIGURES = ROOT / "docs" / "results" / "figures"
+FRONTIER_FIGURES = {"frontier_one_command_3beta": "alignment_frontier.png"}
+
+
+def write_figures() -> list[Path]:
+    """Draw the pages' figures from the same records (not compared by `check`: PNG bytes vary by library)."""
+    from divlab.tracking.plots import plot_reward_kl_frontier
+
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, file in FRONTIER_FIGURES.items():
+        points, reference = frontier_data(name)
+        plot_reward_kl_frontier(fr.seed_means(points), reference, FIGURES / file)
+        written.append(FIGURES / file)
+    return written
+
+
+FIXED = {"headline": headline}
+PREFIXED = {"provenance": provenance, "toy-headline": toy_headline, "per-seed": per_seed, "compare": compare_csv,
+            "frontier": frontier_verdicts, "frontier-points": frontier_points_table}
+
+
+def generator(name: str):
+    """The function that makes block `name` (see the module docstring)."""
+    if name in FIXED:
+        return FIXED[name]
+    prefix, _, argument = name.partition("/")
+    if prefix in PREFIXED and argument:
+        return partial(PREFIXED[prefix], argument)
+    raise KeyError(name)
