@@ -9,11 +9,12 @@ on the same pre-drawn batches of divlab's character-level Shakespeare data, alte
 times. The plain loop is written the way nanoGPT's train.py is: forward, backward, optimizer step,
 schedule step, `loss.item()` every `log_every_n_steps` iterations. Prints the median tokens/s of each,
 their ratio (goal: the Trainer within 10 % of the plain loop) and the final training loss of each.
---compile: the Trainer's copy has its backbone compiled, as `model.compile=true` does (`torch.compile`, compiled
-at its first step, which the warm-up excludes), the plain loop stays eager, as nanoGPT's CPU command runs it
-(`--compile=False`): does compiling buy the Trainer more than the plain loop's tokens/s?
+Like for like: both arms always run at the same settings.
+--compile: both copies have their backbone compiled, as `model.compile=true` does (`torch.compile`, compiled at
+the first step, which the warm-up excludes).
 --precision bf16-mixed: the Trainer's copy under Lightning's bf16 autocast (`trainer.precision=bf16-mixed`; on a CPU
-with AVX-512 BF16 or AMX its matrix products run in bfloat16), the plain loop in float32 as nanoGPT's CPU command.
+with AVX-512 BF16 or AMX its matrix products run in bfloat16), the plain loop's forward under the same
+`torch.autocast(dtype=torch.bfloat16)`, as nanoGPT runs bf16.
 
 --whole-run: the whole of `python train.py experiment=char_gpt` (setup, 2,000 steps, its validations, checkpoints,
 samples and test; W&B off) against a whole nanoGPT-style run of the same model, data and recipe written the way
@@ -88,9 +89,11 @@ def optimizer_and_schedule(model) -> tuple:
     return configured["optimizer"], configured["lr_scheduler"]["scheduler"]
 
 
-def plain_step(model, optimizer, scheduler, x: torch.Tensor) -> torch.Tensor:
-    """One nanoGPT-style iteration: forward, backward, optimizer step, schedule step; returns the loss."""
-    loss = -model.token_log_likelihoods(x).mean()
+def plain_step(model, optimizer, scheduler, x: torch.Tensor, precision: str = "32-true") -> torch.Tensor:
+    """One nanoGPT-style iteration: forward (under bf16 autocast for `bf16-mixed`, as the Trainer's), backward,
+    optimizer step, schedule step; returns the loss."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+        loss = -model.token_log_likelihoods(x).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -98,15 +101,18 @@ def plain_step(model, optimizer, scheduler, x: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def time_plain(module, batches, device: torch.device, log_every: int) -> tuple[float, float]:
+def time_plain(module, batches, device: torch.device, log_every: int, compile: bool = False,
+               precision: str = "32-true") -> tuple[float, float]:
     model = copy.deepcopy(module).to(device)
+    if compile:
+        model.backbone.compile()
     model.train()
     optimizer, scheduler = optimizer_and_schedule(model)
     for it, x in enumerate(batches):
         if it == WARMUP:
             synchronize(device)
             start = time.perf_counter()
-        loss = plain_step(model, optimizer, scheduler, x.to(device, non_blocking=True))
+        loss = plain_step(model, optimizer, scheduler, x.to(device, non_blocking=True), precision)
         if it % log_every == 0:
             loss.item()
     synchronize(device)
@@ -125,7 +131,7 @@ def window_loss(model, batches) -> float:
     return sum(losses) / len(losses)
 
 
-def nanogpt_style_run(max_steps: int, checkpoint: Path, seed: int = 0):
+def nanogpt_style_run(max_steps: int, checkpoint: Path, seed: int = 0, precision: str = "32-true"):
     """A whole nanoGPT-style run (see the module docstring); returns (wall seconds, model, datamodule)."""
     start = time.perf_counter()
     torch.manual_seed(seed)  # nanoGPT seeds torch once, before building its model
@@ -155,7 +161,7 @@ def nanogpt_style_run(max_steps: int, checkpoint: Path, seed: int = 0):
         except StopIteration:
             train_batches = iter(data.train_dataloader())
             x = next(train_batches)
-        plain_step(model, optimizer, scheduler, x).item()  # .item(): nanoGPT's log_interval=1 in its CPU command
+        plain_step(model, optimizer, scheduler, x, precision).item()  # .item(): nanoGPT's log_interval=1 (CPU command)
     return time.perf_counter() - start, model, data
 
 
@@ -170,7 +176,7 @@ def whole_runs(seeds: list[int], precision: str = "32-true") -> None:
                          f"hydra.run.dir={tmp}/divlab{repeat}"])
             divlab_s.append(time.perf_counter() - start)
             divlab_loss = run.metrics["test/loss"]
-            seconds, model, data = nanogpt_style_run(2000, Path(tmp) / "plain.pt", seed)
+            seconds, model, data = nanogpt_style_run(2000, Path(tmp) / "plain.pt", seed, precision)
             plain_s.append(seconds)
             test = data.dataset("test")
             plain_loss = window_loss(model, [test.__getitems__(list(range(i, min(i + 200, len(test)))))
@@ -195,10 +201,9 @@ def main() -> None:
                         help="--whole-run: one repeat per seed (default: --repeats repeats at seed 0)")
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--whole-run", action="store_true", help="whole runs with evaluation, not steps alone")
-    parser.add_argument("--compile", action="store_true", help="compile the Trainer's backbone (model.compile=true)")
+    parser.add_argument("--compile", action="store_true", help="compile both arms' backbone (model.compile=true)")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"],
-                        help="the Trainer's precision (trainer.precision); the plain loop stays float32, as "
-                             "nanoGPT's CPU command runs")
+                        help="both arms' precision (trainer.precision; the plain loop under the same autocast)")
     args = parser.parse_args()
     if args.whole_run:
         return whole_runs(args.seeds or [0] * args.repeats, args.precision)
@@ -220,12 +225,11 @@ def main() -> None:
         seconds, losses["Trainer"] = time_trainer(module, batches, "gpu" if gpu else "cpu", log_every, args.compile,
                                                   args.precision)
         trainer_s.append(seconds)
-        seconds, losses["plain loop"] = time_plain(module, batches, device, log_every)
+        seconds, losses["plain loop"] = time_plain(module, batches, device, log_every, args.compile, args.precision)
         plain_s.append(seconds)
     ratios = [p / t for t, p in zip(trainer_s, plain_s)]
     print(f"char_gpt, batch {tuple(batches[0].shape)}, {args.iters} iterations, {args.repeats} alternated repeats, "
-          f"{device.type}" + (", the Trainer's backbone compiled" if args.compile else "")
-          + (f", the Trainer in {args.precision}" if args.precision != "32-true" else ""))
+          f"{device.type}, both arms {args.precision}" + (", both backbones compiled" if args.compile else ""))
     for name, seconds in (("plain loop", plain_s), ("Trainer", trainer_s)):
         print(f"{name:12s} {tokens_per_step / statistics.median(seconds):10.0f} tokens/s "
               f"({1e3 * statistics.median(seconds):.2f} ms/step), final train loss {losses[name]:.4f}")
