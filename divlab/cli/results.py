@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from divlab.tracking.doc_blocks import block_names, rebuild
+from divlab.tracking.doc_blocks import BlockError, block_names, rebuild
 from divlab.tracking.result_records import write_record_set
 from divlab.tracking.results_tables import ROOT, generator, write_figures
 
@@ -49,7 +49,11 @@ def main(argv=None, prog: str = "divlab results") -> int:
                                    args.notes)
         print(f"{args.out}: {len(records['runs'])} runs")
         return 0
-    stale = stale_pages()
+    try:
+        stale = stale_pages()
+    except (BlockError, FileNotFoundError) as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return 2
     if args.command == "check":
         for page, rebuilt in stale.items():
             changed = [name for name in block_names(rebuilt)

@@ -160,8 +160,9 @@ def compare_csv(folder: str) -> str:
             texts.append(f"**{text}**" if i in bold.get(m, ()) else text)
         body.append([r["run"], *(r[s] for s in settings), r["n"], *texts])
     note = (f"From [`compare/{folder}/table.csv`](../compare/{folder}/table.csv) (mean and std over seeds, as "
-            "`compare.py` wrote them; per-seed values were not kept for these runs). Bold: the best mean and every "
-            "row on par with it by the two-SE rule; unranked metrics are never bold.")
+            f"`compare.py` wrote them; per-seed values were not kept for these runs; `git log -- docs/compare/{folder}` "
+            "names the commit and date it was made). Bold: the best mean and every row on par with it by the two-SE "
+            "rule; unranked metrics are never bold.")
     return _table(header, body) + "\n\n" + note
 
 
