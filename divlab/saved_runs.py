@@ -60,6 +60,10 @@ def load_run(run_dir, ckpt_path=None, data_dir: str | None = None) -> LoadedRun:
     data_cfg = config.data if data_dir is None else OmegaConf.merge(config.data, {"data_dir": data_dir})
     # the checkpoint holds the weights: a model is rebuilt without the checkpoint it was started from
     model_cfg = OmegaConf.merge(config.model, {"init_from": None}) if "init_from" in config.model else config.model
+    # a vocabulary learned from the data at fit time (model.vocab_size=null) is in the checkpoint's hyperparameters
+    saved_vocab = (checkpoint.get("hyper_parameters") or {}).get("vocab_size")
+    if "vocab_size" in model_cfg and model_cfg.vocab_size is None and saved_vocab is not None:
+        model_cfg = OmegaConf.merge(model_cfg, {"vocab_size": saved_vocab})
     datamodule, model = build_data_and_model(data_cfg, model_cfg)
     check_matches(checkpoint, model, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])

@@ -115,6 +115,12 @@ def test_vocab_size_comes_from_the_datamodule_and_checkpoints_reload(train_with,
         backbone=functools.partial(GPT, n_layer=1, n_head=4, n_embd=16),
         optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
     assert model.sample(2).shape == (2, 16)
+    # divlab.load_run rebuilds the same model from the run directory alone (the vocabulary from the checkpoint)
+    from divlab import load_run
+
+    loaded = load_run(tmp_path).model
+    assert loaded.hparams.vocab_size == vocab
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
 def test_text_gpt_trains_on_two_processes_with_ddp_spawn(train_with, tmp_path):
