@@ -31,7 +31,7 @@ def stale_pages() -> dict[Path, str]:
 
 def main(argv=None, prog: str = "divlab results") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="action", required=True)
     commands.add_parser("build", help="rewrite every generated table from the committed records")
     commands.add_parser("check", help="fail when a page's tables differ from what its records make")
     record = commands.add_parser("record", help="trim finished runs into a committed record set")
@@ -44,7 +44,7 @@ def main(argv=None, prog: str = "divlab results") -> int:
     record.add_argument("--notes", default="")
     args = parser.parse_args(argv)
 
-    if args.command == "record":
+    if args.action == "record":
         records = write_record_set(args.out, args.runs, args.metrics, args.command, args.history, args.threads,
                                    args.notes)
         print(f"{args.out}: {len(records['runs'])} runs")
@@ -54,7 +54,7 @@ def main(argv=None, prog: str = "divlab results") -> int:
     except (BlockError, FileNotFoundError) as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return 2
-    if args.command == "check":
+    if args.action == "check":
         for page, rebuilt in stale.items():
             changed = [name for name in block_names(rebuilt)
                        if _block(rebuilt, name) != _block(page.read_text(), name)]

@@ -18,7 +18,7 @@ import torch
 from divlab.tracking.run_record import write_json_atomic
 from divlab.tracking.runs import load_runs
 
-KEPT = ("family", "divergence", "data", "seed", "status", "config", "git_commit")
+KEPT = ("family", "divergence", "data", "seed", "status", "config", "git_commit", "finished_at")
 
 
 def wall_seconds(record: dict) -> float | None:

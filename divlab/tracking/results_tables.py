@@ -74,10 +74,15 @@ def provenance(name: str) -> str:
              f"- **Commit:** {', '.join(f'`{c}`' for c in commits(records))}",
              f"- **Machine:** {records['machine']}"
              + (f"; {records['threads']} thread(s) a run" if records.get("threads") else ""),
-             f"- **Wall time:** {wall}" + (f"; finished {dates[0][:10]} – {dates[-1][:10]}" if dates else "")]
+             f"- **Wall time:** {wall}" + (f"; finished {_date_range(dates)}" if dates else "")]
     if records.get("notes"):
         lines.append(f"- **Notes:** {records['notes']}")
     return "\n".join(lines)
+
+
+def _date_range(dates: list[str]) -> str:
+    first, last = dates[0][:10], dates[-1][:10]
+    return first if first == last else f"{first} – {last}"
 
 
 def _points_provenance(name: str, records: dict) -> str:
@@ -113,6 +118,28 @@ def toy_headline(data: str) -> str:
         verdict_rows.append([row.method, *(_verdict_text(ours.get(m), theirs[m], higher_is_better(m))
                                            for m in TOY_METRICS)])
     return table + "\n\nVerdicts (two-SE rule; divlab's row first):\n\n" + _table(verdict_header, verdict_rows)
+
+
+def toy_reading(data: str) -> str:
+    """The headline's verdicts in words, one sentence per metric: which published rows divlab's row is better
+    than, on par with and worse than, by the two-SE rule."""
+    runs = record_set(f"best_{data}")["runs"]
+    ours = _estimates(runs, TOY_METRICS)
+    sentences = []
+    for index, metric in enumerate(TOY_METRICS):
+        groups: dict[str, list[str]] = {}
+        for row in TOY_TABLES[data]:
+            theirs = (row.modes, row.high_quality_percent, row.mode_reverse_kl)[index]
+            if theirs is not None and metric in ours:
+                groups.setdefault(verdict(ours[metric], theirs, higher_is_better(metric)), []).append(row.method)
+        parts = [f"{word} than {', '.join(groups[word])}" if word in ("better", "worse") else
+                 f"{word} with {', '.join(groups[word])}" for word in ("better", ON_PAR, "worse") if groups.get(word)]
+        unjudged = groups.get(NO_SPREAD)
+        sentences.append(f"- **{TOY_HEADERS[metric]}** ({ours[metric].text()} over {len(runs)} seeds): "
+                         + ("; ".join(parts) or "no verdict")
+                         + (f" (no verdict against {', '.join(unjudged)}: no spread published)" if unjudged else "")
+                         + ".")
+    return "\n".join(sentences)
 
 
 def _verdict_text(ours: Estimate | None, theirs: Estimate | None, higher: bool) -> str:
@@ -268,7 +295,7 @@ def write_figures() -> list[Path]:
 
 
 FIXED = {"headline": headline}
-PREFIXED = {"provenance": provenance, "toy-headline": toy_headline, "per-seed": per_seed, "compare": compare_csv,
+PREFIXED = {"provenance": provenance, "toy-headline": toy_headline, "toy-reading": toy_reading, "per-seed": per_seed, "compare": compare_csv,
             "frontier": frontier_verdicts, "frontier-points": frontier_points_table}
 
 
