@@ -3,7 +3,7 @@
 # (empty: the reference policy and the pairs are made first): DPO at β ∈ {0.05, 0.1, 0.3}, PPO on a bag-of-words
 # reward model fitted to the same pairs at β ∈ {0.03, 0.1, 0.3}, and the PPO-GT oracle, 3 seeds each, every
 # validation a point of its method's curve; then compare.py's frontier.png, frontier.md and frontier_summary.md
-# (README, Alignment: "The frontier in one command").
+# (README at aeac04c, Alignment: "The frontier in one command").
 #
 #   bash scripts/align_frontier.sh [OUT_DIR] [hydra overrides for every run, e.g. paths.data_dir=/tmp/empty]
 #
@@ -23,7 +23,7 @@ start=$SECONDS
 lr=${LR:-3e-5}
 # The task: 16,384 prompts × 4 completions of 55 tokens, every pair labelled (~46,000 kept, ~41,700 to train on).
 task=(data.samples_per_prompt=4 data.completion_length=55 "data.n_prompts=${N_PROMPTS:-16384}")
-# One pass over the training pairs (DPO) or 160 rollout batches of 32 prompts (PPO), at lr 3e-5 (README: the
+# One pass over the training pairs (DPO) or 160 rollout batches of 32 prompts (PPO), at lr 3e-5 (README at aeac04c: the
 # rate at which both methods' paths lay highest; the oracle at its measured 1e-4, β = 0.01, which spans KL 0–30);
 # validation on 64 batches of held-out pairs.
 runs=(experiment=align_frontier "${task[@]}" trainer.max_epochs=1 logger=csv "seed=$seeds" ++trainer.limit_val_batches=64)

@@ -1,4 +1,4 @@
-"""benchmarks/score_time_grid.py and benchmarks/sample_chunk.py run and print what the README quotes (fast, no training)."""
+"""benchmarks/score_time_grid.py and benchmarks/sample_chunk.py run and print what the aeac04c README quotes (fast, no training)."""
 import sys
 
 import pytest
@@ -14,7 +14,7 @@ def test_oracle_rows_show_the_uniform_grids_width_error_and_the_log_snr_grids_ma
             for line in capsys.readouterr().out.splitlines() if line.startswith("| uniform") or line.startswith("| log_snr")}
     assert rows["uniform, 500 steps"] < 0.35
     assert rows["log_snr, 50 steps, 1 corrector steps"] == pytest.approx(1.05, abs=0.05)
-    assert rows["log_snr, 100 DDIM steps"] == pytest.approx(0.97, abs=0.04)  # 0.97 at n = 4,000 (README)
+    assert rows["log_snr, 100 DDIM steps"] == pytest.approx(0.97, abs=0.04)  # 0.97 at n = 4,000 (README at aeac04c)
 
 
 def test_a_checkpoint_or_the_oracle_is_required(monkeypatch):

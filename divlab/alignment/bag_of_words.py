@@ -9,7 +9,7 @@ the reward normalisation and the `alignment` callback's held-out accuracy use ei
 
 A CPU-cheap reward model for the controlled sentiment task, whose true reward (VADER) is itself a
 lexicon scorer: on that task's pairs it reaches 90–94 % of the accuracy ceiling the labels' noise sets
-(README, Alignment), where the character-level neural reward model needs hours of training. The
+(README at aeac04c, Alignment), where the character-level neural reward model needs hours of training. The
 vocabulary and weights travel in the module's state dict (`get_extra_state`), so a checkpoint restores it.
 """
 import re
