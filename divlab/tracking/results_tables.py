@@ -32,6 +32,7 @@ COMPARE = ROOT / "docs" / "compare"
 TOY_METRICS = ("test/modes_covered", "test/high_quality_percent", "test/mode_reverse_kl")
 TOY_HEADERS = {"test/modes_covered": "modes", "test/high_quality_percent": "high-quality %",
                "test/mode_reverse_kl": "mode reverse KL"}
+HEADLINE_FRONTIER = "frontier_one_command_3beta"
 FRONTIER_KLS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22)
 
 
@@ -224,15 +225,12 @@ def frontier_points(name: str) -> list[fr.FrontierMean]:
     return fr.seed_means(frontier_data(name)[0])
 
 
-def frontier_verdicts(name: str) -> str:
-    """Each method's best measured point within each KL (no mixing of policies), mean ± SE over seeds, and the
-    two-SE verdict between the first two methods; the concave envelope beside it."""
+def frontier_comparison(name: str) -> tuple[list[str], list[list], dict[str, list[str]]]:
+    """(methods, rows, budgets by verdict): each method's best measured point within each KL budget (no mixing
+    of policies), the two-SE verdict of the first method against the second there, and the envelope's values."""
     points, reference = frontier_data(name)
-    means = fr.seed_means(points)
-    curves = fr.curves_by_method(means)
+    curves = fr.curves_by_method(fr.seed_means(points))
     methods = list(curves)
-    header = ["KL ≤", *(f"{m}: best measured (KL, reward ± SE)" for m in methods),
-              f"{methods[0]} vs {methods[1]}", *(f"{m}: envelope" for m in methods)]
     rows = []
     for kl in FRONTIER_KLS:
         best = {m: fr.best_measured_within(curves[m], kl) for m in methods}
@@ -242,11 +240,21 @@ def frontier_verdicts(name: str) -> str:
         envelope = [fr.reward_at_kl(curves[m], kl, reference) for m in methods]
         rows.append([kl, *cells, word, *("–" if e is None else f"{e:.3f}" for e in envelope)])
     by_word = {w: [str(r[0]) for r in rows if r[len(methods) + 1] == w] for w in ("better", ON_PAR, "worse")}
-    summary = (f"{methods[0]} against {methods[1]} on measured points, by KL budget: better at "
-               + "; on par at ".join(", ".join(by_word[w]) or "none" for w in ("better", ON_PAR))
-               + f"; worse at {', '.join(by_word['worse']) or 'none'}.")
-    header[len(methods) + 1] = f"{methods[0]} against {methods[1]}"
-    return _table(header, rows) + "\n\n" + summary
+    return methods, rows, by_word
+
+
+def _budgets_text(by_word: dict[str, list[str]]) -> str:
+    return ("better at KL ≤ " + (", ".join(by_word["better"]) or "none") + "; on par at "
+            + (", ".join(by_word[ON_PAR]) or "none") + "; worse at " + (", ".join(by_word["worse"]) or "none"))
+
+
+def frontier_verdicts(name: str) -> str:
+    """The measured-point comparison as a table, with the concave envelope beside it, and its summary line."""
+    methods, rows, by_word = frontier_comparison(name)
+    header = ["KL ≤", *(f"{m}: best measured (KL, reward ± SE)" for m in methods),
+              f"{methods[0]} against {methods[1]}", *(f"{m}: envelope" for m in methods)]
+    return (_table(header, rows) + f"\n\n{methods[0]} against {methods[1]} on measured points, by KL budget: "
+            + _budgets_text(by_word) + ".")
 
 
 def _reward_estimate(point: fr.FrontierMean) -> Estimate:
@@ -274,6 +282,12 @@ def headline() -> str:
                          f"{TOY_HEADERS[m]} {ours[m].text()}" for m in TOY_METRICS),
                      "against PacGAN4: " + ", ".join(f"{TOY_HEADERS[m]} {w}" for m, w in zip(TOY_METRICS, words)),
                      f"[toy GANs](docs/results/{page})"])
+    methods, _, by_word = frontier_comparison(HEADLINE_FRONTIER)
+    seeds = {p.seed for p in frontier_data(HEADLINE_FRONTIER)[0]}
+    rows.append(["DPO against PPO on one reward–KL frontier (controlled sentiment)",
+                 f"best measured point within each KL budget, {len(seeds)} seeds",
+                 f"{methods[0]} against {methods[1]}: " + _budgets_text(by_word),
+                 "[alignment](docs/results/alignment.md)"])
     return _table(["result", "divlab (mean ± SE)", "verdict (two-SE rule)", "page"], rows)
 
 
