@@ -4,6 +4,7 @@ Every load is `torch.load(weights_only=True)`: a checkpoint holds tensors and pl
 that asks to build anything else (a pickled payload) is refused before a single byte of it runs.
 """
 import logging
+import pickle
 import re
 from pathlib import Path
 
@@ -30,15 +31,31 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 -- any failure means the file is unusable
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if unsafe:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} refused: it asks to run {unsafe.group(1)} when loaded, and divlab "
-                "loads checkpoints with weights_only=True (tensors and plain containers only); divlab never "
-                "writes such files, so it was not written by a divlab run or was tampered with"
-            ) from None
-        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}: {first_line})") from None
+        raise CheckpointError(refusal(path, error)) from None
+
+
+# The name of the global a weights-only load refused, in any of torch's wordings ("Unsupported global: GLOBAL io.open
+# was not an allowed global", "Trying to load unsupported GLOBAL posix.system whose module posix is blocked").
+REFUSED_GLOBAL = re.compile(r"\bGLOBAL\s+([A-Za-z_][\w.]*)")
+# torch's advice around the reason, which must not be what a user reads: it suggests loading the file unsafely.
+TORCH_ADVICE = ("weights only load failed", "weights_only", "check the documentation", "please file an issue",
+                "(2) alternatively", "do those steps only")
+
+
+def refusal(path: Path, error: Exception) -> str:
+    """Why `torch.load(path, weights_only=True)` raised `error`, in divlab's words: a file that asks to run code
+    (the weights-only unpickler refused one of its globals) is said to be refused and not loaded; any other
+    failure, unreadable, with torch's reason and without its advice to load the file with weights_only=False."""
+    text = str(error)
+    unsafe = REFUSED_GLOBAL.search(text) if isinstance(error, pickle.UnpicklingError) else None
+    if unsafe:
+        return (f"checkpoint {str(path)!r} refused, not loaded: it asks to run {unsafe.group(1)} when loaded. divlab "
+                "loads checkpoints with weights_only=True (tensors and plain containers only) and never writes "
+                "such files, so it was not written by a divlab run or was tampered with; do not load it otherwise")
+    lines = [line.strip() for line in re.split(r"[\n\t]+", text) if line.strip()]
+    reasons = [line for line in lines if not any(advice in line.lower() for advice in TORCH_ADVICE)]
+    reason = (reasons or lines or [""])[0].removeprefix("WeightsUnpickler error: ")[:200]
+    return f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}: {reason})"
 
 
 def check_readable(path: Path, keys: tuple[str, ...] = ("state_dict",)) -> dict:

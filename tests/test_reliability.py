@@ -54,7 +54,7 @@ def test_payload_checkpoint_is_refused_and_its_code_never_runs(train_with, tmp_p
     marker = tmp_path.parent / f"pwned-{where}"
     ckpt = write_payload(tmp_path / "checkpoints" / "last.ckpt", marker)
     overrides = [*TINY] + ([f"ckpt_path={ckpt}"] if where == "explicit" else [])
-    with pytest.raises(ValueError, match="refused: it asks to run io.open"):
+    with pytest.raises(ValueError, match="refused, not loaded: it asks to run io.open"):
         train_with(*overrides)
     assert not marker.exists()
     assert not (tmp_path / "run.json").exists()
@@ -622,3 +622,67 @@ def test_the_record_times_evaluation_and_not_training(tmp_path):
     record.finish("completed")
     seconds = json.loads((tmp_path / "run.json").read_text())["attempts"][-1]["evaluation_seconds"]
     assert 0.6 + 0.4 + 0.2 <= seconds < 1.2 + 0.5  # counting one training step would pass 1.7
+
+
+# 48. No silent resume onto other settings; refusals that read as refusals; the last unclear bad inputs -------------
+
+def test_config_changes_name_what_is_learned_from_and_leave_budget_paths_and_loggers_out():
+    from divlab.resume_config import check_resume_config, config_changes
+
+    saved = {"seed": 0, "data": {"n_train": 2000, "data_dir": "/a", "num_workers": 0, "batch_size": 64},
+             "model": {"beta": 1.0, "optimizer": {"lr": 1e-3, "betas": [0.9, 0.99]}, "sample_chunk": None},
+             "trainer": {"max_epochs": 10}, "logger": {"csv": {}}, "paths": {"output_dir": "/x"}, "ckpt_path": None}
+    now = {"seed": 1, "data": {"n_train": 50000, "data_dir": "/b", "num_workers": 4, "batch_size": 64},
+           "model": {"beta": 1.0, "optimizer": {"lr": 1e-3, "betas": (0.9, 0.999)}, "sample_chunk": 256, "new": 1},
+           "trainer": {"max_epochs": 20, "max_steps": 5}, "logger": {"wandb": {}}, "paths": {"output_dir": "/y"},
+           "ckpt_path": "last", "callbacks": {"likelihood": {"every_n_epochs": 5}}}
+    assert config_changes(saved, now) == {"data.n_train": (2000, 50000), "model.new": ("<absent>", 1),
+                                          "model.optimizer.betas": ([0.9, 0.99], [0.9, 0.999]), "seed": (0, 1)}
+    assert config_changes(saved, {**saved, "trainer": {"max_steps": 100}, "logger": None}) == {}
+    with pytest.raises(ValueError, match=r"data.n_train: 2000 saved, 50000 now.*model.new.*seed: 0 saved, 1 now.*"
+                                         r"new output directory.*resume.allow_config_change=\[data.n_train,model.new,"
+                                         r"model.optimizer.betas,seed\]"):
+        check_resume_config(saved, now, [], Path("/runs/x"))
+    # a key, or the group above it, continues deliberately: the changes come back to be recorded
+    allowed = check_resume_config(saved, now, ["data.n_train", "model", "seed"], Path("/runs/x"))
+    assert set(allowed) == {"data.n_train", "model.new", "model.optimizer.betas", "seed"}
+    with pytest.raises(ValueError, match=r"\(seed: 0 saved, 1 now\).*'resume.allow_config_change=\[data,model,seed\]'"):
+        check_resume_config(saved, now, ["data", "model"], Path("/runs/x"))
+
+
+def _system_payload(marker: Path):
+    class RunsAShellCommand:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    return RunsAShellCommand()
+
+
+def test_a_payload_refusal_says_refused_in_the_installed_torchs_wording(tmp_path):
+    from divlab.checkpoints import CheckpointError, load_checkpoint
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "system.ckpt"
+    torch.save({"state_dict": {}, "x": _system_payload(marker)}, ckpt)
+    with pytest.raises(Exception) as torch_error:  # what the installed torch says of it
+        torch.load(ckpt, weights_only=True)
+    global_name = f"{os.system.__module__}.system"  # posix.system on Linux
+    assert global_name in str(torch_error.value)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(ckpt)
+    message = str(error.value)
+    assert message.startswith(f"checkpoint {str(ckpt)!r} refused, not loaded: it asks to run {global_name}")
+    assert "weights_only` set to `False" not in message and "Re-running" not in message
+    assert not marker.exists()
+    # another error naming a GLOBAL is no refusal: only the weights-only unpickler's is
+    from divlab.checkpoints import refusal
+
+    assert "unreadable (RuntimeError: GLOBAL x.y" in refusal(ckpt, RuntimeError("GLOBAL x.y broke"))
+    # a file weights-only loading cannot read at all: unreadable, with torch's reason and without its advice
+    import pickle
+
+    with open(tmp_path / "pickled.ckpt", "wb") as file:
+        pickle.dump({"a": 1}, file, protocol=4)
+    with pytest.raises(CheckpointError, match=r"is unreadable \(UnpicklingError: Unsupported operand") as error:
+        load_checkpoint(tmp_path / "pickled.ckpt")
+    assert "weights_only` set to `False" not in str(error.value)
