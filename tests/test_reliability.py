@@ -686,3 +686,20 @@ def test_a_payload_refusal_says_refused_in_the_installed_torchs_wording(tmp_path
     with pytest.raises(CheckpointError, match=r"is unreadable \(UnpicklingError: Unsupported operand") as error:
         load_checkpoint(tmp_path / "pickled.ckpt")
     assert "weights_only` set to `False" not in str(error.value)
+
+
+def test_a_policy_checkpoint_that_fails_to_load_is_named_with_its_key(tmp_path):
+    import hydra
+
+    junk = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    junk.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "x": _system_payload(tmp_path / "pwned")}, junk)
+    config = {"_target_": "divlab.alignment.reference.preference_file", "path": str(tmp_path / "pairs.jsonl"),
+              "policy": {"ckpt_path": str(junk), "data_dir": str(tmp_path)}}
+    with pytest.raises(Exception, match=rf"policy.ckpt_path='{junk}': checkpoint '{junk}' refused, not loaded"):
+        hydra.utils.instantiate(config)
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match=rf"policy.ckpt_path='{junk}': checkpoint '{junk}' is unreadable .*"
+                                        "leave policy.ckpt_path null"):
+        hydra.utils.instantiate(config)
+    assert not (tmp_path / "pwned").exists()
