@@ -134,7 +134,7 @@ def test_rerun_appends_history_and_a_failing_rerun_leaves_everything_as_it_was(t
     with pytest.raises(ValueError, match="holds a run of model divlab.lightning_modules.vae.VAE, not .*GAN"):
         train_with("experiment=gan_ring8", "debug=tiny", "trainer=cpu", "logger=csv")
     with pytest.raises(ValueError, match="written by a different model"):  # same family, other network shapes
-        train_with(*TINY, "model.latent_dim=7")
+        train_with(*TINY, "model.latent_dim=7", "resume.allow_config_change=[model.latent_dim]")
     assert snapshot(tmp_path) == before
 
     train_with(*TINY, "trainer.max_epochs=2")  # the finished command again: appends, keeps the history
@@ -648,6 +648,23 @@ def test_config_changes_name_what_is_learned_from_and_leave_budget_paths_and_log
     assert set(allowed) == {"data.n_train", "model.new", "model.optimizer.betas", "seed"}
     with pytest.raises(ValueError, match=r"\(seed: 0 saved, 1 now\).*'resume.allow_config_change=\[data,model,seed\]'"):
         check_resume_config(saved, now, ["data", "model"], Path("/runs/x"))
+
+
+def test_a_rerun_on_other_data_is_refused_by_key_and_a_deliberate_one_is_recorded(train_with, tmp_path):
+    train_with(*TINY, "test=false")
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"data.n_train: 50000 saved, 2000 now.*"
+                                         r"resume.allow_config_change=\[data.n_train\]"):
+        train_with(*TINY, "test=false", "data.n_train=2000", "trainer.max_epochs=2")
+    with pytest.raises(ValueError, match=r"seed: 0 saved, 3 now"):
+        train_with(*TINY, "test=false", "seed=3")
+    assert snapshot(tmp_path) == before
+    train_with(*TINY, "test=false", "data.n_train=2000", "trainer.max_epochs=2",
+               "resume.allow_config_change=[data.n_train]")
+    record = record_of(tmp_path)
+    assert record["attempts"][-1]["config_changes"] == {"data.n_train": {"saved": 50000, "now": 2000}}
+    assert record["attempts"][-1]["resume_step"] == 3 and "config_changes" not in record["attempts"][0]
+    assert record["config"]["data"]["n_train"] == 2000
 
 
 def _system_payload(marker: Path):

@@ -22,6 +22,7 @@ from divlab.cli.hydra_app import run_command_line
 from divlab.cli.trainer_parts import callbacks_and_loggers
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
+from divlab.resume_config import check_resume_config
 from divlab.saved_runs import build_data_and_model
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
@@ -105,7 +106,8 @@ def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) 
 
 
 def check_same_run(previous: dict, cfg: DictConfig, output_dir: Path) -> None:
-    """Refuse to continue a run directory's record with another model or data set."""
+    """Refuse to continue a run directory's record with another model or data set (settings of the same ones:
+    `divlab.resume_config`)."""
     saved = previous.get("config") or {}
     for group in ("model", "data"):
         before = (saved.get(group) or {}).get("_target_")
@@ -125,6 +127,11 @@ def run(cfg: DictConfig) -> dict:
     check_networks_are_read(command_line_overrides())
     output_dir = Path(cfg.paths.output_dir)
     previous = read_run_record(output_dir)
+    config_changes = {}
+    if previous:
+        check_same_run(previous, cfg, output_dir)
+        config_changes = check_resume_config(previous.get("config") or {}, OmegaConf.to_container(cfg, resolve=True),
+                                             (cfg.get("resume") or {}).get("allow_config_change"), output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
@@ -136,8 +143,6 @@ def run(cfg: DictConfig) -> dict:
     datamodule, model = build_data_and_model(cfg.data, cfg.model)
     describe_run(cfg, datamodule, model, command_line_overrides())
 
-    if previous:
-        check_same_run(previous, cfg, output_dir)
     ckpt_path, checkpoint = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir),
                                               cfg.run.group, OmegaConf.to_container(cfg, resolve=True))
     resume_step = None
@@ -157,7 +162,8 @@ def run(cfg: DictConfig) -> dict:
 
     config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(str(output_dir), config=config, seed=cfg.get("seed"), previous=previous,
-                       resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step)
+                       resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step,
+                       config_changes=config_changes)
     callbacks, loggers = callbacks_and_loggers(cfg, cfg.get("seed"))
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
