@@ -720,3 +720,22 @@ def test_a_policy_checkpoint_that_fails_to_load_is_named_with_its_key(tmp_path):
                                         "leave policy.ckpt_path null"):
         hydra.utils.instantiate(config)
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=-1", "seed must be >= 0, got -1"),
+    (f"seed={2**32}", f"seed must be <= {2**32 - 1}, got {2**32}"),
+])
+def test_the_last_unclear_bad_values_are_named_before_anything_is_written(train_with, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        train_with(*TINY, override)
+    assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("override", ["trainer.accelerator=gpu", "trainer=gpu", "trainer.accelerator=cuda"])
+def test_a_gpu_asked_for_on_a_machine_without_one_points_to_trainer_cpu(train_with, tmp_path, override):
+    with pytest.raises(ValueError, match=r"trainer.accelerator='(gpu|cuda)' asks for a GPU and this machine has none.*"
+                                         r"use trainer=cpu"):
+        train_with(*[o for o in TINY if o != "trainer=cpu"], override)
+    assert not (tmp_path / "run.json").exists()

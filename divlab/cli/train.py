@@ -32,6 +32,8 @@ from divlab.validation import check_int, check_positive
 log = logging.getLogger("divlab.train")
 # Groups whose choice on the command line makes a run no longer the experiment preset it started from.
 RUN_DEFINING_GROUPS = ("data", "model", "networks", "study_member")
+# The seeds numpy (and so `seed_everything`) accepts are 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
 # The conventional exit status of a process stopped by a signal: 128 + the signal's number.
 EXIT_SIGTERM, EXIT_SIGINT = 128 + signal.SIGTERM, 128 + signal.SIGINT
 
@@ -40,7 +42,7 @@ def validate(cfg: DictConfig) -> None:
     """Fail before anything is built or written, naming the key, the bad value and what would work."""
     if cfg.get("seed") is not None:
         with open_dict(cfg):
-            cfg.seed = check_int("seed", cfg.seed)
+            cfg.seed = check_int("seed", cfg.seed, minimum=0, maximum=MAX_SEED)
     trainer = cfg.trainer
     if cfg.get("train", True):
         if trainer.get("max_epochs") is not None and trainer.max_epochs != -1:
@@ -49,10 +51,22 @@ def validate(cfg: DictConfig) -> None:
             check_int("trainer.max_steps", trainer.max_steps, minimum=1)
     if trainer.get("log_every_n_steps") is not None:
         check_int("trainer.log_every_n_steps", trainer.log_every_n_steps, minimum=1)
+    check_accelerator_is_present(trainer.get("accelerator"))
     for key, node in _optimizers(cfg.get("model") or {}, "model"):
         if node.get("lr") is not None:
             check_positive(f"{key}.lr", node.lr)
     check_divergence_is_read(cfg)
+
+
+def check_accelerator_is_present(accelerator) -> None:
+    """A GPU asked for (`trainer=gpu`, `trainer.accelerator=gpu|cuda|mps`) must be there: Lightning would only say
+    'No supported gpu backend found!'."""
+    present = {"gpu": torch.cuda.is_available() or torch.backends.mps.is_available(),
+               "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if str(accelerator) in present and not present[str(accelerator)]:
+        raise ValueError(f"trainer.accelerator={accelerator!r} asks for a GPU and this machine has none that torch can "
+                         f"use (torch {torch.__version__}: CUDA available: {torch.cuda.is_available()}); use trainer=cpu "
+                         "(or trainer.accelerator=cpu or auto)")
 
 
 def _optimizers(node, prefix: str):
