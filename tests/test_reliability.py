@@ -725,11 +725,31 @@ def test_a_policy_checkpoint_that_fails_to_load_is_named_with_its_key(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("seed=-1", "seed must be >= 0, got -1"),
     (f"seed={2**32}", f"seed must be <= {2**32 - 1}, got {2**32}"),
+    ("callbacks.model_checkpoint.monitor=val/nlll",
+     r"callbacks.model_checkpoint.monitor='val/nlll' is logged by nothing in this run: the model \(VAE\) logs "
+     r"val/loss, val/kl .*did you mean val/nll\?"),
 ])
 def test_the_last_unclear_bad_values_are_named_before_anything_is_written(train_with, tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         train_with(*TINY, override)
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_monitors_are_checked_against_what_the_model_and_callbacks_declare():
+    # the classes stand for their instances here: only their declared validation_metrics are read
+    from divlab.callbacks.likelihood import LikelihoodEvaluator
+    from divlab.callbacks.periodic import check_monitors_are_logged
+    from divlab.lightning_modules.autoregressive import AutoregressiveModel
+    from divlab.lightning_modules.reward_model import RewardModel
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+    check_monitors_are_logged([ModelCheckpoint(monitor="val/bpc"), LikelihoodEvaluator()], AutoregressiveModel)
+    check_monitors_are_logged([ModelCheckpoint(monitor="val/reward_model_accuracy")], RewardModel)
+    check_monitors_are_logged([ModelCheckpoint(monitor="train/loss")], RewardModel)  # train/ metrics: not checked
+    with pytest.raises(ValueError, match=r"monitor='val/acuracy' is logged by nothing.*logs val/loss, "
+                                         r"val/reward_model_accuracy.*did you mean val/reward_model_accuracy\?"):
+        check_monitors_are_logged([ModelCheckpoint(monitor="val/acuracy")], RewardModel)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from divlab.callbacks.periodic import check_monitors_are_logged
 from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
 from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
 from divlab.callbacks.rank_noise import DistinctNoisePerRank
@@ -179,6 +180,8 @@ def run(cfg: DictConfig) -> dict:
                        resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step,
                        config_changes=config_changes)
     callbacks, loggers = callbacks_and_loggers(cfg, cfg.get("seed"))
+    if cfg.get("train", True):
+        check_monitors_are_logged(callbacks, model)
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
