@@ -759,3 +759,23 @@ def test_a_gpu_asked_for_on_a_machine_without_one_points_to_trainer_cpu(train_wi
                                          r"use trainer=cpu"):
         train_with(*[o for o in TINY if o != "trainer=cpu"], override)
     assert not (tmp_path / "run.json").exists()
+
+
+def test_an_unwritable_run_directory_is_named_with_its_key(tmp_path):
+    from divlab.cli.hydra_app import run_once
+    from divlab.cli.train import sweep_objective
+
+    (tmp_path / "a_file").write_text("")
+    run_dir = tmp_path / "a_file" / "run"
+    with pytest.raises(SystemExit, match=rf"hydra.run.dir='{run_dir}' cannot be the output directory: Not a "
+                                         r"directory.*choose a directory you can write to") as stop:
+        run_once(sweep_objective, "train", [*TINY, f"hydra.run.dir={run_dir}"])
+    assert stop.value.code != 0
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc")
+def test_a_run_directory_under_proc_is_named_with_its_key():
+    from divlab.cli.writable_run_dir import UnwritableDirectory, check_writable_directory
+
+    with pytest.raises(UnwritableDirectory, match=r"hydra.run.dir='/proc/divlab-run' cannot be the output directory"):
+        check_writable_directory("hydra.run.dir", "/proc/divlab-run")
