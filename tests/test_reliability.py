@@ -779,3 +779,13 @@ def test_a_run_directory_under_proc_is_named_with_its_key():
 
     with pytest.raises(UnwritableDirectory, match=r"hydra.run.dir='/proc/divlab-run' cannot be the output directory"):
         check_writable_directory("hydra.run.dir", "/proc/divlab-run")
+
+
+def test_conv_networks_on_points_suggest_networks_mlp(train_with, tmp_path):
+    # the default experiment's networks are conv: a GAN on ring8 without networks=mlp
+    with pytest.raises((ValueError, InstantiationException), match=r"DCGAN \(networks=conv\) needs image data.*"
+                                                                   r"got \(2,\); .*use networks=mlp"):
+        train_with("data=ring8", "model=gan", "divergence=js", "debug=tiny", "trainer=cpu", "logger=csv")
+    with pytest.raises((ValueError, InstantiationException), match=r"ConvEncoder \(networks=conv\).*networks=mlp"):
+        train_with("data=ring8", "model=vae", "debug=tiny", "trainer=cpu", "logger=csv")
+    assert not (tmp_path / "run.json").exists()
