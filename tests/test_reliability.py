@@ -789,3 +789,17 @@ def test_conv_networks_on_points_suggest_networks_mlp(train_with, tmp_path):
     with pytest.raises((ValueError, InstantiationException), match=r"ConvEncoder \(networks=conv\).*networks=mlp"):
         train_with("data=ring8", "model=vae", "debug=tiny", "trainer=cpu", "logger=csv")
     assert not (tmp_path / "run.json").exists()
+
+
+def test_a_nan_before_any_checkpoint_says_none_exists(train_with, tmp_path, monkeypatch):
+    from divlab.callbacks.nan_guard import NonFiniteError
+
+    _stop_at(monkeypatch, 1, lambda loss: loss * float("nan"))
+    with pytest.raises(NonFiniteError, match="with no checkpoint written yet") as error:
+        train_with(*TINY)
+    assert "keeping the last finite checkpoint" not in str(error.value)
+    assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
+    monkeypatch.undo()
+    _stop_at(monkeypatch, 4, lambda loss: loss * float("nan"))
+    with pytest.raises(NonFiniteError, match=r"keeping the last finite checkpoint \(.*checkpoints/.*\.ckpt\)"):
+        train_with(*TINY, "trainer.max_epochs=2", out=tmp_path / "later")
