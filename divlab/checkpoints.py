@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from divlab.atomic_files import atomic_write
+from divlab.atomic_files import atomic_write, temporaries
 from divlab.deferred_signals import signals_deferred
 from divlab.tracking.run_record import read_run_record_or_none
 
@@ -144,6 +144,20 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, gr
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path!r} does not exist; pass a .ckpt file, 'last' or null")
     return path, check_readable(path, RESUME_KEYS)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary checkpoint files (`.<name>.ckpt.<random>.tmp`, AtomicCheckpointIO's naming) that a run
+    killed while writing a checkpoint left in `directory`; called before training starts, when no write of this run
+    is under way. Returns the files removed."""
+    removed = []
+    for path in temporaries(directory, "*.ckpt") if Path(directory).is_dir() else []:
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.warning("removed %d temporary checkpoint file(s) that a killed write left: %s", len(removed),
+                    ", ".join(p.name for p in removed))
+    return removed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -7,7 +7,8 @@ Each trial trains a small VAE on ring8 (100 steps, a checkpoint event every 5 st
 reruns it to the end and prints one line; then the totals: trials, resumed at the right step (the newest
 readable checkpoint at the kill), same W&B id (every offline folder and run.json), history rows lost (a step
 1..100 of `train/loss` missing from run.json or from the merged W&B history) and duplicated (a step twice in
-run.json, or a W&B row whose value is not the resumed trajectory's).
+run.json, or a W&B row whose value is not the resumed trajectory's); and what the reruns left in `checkpoints/`:
+temporary files of killed writes, and epoch checkpoints beyond the one save_top_k=1 keeps.
 """
 import argparse
 import json
@@ -89,6 +90,10 @@ def trial(index: int, root: Path, rng: random.Random) -> dict:
         "resumed_from_step": attempt.get("resume_step"), "expected_step": expected,
         "right_step": attempt.get("resume_step") == expected, "same_id": ids == {(record["wandb"] or {}).get("id")},
         "lost": lost, "duplicated": duplicated,
+        # what the rerun left in checkpoints/: a killed write's temporary file, or more epoch checkpoints than
+        # save_top_k=1 keeps (one from the killed attempt's future)
+        "temporaries_left": len(list((out / "checkpoints").glob(".*.tmp"))),
+        "stale_checkpoints": max(0, len(list((out / "checkpoints").glob("epoch*.ckpt"))) - 1),
     }
     print(json.dumps(result), flush=True)
     return result
@@ -110,6 +115,8 @@ def main() -> None:
           f"same W&B id: {sum(r['same_id'] for r in results)}/{len(results)}  "
           f"history rows lost: {sum(r['lost'] for r in results)}  duplicated: {sum(r['duplicated'] for r in results)}  "
           f"wall time: {time.monotonic() - start:.0f} s")
+    print(f"temporary files left after the rerun: {sum(r['temporaries_left'] for r in results)}  "
+          f"stale epoch checkpoints: {sum(r['stale_checkpoints'] for r in results)}")
 
 
 if __name__ == "__main__":

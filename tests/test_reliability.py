@@ -803,3 +803,22 @@ def test_a_nan_before_any_checkpoint_says_none_exists(train_with, tmp_path, monk
     _stop_at(monkeypatch, 4, lambda loss: loss * float("nan"))
     with pytest.raises(NonFiniteError, match=r"keeping the last finite checkpoint \(.*checkpoints/.*\.ckpt\)"):
         train_with(*TINY, "trainer.max_epochs=2", out=tmp_path / "later")
+
+
+def test_a_resume_removes_the_temporary_file_of_a_write_killed_midway(train_with, tmp_path):
+    from divlab.atomic_files import atomic_write
+
+    train_with(*TINY, "test=false")
+    checkpoints = tmp_path / "checkpoints"
+    # what SIGKILL inside AtomicCheckpointIO's write leaves: the temporary sibling, named by atomic_write
+    writer = atomic_write(checkpoints / "last.ckpt")
+    file = writer.__enter__()
+    file.write(b"\0" * 1_000_000)
+    file.flush()
+    [temporary] = checkpoints.glob(".last.ckpt.*.tmp")
+    unrelated = checkpoints / ".notes.txt.tmp"  # not a checkpoint's temporary: kept
+    unrelated.write_text("mine")
+    train_with(*TINY, "test=false", "trainer.max_epochs=2")
+    assert not temporary.exists() and unrelated.exists()
+    assert record_of(tmp_path)["attempts"][-1]["resume_step"] == 3
+    file.close()

@@ -11,6 +11,7 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -18,7 +19,8 @@ from divlab.callbacks.periodic import check_monitors_are_logged
 from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
 from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
 from divlab.callbacks.rank_noise import DistinctNoisePerRank
-from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
+from divlab.checkpoints import (AtomicCheckpointIO, SaveLast, check_matches, describe, remove_stale_temporaries,
+                                resolve_ckpt_path)
 from divlab.cli.hydra_app import run_command_line
 from divlab.cli.trainer_parts import callbacks_and_loggers
 from divlab.config_dir import config_dir
@@ -185,6 +187,8 @@ def run(cfg: DictConfig) -> dict:
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
+    if rank_zero_only.rank == 0:  # before any write of this run: what is there is a killed run's
+        remove_stale_temporaries(Path(last_dir))
     callbacks += [record, StopPromptlyOnSIGTERM(), SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
     if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
         callbacks.append(SaveLast(last_dir))
