@@ -88,21 +88,26 @@ def check_matches(checkpoint: dict, model: torch.nn.Module, path: Path) -> None:
 
 
 def readable_checkpoints(output_dir: Path) -> tuple[Path | None, dict | None, list[str]]:
-    """The newest checkpoint of `output_dir` that can resume training: `last.ckpt` first, then the others
-    by modification time. Returns (path, checkpoint, reasons the newer ones were skipped)."""
+    """The checkpoint of `output_dir` that can resume training at the latest step: of the readable ones, the one
+    with the highest global step, `last.ckpt` where it ties (a kill between the epoch checkpoint and last.ckpt of one
+    validation leaves the epoch checkpoint ahead, and resuming behind it would leave it stale beside the resumed
+    run's own). Returns (path, checkpoint, reasons the unreadable ones were skipped)."""
     directory = Path(output_dir) / "checkpoints"
     if not directory.is_dir():
         return None, None, []
     others = sorted((p for p in directory.glob("*.ckpt") if p.name != LAST), key=lambda p: p.stat().st_mtime,
                     reverse=True)
     candidates = ([directory / LAST] if (directory / LAST).is_file() else []) + others
-    skipped = []
+    found, checkpoint, skipped = None, None, []
     for path in candidates:
         try:
-            return path, check_readable(path, RESUME_KEYS), skipped
+            candidate = check_readable(path, RESUME_KEYS)
         except CheckpointError as error:
             skipped.append(str(error))
-    return None, None, skipped
+            continue
+        if checkpoint is None or int(candidate["global_step"]) > int(checkpoint["global_step"]):
+            found, checkpoint = path, candidate
+    return found, checkpoint, skipped
 
 
 def latest_sibling_checkpoint(log_dir: Path, group: str, config: dict) -> Path | None:
@@ -127,7 +132,8 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, gr
             raise CheckpointError(f"no usable checkpoint in {Path(output_dir) / 'checkpoints'} (kept as it is): "
                                   + "; ".join(skipped))
         if skipped:
-            log.warning("resuming from %s, the newest readable checkpoint; skipped: %s", found, "; ".join(skipped))
+            log.warning("resuming from %s, the readable checkpoint at the latest step; skipped: %s", found,
+                        "; ".join(skipped))
         if found is None and ckpt_path == "last":
             found = latest_sibling_checkpoint(log_dir, group, config or {})
             if found is None:

@@ -4,8 +4,8 @@ command in the same output directory, and check that nothing was lost:
     python scripts/fault_injection.py --trials 10 --out /tmp/fault_injection
 
 Each trial trains a small VAE on ring8 (100 steps, a checkpoint event every 5 steps, W&B offline), kills it once,
-reruns it to the end and prints one line; then the totals: trials, resumed at the right step (the newest
-readable checkpoint at the kill), same W&B id (every offline folder and run.json), history rows lost (a step
+reruns it to the end and prints one line; then the totals: trials, resumed at the right step (the readable
+checkpoint at the latest step at the kill), same W&B id (every offline folder and run.json), history rows lost (a step
 1..100 of `train/loss` missing from run.json or from the merged W&B history) and duplicated (a step twice in
 run.json, or a W&B row whose value is not the resumed trajectory's); and what the reruns left in `checkpoints/`:
 temporary files of killed writes, and epoch checkpoints beyond the one save_top_k=1 keeps.

@@ -822,3 +822,22 @@ def test_a_resume_removes_the_temporary_file_of_a_write_killed_midway(train_with
     assert not temporary.exists() and unrelated.exists()
     assert record_of(tmp_path)["attempts"][-1]["resume_step"] == 3
     file.close()
+
+
+def test_a_resume_after_a_kill_between_the_epoch_checkpoint_and_last_leaves_no_stale_checkpoint(train_with, tmp_path):
+    import shutil
+
+    checkpoints = tmp_path / "checkpoints"
+    train_with(*TINY, "test=false")
+    shutil.copy2(checkpoints / "last.ckpt", tmp_path / "last_at_3.ckpt")
+    train_with(*TINY, "test=false", "trainer.max_epochs=2")
+    # killed after the validation at step 6 wrote its epoch checkpoint, before it wrote last.ckpt
+    shutil.copy(tmp_path / "last_at_3.ckpt", checkpoints / "last.ckpt")
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 3
+    ahead = [p.name for p in checkpoints.glob("epoch*.ckpt")]
+    assert len(ahead) == 1 and torch.load(checkpoints / ahead[0], weights_only=True)["global_step"] == 6
+    train_with(*TINY, "test=false", "trainer.max_epochs=3")
+    assert record_of(tmp_path)["attempts"][-1]["resume_step"] == 6
+    names = sorted(p.name for p in checkpoints.glob("*.ckpt"))
+    assert len(names) == 2 and "last.ckpt" in names, names  # save_top_k=1: the best and last.ckpt, nothing stale
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 9
