@@ -34,7 +34,7 @@ def config_changes(saved: dict, now: dict) -> dict[str, tuple]:
     """{dotted key: (saved value, value now)} for every key of `data`, `model` and `seed` that differs between
     a run's saved resolved config and the one composed now (a key present in one only: the other is
     `"<absent>"`); keys in NOT_COMPARED are left out."""
-    before, after = (_flatten(_plain(config), "")  for config in (saved, now))
+    before, after = (_flatten(_plain(config), "") for config in (saved, now))
     changes = {}
     for key in sorted(before.keys() | after.keys()):
         if key.rsplit(".", 1)[-1] in NOT_COMPARED:

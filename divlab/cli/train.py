@@ -68,8 +68,8 @@ def check_accelerator_is_present(accelerator) -> None:
                "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if str(accelerator) in present and not present[str(accelerator)]:
         raise ValueError(f"trainer.accelerator={accelerator!r} asks for a GPU and this machine has none that torch can "
-                         f"use (torch {torch.__version__}: CUDA available: {torch.cuda.is_available()}); use trainer=cpu "
-                         "(or trainer.accelerator=cpu or auto)")
+                         f"use (torch {torch.__version__}: CUDA available: {torch.cuda.is_available()}); "
+                         "use trainer=cpu (or trainer.accelerator=cpu or auto)")
 
 
 def _optimizers(node, prefix: str):
