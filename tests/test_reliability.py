@@ -667,6 +667,15 @@ def test_a_rerun_on_other_data_is_refused_by_key_and_a_deliberate_one_is_recorde
     assert record["config"]["data"]["n_train"] == 2000
 
 
+def test_a_rerun_of_a_run_that_never_trained_may_fix_its_settings(train_with, tmp_path):
+    # e.g. an alignment run whose setup step wrote run.json, then stopped on a bad data setting: the fixed rerun runs
+    (tmp_path / "run.json").write_text(json.dumps({"status": "failed", "global_step": 0, "history": {}, "seed": 0,
+                                                   "config": {"seed": 0, "data": {"n_train": 1}}}))
+    train_with(*TINY, "test=false")
+    record = record_of(tmp_path)
+    assert record["status"] == "completed" and record["config"]["data"]["n_train"] == 50000
+
+
 def _system_payload(marker: Path):
     class RunsAShellCommand:
         def __reduce__(self):

@@ -147,8 +147,10 @@ def run(cfg: DictConfig) -> dict:
     config_changes = {}
     if previous:
         check_same_run(previous, cfg, output_dir)
-        config_changes = check_resume_config(previous.get("config") or {}, OmegaConf.to_container(cfg, resolve=True),
-                                             (cfg.get("resume") or {}).get("allow_config_change"), output_dir)
+        if previous.get("global_step") or previous.get("history"):  # it trained: continue it on its own settings only
+            config_changes = check_resume_config(previous.get("config") or {},
+                                                 OmegaConf.to_container(cfg, resolve=True),
+                                                 (cfg.get("resume") or {}).get("allow_config_change"), output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
