@@ -9,6 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def temporaries(directory, pattern: str = "*") -> list[Path]:
+    """The temporary files `atomic_write` left in `directory` for targets named like `pattern` (a glob): a write
+    killed with SIGKILL (or a power cut) leaves its `.<name>.<random>.tmp` behind."""
+    return sorted(Path(directory).glob(f".{pattern}.*{TEMPORARY_SUFFIX}"))
+
+
 @contextmanager
 def atomic_write(path, mode: str = "wb", fsync: bool = False):
     """`with atomic_write(path) as file: ...` writes `file` to a temporary sibling and renames it to `path` when
@@ -16,7 +25,7 @@ def atomic_write(path, mode: str = "wb", fsync: bool = False):
     `fsync`: flush to disk before the rename, so the new file also survives a power cut."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         umask = os.umask(0)
         os.umask(umask)

@@ -4,6 +4,7 @@ Every load is `torch.load(weights_only=True)`: a checkpoint holds tensors and pl
 that asks to build anything else (a pickled payload) is refused before a single byte of it runs.
 """
 import logging
+import pickle
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from divlab.atomic_files import atomic_write
+from divlab.atomic_files import atomic_write, temporaries
 from divlab.deferred_signals import signals_deferred
 from divlab.tracking.run_record import read_run_record_or_none
 
@@ -30,15 +31,31 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 -- any failure means the file is unusable
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if unsafe:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} refused: it asks to run {unsafe.group(1)} when loaded, and divlab "
-                "loads checkpoints with weights_only=True (tensors and plain containers only); divlab never "
-                "writes such files, so it was not written by a divlab run or was tampered with"
-            ) from None
-        first_line = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-        raise CheckpointError(f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}: {first_line})") from None
+        raise CheckpointError(refusal(path, error)) from None
+
+
+# The name of the global a weights-only load refused, in any of torch's wordings ("Unsupported global: GLOBAL io.open
+# was not an allowed global", "Trying to load unsupported GLOBAL posix.system whose module posix is blocked").
+REFUSED_GLOBAL = re.compile(r"\bGLOBAL\s+([A-Za-z_][\w.]*)")
+# torch's advice around the reason, which must not be what a user reads: it suggests loading the file unsafely.
+TORCH_ADVICE = ("weights only load failed", "weights_only", "check the documentation", "please file an issue",
+                "(2) alternatively", "do those steps only")
+
+
+def refusal(path: Path, error: Exception) -> str:
+    """Why `torch.load(path, weights_only=True)` raised `error`, in divlab's words: a file that asks to run code
+    (the weights-only unpickler refused one of its globals) is said to be refused and not loaded; any other
+    failure, unreadable, with torch's reason and without its advice to load the file with weights_only=False."""
+    text = str(error)
+    unsafe = REFUSED_GLOBAL.search(text) if isinstance(error, pickle.UnpicklingError) else None
+    if unsafe:
+        return (f"checkpoint {str(path)!r} refused, not loaded: it asks to run {unsafe.group(1)} when loaded. divlab "
+                "loads checkpoints with weights_only=True (tensors and plain containers only) and never writes "
+                "such files, so it was not written by a divlab run or was tampered with; do not load it otherwise")
+    lines = [line.strip() for line in re.split(r"[\n\t]+", text) if line.strip()]
+    reasons = [line for line in lines if not any(advice in line.lower() for advice in TORCH_ADVICE)]
+    reason = (reasons or lines or [""])[0].removeprefix("WeightsUnpickler error: ")[:200]
+    return f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}: {reason})"
 
 
 def check_readable(path: Path, keys: tuple[str, ...] = ("state_dict",)) -> dict:
@@ -71,21 +88,26 @@ def check_matches(checkpoint: dict, model: torch.nn.Module, path: Path) -> None:
 
 
 def readable_checkpoints(output_dir: Path) -> tuple[Path | None, dict | None, list[str]]:
-    """The newest checkpoint of `output_dir` that can resume training: `last.ckpt` first, then the others
-    by modification time. Returns (path, checkpoint, reasons the newer ones were skipped)."""
+    """The checkpoint of `output_dir` that can resume training at the latest step: of the readable ones, the one
+    with the highest global step, `last.ckpt` where it ties (a kill between the epoch checkpoint and last.ckpt of one
+    validation leaves the epoch checkpoint ahead, and resuming behind it would leave it stale beside the resumed
+    run's own). Returns (path, checkpoint, reasons the unreadable ones were skipped)."""
     directory = Path(output_dir) / "checkpoints"
     if not directory.is_dir():
         return None, None, []
     others = sorted((p for p in directory.glob("*.ckpt") if p.name != LAST), key=lambda p: p.stat().st_mtime,
                     reverse=True)
     candidates = ([directory / LAST] if (directory / LAST).is_file() else []) + others
-    skipped = []
+    found, checkpoint, skipped = None, None, []
     for path in candidates:
         try:
-            return path, check_readable(path, RESUME_KEYS), skipped
+            candidate = check_readable(path, RESUME_KEYS)
         except CheckpointError as error:
             skipped.append(str(error))
-    return None, None, skipped
+            continue
+        if checkpoint is None or int(candidate["global_step"]) > int(checkpoint["global_step"]):
+            found, checkpoint = path, candidate
+    return found, checkpoint, skipped
 
 
 def latest_sibling_checkpoint(log_dir: Path, group: str, config: dict) -> Path | None:
@@ -110,7 +132,8 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, gr
             raise CheckpointError(f"no usable checkpoint in {Path(output_dir) / 'checkpoints'} (kept as it is): "
                                   + "; ".join(skipped))
         if skipped:
-            log.warning("resuming from %s, the newest readable checkpoint; skipped: %s", found, "; ".join(skipped))
+            log.warning("resuming from %s, the readable checkpoint at the latest step; skipped: %s", found,
+                        "; ".join(skipped))
         if found is None and ckpt_path == "last":
             found = latest_sibling_checkpoint(log_dir, group, config or {})
             if found is None:
@@ -127,6 +150,20 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, gr
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path!r} does not exist; pass a .ckpt file, 'last' or null")
     return path, check_readable(path, RESUME_KEYS)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary checkpoint files (`.<name>.ckpt.<random>.tmp`, AtomicCheckpointIO's naming) that a run
+    killed while writing a checkpoint left in `directory`; called before training starts, when no write of this run
+    is under way. Returns the files removed."""
+    removed = []
+    for path in temporaries(directory, "*.ckpt") if Path(directory).is_dir() else []:
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.warning("removed %d temporary checkpoint file(s) that a killed write left: %s", len(removed),
+                    ", ".join(p.name for p in removed))
+    return removed
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -33,14 +33,16 @@ def check_positive(name: str, value, allow_zero: bool = False):
     return value
 
 
-def check_int(name: str, value, minimum: int | None = None):
-    """`value` as an int (a whole number given as text is accepted: `seed=7`), at least `minimum`."""
+def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None):
+    """`value` as an int (a whole number given as text is accepted: `seed=7`), at least `minimum`, at most `maximum`."""
     if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return value
 
 

@@ -4,10 +4,11 @@ command in the same output directory, and check that nothing was lost:
     python scripts/fault_injection.py --trials 10 --out /tmp/fault_injection
 
 Each trial trains a small VAE on ring8 (100 steps, a checkpoint event every 5 steps, W&B offline), kills it once,
-reruns it to the end and prints one line; then the totals: trials, resumed at the right step (the newest
-readable checkpoint at the kill), same W&B id (every offline folder and run.json), history rows lost (a step
+reruns it to the end and prints one line; then the totals: trials, resumed at the right step (the readable
+checkpoint at the latest step at the kill), same W&B id (every offline folder and run.json), history rows lost (a step
 1..100 of `train/loss` missing from run.json or from the merged W&B history) and duplicated (a step twice in
-run.json, or a W&B row whose value is not the resumed trajectory's).
+run.json, or a W&B row whose value is not the resumed trajectory's); and what the reruns left in `checkpoints/`:
+temporary files of killed writes, and epoch checkpoints beyond the one save_top_k=1 keeps.
 """
 import argparse
 import json
@@ -31,7 +32,7 @@ COMMAND = [
     "experiment=vae_ring8", "trainer=cpu", "logger=wandb", "test=false", "trainer.max_epochs=5",
     "+trainer.limit_train_batches=20", "+trainer.val_check_interval=5", "+trainer.limit_val_batches=1",
     "trainer.log_every_n_steps=1", "+trainer.enable_progress_bar=false", "~callbacks.progress_bar",
-    "callbacks.model_checkpoint.monitor=val/loss", "~callbacks.samples", "~callbacks.toy_metrics", "~callbacks.image_metrics", "~callbacks.likelihood",
+    "callbacks.model_checkpoint.monitor=val/loss", "callbacks.samples=null", "~callbacks.toy_metrics", "~callbacks.image_metrics", "~callbacks.likelihood",
 ]
 
 
@@ -89,6 +90,10 @@ def trial(index: int, root: Path, rng: random.Random) -> dict:
         "resumed_from_step": attempt.get("resume_step"), "expected_step": expected,
         "right_step": attempt.get("resume_step") == expected, "same_id": ids == {(record["wandb"] or {}).get("id")},
         "lost": lost, "duplicated": duplicated,
+        # what the rerun left in checkpoints/: a killed write's temporary file, or more epoch checkpoints than
+        # save_top_k=1 keeps (one from the killed attempt's future)
+        "temporaries_left": len(list((out / "checkpoints").glob(".*.tmp"))),
+        "stale_checkpoints": max(0, len(list((out / "checkpoints").glob("epoch*.ckpt"))) - 1),
     }
     print(json.dumps(result), flush=True)
     return result
@@ -110,6 +115,8 @@ def main() -> None:
           f"same W&B id: {sum(r['same_id'] for r in results)}/{len(results)}  "
           f"history rows lost: {sum(r['lost'] for r in results)}  duplicated: {sum(r['duplicated'] for r in results)}  "
           f"wall time: {time.monotonic() - start:.0f} s")
+    print(f"temporary files left after the rerun: {sum(r['temporaries_left'] for r in results)}  "
+          f"stale epoch checkpoints: {sum(r['stale_checkpoints'] for r in results)}")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_payload_checkpoint_is_refused_and_its_code_never_runs(train_with, tmp_p
     marker = tmp_path.parent / f"pwned-{where}"
     ckpt = write_payload(tmp_path / "checkpoints" / "last.ckpt", marker)
     overrides = [*TINY] + ([f"ckpt_path={ckpt}"] if where == "explicit" else [])
-    with pytest.raises(ValueError, match="refused: it asks to run io.open"):
+    with pytest.raises(ValueError, match="refused, not loaded: it asks to run io.open"):
         train_with(*overrides)
     assert not marker.exists()
     assert not (tmp_path / "run.json").exists()
@@ -134,7 +134,7 @@ def test_rerun_appends_history_and_a_failing_rerun_leaves_everything_as_it_was(t
     with pytest.raises(ValueError, match="holds a run of model divlab.lightning_modules.vae.VAE, not .*GAN"):
         train_with("experiment=gan_ring8", "debug=tiny", "trainer=cpu", "logger=csv")
     with pytest.raises(ValueError, match="written by a different model"):  # same family, other network shapes
-        train_with(*TINY, "model.latent_dim=7")
+        train_with(*TINY, "model.latent_dim=7", "resume.allow_config_change=[model.latent_dim]")
     assert snapshot(tmp_path) == before
 
     train_with(*TINY, "trainer.max_epochs=2")  # the finished command again: appends, keeps the history
@@ -622,3 +622,231 @@ def test_the_record_times_evaluation_and_not_training(tmp_path):
     record.finish("completed")
     seconds = json.loads((tmp_path / "run.json").read_text())["attempts"][-1]["evaluation_seconds"]
     assert 0.6 + 0.4 + 0.2 <= seconds < 1.2 + 0.5  # counting one training step would pass 1.7
+
+
+# 48. No silent resume onto other settings; refusals that read as refusals; the last unclear bad inputs -------------
+
+def test_config_changes_name_what_is_learned_from_and_leave_budget_paths_and_loggers_out():
+    from divlab.resume_config import check_resume_config, config_changes
+
+    saved = {"seed": 0, "data": {"n_train": 2000, "data_dir": "/a", "num_workers": 0, "batch_size": 64},
+             "model": {"beta": 1.0, "optimizer": {"lr": 1e-3, "betas": [0.9, 0.99]}, "sample_chunk": None},
+             "trainer": {"max_epochs": 10}, "logger": {"csv": {}}, "paths": {"output_dir": "/x"}, "ckpt_path": None}
+    now = {"seed": 1, "data": {"n_train": 50000, "data_dir": "/b", "num_workers": 4, "batch_size": 64},
+           "model": {"beta": 1.0, "optimizer": {"lr": 1e-3, "betas": (0.9, 0.999)}, "sample_chunk": 256, "new": 1},
+           "trainer": {"max_epochs": 20, "max_steps": 5}, "logger": {"wandb": {}}, "paths": {"output_dir": "/y"},
+           "ckpt_path": "last", "callbacks": {"likelihood": {"every_n_epochs": 5}}}
+    assert config_changes(saved, now) == {"data.n_train": (2000, 50000), "model.new": ("<absent>", 1),
+                                          "model.optimizer.betas": ([0.9, 0.99], [0.9, 0.999]), "seed": (0, 1)}
+    assert config_changes(saved, {**saved, "trainer": {"max_steps": 100}, "logger": None}) == {}
+    with pytest.raises(ValueError, match=r"data.n_train: 2000 saved, 50000 now.*model.new.*seed: 0 saved, 1 now.*"
+                                         r"new output directory.*resume.allow_config_change=\[data.n_train,model.new,"
+                                         r"model.optimizer.betas,seed\]"):
+        check_resume_config(saved, now, [], Path("/runs/x"))
+    # a key, or the group above it, continues deliberately: the changes come back to be recorded
+    allowed = check_resume_config(saved, now, ["data.n_train", "model", "seed"], Path("/runs/x"))
+    assert set(allowed) == {"data.n_train", "model.new", "model.optimizer.betas", "seed"}
+    with pytest.raises(ValueError, match=r"\(seed: 0 saved, 1 now\).*'resume.allow_config_change=\[data,model,seed\]'"):
+        check_resume_config(saved, now, ["data", "model"], Path("/runs/x"))
+
+
+def test_a_rerun_on_other_data_is_refused_by_key_and_a_deliberate_one_is_recorded(train_with, tmp_path):
+    train_with(*TINY, "test=false")
+    before = snapshot(tmp_path)
+    with pytest.raises(ValueError, match=r"data.n_train: 50000 saved, 2000 now.*"
+                                         r"resume.allow_config_change=\[data.n_train\]"):
+        train_with(*TINY, "test=false", "data.n_train=2000", "trainer.max_epochs=2")
+    with pytest.raises(ValueError, match=r"seed: 0 saved, 3 now"):
+        train_with(*TINY, "test=false", "seed=3")
+    assert snapshot(tmp_path) == before
+    train_with(*TINY, "test=false", "data.n_train=2000", "trainer.max_epochs=2",
+               "resume.allow_config_change=[data.n_train]")
+    record = record_of(tmp_path)
+    assert record["attempts"][-1]["config_changes"] == {"data.n_train": {"saved": 50000, "now": 2000}}
+    assert record["attempts"][-1]["resume_step"] == 3 and "config_changes" not in record["attempts"][0]
+    assert record["config"]["data"]["n_train"] == 2000
+
+
+def test_a_rerun_of_a_run_that_never_trained_may_fix_its_settings(train_with, tmp_path):
+    # e.g. an alignment run whose setup step wrote run.json, then stopped on a bad data setting: the fixed rerun runs
+    (tmp_path / "run.json").write_text(json.dumps({"status": "failed", "global_step": 0, "history": {}, "seed": 0,
+                                                   "config": {"seed": 0, "data": {"n_train": 1}}}))
+    train_with(*TINY, "test=false")
+    record = record_of(tmp_path)
+    assert record["status"] == "completed" and record["config"]["data"]["n_train"] == 50000
+
+
+def _system_payload(marker: Path):
+    class RunsAShellCommand:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    return RunsAShellCommand()
+
+
+def test_a_payload_refusal_says_refused_in_the_installed_torchs_wording(tmp_path):
+    from divlab.checkpoints import CheckpointError, load_checkpoint
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "system.ckpt"
+    torch.save({"state_dict": {}, "x": _system_payload(marker)}, ckpt)
+    with pytest.raises(Exception) as torch_error:  # what the installed torch says of it
+        torch.load(ckpt, weights_only=True)
+    global_name = f"{os.system.__module__}.system"  # posix.system on Linux
+    assert global_name in str(torch_error.value)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(ckpt)
+    message = str(error.value)
+    assert message.startswith(f"checkpoint {str(ckpt)!r} refused, not loaded: it asks to run {global_name}")
+    assert "weights_only` set to `False" not in message and "Re-running" not in message
+    assert not marker.exists()
+    # another error naming a GLOBAL is no refusal: only the weights-only unpickler's is
+    from divlab.checkpoints import refusal
+
+    assert "unreadable (RuntimeError: GLOBAL x.y" in refusal(ckpt, RuntimeError("GLOBAL x.y broke"))
+    # a file weights-only loading cannot read at all: unreadable, with torch's reason and without its advice
+    import pickle
+
+    with open(tmp_path / "pickled.ckpt", "wb") as file:
+        pickle.dump({"a": 1}, file, protocol=4)
+    with pytest.raises(CheckpointError, match=r"is unreadable \(UnpicklingError: Unsupported operand") as error:
+        load_checkpoint(tmp_path / "pickled.ckpt")
+    assert "weights_only` set to `False" not in str(error.value)
+
+
+def test_a_policy_checkpoint_that_fails_to_load_is_named_with_its_key(tmp_path):
+    import hydra
+
+    junk = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    junk.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "x": _system_payload(tmp_path / "pwned")}, junk)
+    config = {"_target_": "divlab.alignment.reference.preference_file", "path": str(tmp_path / "pairs.jsonl"),
+              "policy": {"ckpt_path": str(junk), "data_dir": str(tmp_path)}}
+    with pytest.raises(Exception, match=rf"policy.ckpt_path='{junk}': checkpoint '{junk}' refused, not loaded"):
+        hydra.utils.instantiate(config)
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception, match=rf"policy.ckpt_path='{junk}': checkpoint '{junk}' is unreadable .*"
+                                        "leave policy.ckpt_path null"):
+        hydra.utils.instantiate(config)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=-1", "seed must be >= 0, got -1"),
+    (f"seed={2**32}", f"seed must be <= {2**32 - 1}, got {2**32}"),
+    ("callbacks.model_checkpoint.monitor=val/nlll",
+     r"callbacks.model_checkpoint.monitor='val/nlll' is logged by nothing in this run: the model \(VAE\) logs "
+     r"val/loss, val/kl .*did you mean val/nll\?"),
+])
+def test_the_last_unclear_bad_values_are_named_before_anything_is_written(train_with, tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        train_with(*TINY, override)
+    assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
+
+
+def test_monitors_are_checked_against_what_the_model_and_callbacks_declare():
+    # the classes stand for their instances here: only their declared validation_metrics are read
+    from divlab.callbacks.likelihood import LikelihoodEvaluator
+    from divlab.callbacks.periodic import check_monitors_are_logged
+    from divlab.lightning_modules.autoregressive import AutoregressiveModel
+    from divlab.lightning_modules.reward_model import RewardModel
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+    check_monitors_are_logged([ModelCheckpoint(monitor="val/bpc"), LikelihoodEvaluator()], AutoregressiveModel)
+    check_monitors_are_logged([ModelCheckpoint(monitor="val/reward_model_accuracy")], RewardModel)
+    check_monitors_are_logged([ModelCheckpoint(monitor="train/loss")], RewardModel)  # train/ metrics: not checked
+    with pytest.raises(ValueError, match=r"monitor='val/acuracy' is logged by nothing.*logs val/loss, "
+                                         r"val/reward_model_accuracy.*did you mean val/reward_model_accuracy\?"):
+        check_monitors_are_logged([ModelCheckpoint(monitor="val/acuracy")], RewardModel)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("override", ["trainer.accelerator=gpu", "trainer=gpu", "trainer.accelerator=cuda"])
+def test_a_gpu_asked_for_on_a_machine_without_one_points_to_trainer_cpu(train_with, tmp_path, override):
+    with pytest.raises(ValueError, match=r"trainer.accelerator='(gpu|cuda)' asks for a GPU and this machine has none.*"
+                                         r"use trainer=cpu"):
+        train_with(*[o for o in TINY if o != "trainer=cpu"], override)
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_an_unwritable_run_directory_is_named_with_its_key(tmp_path):
+    from divlab.cli.hydra_app import run_once
+    from divlab.cli.train import sweep_objective
+
+    (tmp_path / "a_file").write_text("")
+    run_dir = tmp_path / "a_file" / "run"
+    with pytest.raises(SystemExit, match=rf"hydra.run.dir='{run_dir}' cannot be the output directory: Not a "
+                                         r"directory.*choose a directory you can write to") as stop:
+        run_once(sweep_objective, "train", [*TINY, f"hydra.run.dir={run_dir}"])
+    assert stop.value.code != 0
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc")
+def test_a_run_directory_under_proc_is_named_with_its_key():
+    from divlab.cli.writable_run_dir import UnwritableDirectory, check_writable_directory
+
+    with pytest.raises(UnwritableDirectory, match=r"hydra.run.dir='/proc/divlab-run' cannot be the output directory"):
+        check_writable_directory("hydra.run.dir", "/proc/divlab-run")
+
+
+def test_conv_networks_on_points_suggest_networks_mlp(train_with, tmp_path):
+    # the default experiment's networks are conv: a GAN on ring8 without networks=mlp
+    with pytest.raises((ValueError, InstantiationException), match=r"DCGAN \(networks=conv\) needs image data.*"
+                                                                   r"got \(2,\); .*use networks=mlp"):
+        train_with("data=ring8", "model=gan", "divergence=js", "debug=tiny", "trainer=cpu", "logger=csv")
+    with pytest.raises((ValueError, InstantiationException), match=r"ConvEncoder \(networks=conv\).*networks=mlp"):
+        train_with("data=ring8", "model=vae", "debug=tiny", "trainer=cpu", "logger=csv")
+    assert not (tmp_path / "run.json").exists()
+
+
+def test_a_nan_before_any_checkpoint_says_none_exists(train_with, tmp_path, monkeypatch):
+    from divlab.callbacks.nan_guard import NonFiniteError
+
+    _stop_at(monkeypatch, 1, lambda loss: loss * float("nan"))
+    with pytest.raises(NonFiniteError, match="with no checkpoint written yet") as error:
+        train_with(*TINY)
+    assert "keeping the last finite checkpoint" not in str(error.value)
+    assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
+    monkeypatch.undo()
+    _stop_at(monkeypatch, 4, lambda loss: loss * float("nan"))
+    with pytest.raises(NonFiniteError, match=r"keeping the last finite checkpoint \(.*checkpoints/.*\.ckpt\)"):
+        train_with(*TINY, "trainer.max_epochs=2", out=tmp_path / "later")
+
+
+def test_a_resume_removes_the_temporary_file_of_a_write_killed_midway(train_with, tmp_path):
+    from divlab.atomic_files import atomic_write
+
+    train_with(*TINY, "test=false")
+    checkpoints = tmp_path / "checkpoints"
+    # what SIGKILL inside AtomicCheckpointIO's write leaves: the temporary sibling, named by atomic_write
+    writer = atomic_write(checkpoints / "last.ckpt")
+    file = writer.__enter__()
+    file.write(b"\0" * 1_000_000)
+    file.flush()
+    [temporary] = checkpoints.glob(".last.ckpt.*.tmp")
+    unrelated = checkpoints / ".notes.txt.tmp"  # not a checkpoint's temporary: kept
+    unrelated.write_text("mine")
+    train_with(*TINY, "test=false", "trainer.max_epochs=2")
+    assert not temporary.exists() and unrelated.exists()
+    assert record_of(tmp_path)["attempts"][-1]["resume_step"] == 3
+    file.close()
+
+
+def test_a_resume_after_a_kill_between_the_epoch_checkpoint_and_last_leaves_no_stale_checkpoint(train_with, tmp_path):
+    import shutil
+
+    checkpoints = tmp_path / "checkpoints"
+    train_with(*TINY, "test=false")
+    shutil.copy2(checkpoints / "last.ckpt", tmp_path / "last_at_3.ckpt")
+    train_with(*TINY, "test=false", "trainer.max_epochs=2")
+    # killed after the validation at step 6 wrote its epoch checkpoint, before it wrote last.ckpt
+    shutil.copy(tmp_path / "last_at_3.ckpt", checkpoints / "last.ckpt")
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 3
+    ahead = [p.name for p in checkpoints.glob("epoch*.ckpt")]
+    assert len(ahead) == 1 and torch.load(checkpoints / ahead[0], weights_only=True)["global_step"] == 6
+    train_with(*TINY, "test=false", "trainer.max_epochs=3")
+    assert record_of(tmp_path)["attempts"][-1]["resume_step"] == 6
+    names = sorted(p.name for p in checkpoints.glob("*.ckpt"))
+    assert len(names) == 2 and "last.ckpt" in names, names  # save_top_k=1: the best and last.ckpt, nothing stale
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 9

@@ -17,7 +17,7 @@ import hydra
 import torch
 
 from divlab.alignment.default_policy import default_policy_checkpoint, prepare_reference_policy
-from divlab.checkpoints import check_targets
+from divlab.checkpoints import CheckpointError, check_readable, check_targets
 from divlab.datamodules.preferences import PreferenceDataModule
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
 from divlab.tracking.run_record import RUN_FILE
@@ -80,6 +80,12 @@ def _load(ckpt_path: str, data_dir: str) -> ReferencePolicy:
             "(python train.py experiment=char_gpt writes <run>/checkpoints/last.ckpt), or leave "
             "policy.ckpt_path null to use the default reference policy"
         )
+    try:
+        check_readable(path)
+    except CheckpointError as error:
+        raise ValueError(f"policy.ckpt_path={ckpt_path!r}: {error}; pass a checkpoint a sequence-family run wrote "
+                         "(<run>/checkpoints/last.ckpt), or leave policy.ckpt_path null to use the default reference "
+                         "policy") from None
     run_json = path.parent.parent / RUN_FILE
     if not run_json.is_file():
         raise ValueError(f"policy.ckpt_path={ckpt_path!r}: no {RUN_FILE} in {path.parent.parent} to say which "

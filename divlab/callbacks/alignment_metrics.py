@@ -63,6 +63,8 @@ def true_reward_of(policy, prompts: Tensor, max_new_tokens: int, decode, seed: i
 class AlignmentMetrics(L.Callback):
     """`val/true_reward`, `val/kl_to_ref`, `val/ref_true_reward`, text samples and `val/reward_model_accuracy`."""
 
+    name = "alignment"  # its key under callbacks: in the configs
+
     def __init__(self, n_prompts: int = 128, prompt_length: int = 8, completion_length: int = 32,
                  n_texts: int = 8, seed: int = 0):
         for key in ("n_prompts", "prompt_length", "completion_length"):
@@ -71,6 +73,12 @@ class AlignmentMetrics(L.Callback):
         self.n_texts, self.seed = n_texts, seed
         self.prompts = None
         self._reference_reward = None
+
+    # what it logs as val/<name> (checked against checkpoint monitors)
+    metric_names = ("true_reward", "kl_to_ref", "ref_true_reward", "reward_model_accuracy")
+
+    def logs_metric(self, name: str) -> bool:
+        return name in self.metric_names
 
     @staticmethod
     def applies_to(pl_module) -> bool:

@@ -42,6 +42,8 @@ class LikelihoodEvaluator(L.Callback):
     with i, so it is the same at every pass and leaves the draws of the module's own evaluation steps alone.
     """
 
+    name = "likelihood"  # its key under callbacks: in the configs
+
     def __init__(self, max_val_batches: int | None = 2, max_test_batches: int | None = 10, every_n_epochs: int = 1):
         for split, limit in (("val", max_val_batches), ("test", max_test_batches)):
             if limit is not None:
@@ -58,6 +60,12 @@ class LikelihoodEvaluator(L.Callback):
             names = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))
             check_monitors_see_every_validation(trainer, "likelihood", self.every_n_epochs,
                                                 lambda name: name in names)
+
+    # what it may log as <split>/<name>, on some data (checked against checkpoint monitors)
+    metric_names = ("nll", *UNITS.values(), "nll_continuous", "bpd_continuous")
+
+    def logs_metric(self, name: str) -> bool:
+        return name in self.metric_names
 
     def _applies(self, trainer, pl_module) -> bool:
         if hasattr(pl_module, "log_likelihood"):

@@ -1,4 +1,6 @@
 """Stop a run whose losses or weights stop being finite, before a NaN checkpoint replaces a good one."""
+from pathlib import Path
+
 import lightning as L
 import torch
 
@@ -44,8 +46,20 @@ class NonFiniteGuard(L.Callback):
 
     @staticmethod
     def _stop(trainer, what: str) -> None:
+        saved = saved_checkpoints(trainer)
+        kept = (f"keeping the last finite checkpoint ({saved[0]})" if saved else
+                "with no checkpoint written yet (none exists to keep or to resume from)")
         raise NonFiniteError(
             f"non-finite values at global step {trainer.global_step} (epoch {trainer.current_epoch}): {what}; "
-            "stopped, keeping the last finite checkpoint. Lower the learning rate or check the divergence's "
+            f"stopped, {kept}. Lower the learning rate or check the divergence's "
             "numerics (disable this check with ~callbacks.nan_guard)"
         )
+
+
+def saved_checkpoints(trainer) -> list[Path]:
+    """The checkpoint files in the directories of the trainer's checkpoint callbacks, newest first (those of an
+    earlier attempt of a resumed run included): all finite, since this guard runs before every checkpoint event."""
+    directories = {Path(d) for d in (getattr(c, "dirpath", None) or getattr(getattr(c, "path", None), "parent", None)
+                                     for c in trainer.checkpoint_callbacks) if d}
+    files = [p for d in directories if d.is_dir() for p in d.glob("*.ckpt")]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)

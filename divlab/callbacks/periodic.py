@@ -7,6 +7,7 @@ Samples are drawn from the callback's own seed, so the same weights give the sam
 again for as many samples from weights it has just sampled (the test of a fit whose best checkpoint is its
 last, after that epoch's validation) reuses them instead of drawing them again (`PeriodicEvaluation.samples`).
 """
+import difflib
 import hashlib
 import math
 import time
@@ -80,6 +81,36 @@ def check_monitors_see_every_validation(trainer, name: str, every_n_epochs: int 
                 f"(callbacks.{name}.every_n_epochs={every_n_epochs}), so validations in "
                 f"between would have nothing to compare: monitor a metric of every validation (e.g. val/loss) or "
                 f"set callbacks.{name}.every_n_epochs=1")
+
+
+def check_monitors_are_logged(callbacks: list, pl_module) -> None:
+    """Refuse, before training, a checkpoint or early stop monitoring a `val/` metric that neither the model (its
+    `validation_metrics`) nor a callback (its `logs_metric`) logs, e.g. the typo `val/nlll`: Lightning raises only
+    at the first validation, after an epoch of training. A model that declares no `validation_metrics` is not
+    checked; a callback's `metric_names`, where it has them, only help suggest the closest name."""
+    declared = getattr(pl_module, "validation_metrics", None)
+    if declared is None:
+        return
+    loggers = [c for c in callbacks if callable(getattr(c, "logs_metric", None))]
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        config_name = MONITOR_CONFIG_NAMES.get(type(callback).__name__)
+        if not (config_name and isinstance(monitor, str) and monitor.startswith("val/")):
+            continue
+        name = monitor.removeprefix("val/")
+        if name in declared or any(c.logs_metric(name) for c in loggers):
+            continue
+        model_metrics = ", ".join(f"val/{n}" for n in declared) or "nothing"
+        others = ", ".join(sorted({getattr(c, "name", None) or type(c).__name__ for c in loggers}))
+        known = [*declared, *(n for c in loggers for n in getattr(c, "metric_names", ()))]
+        close = difflib.get_close_matches(monitor, [f"val/{n}" for n in known], n=1)
+        raise ValueError(
+            f"callbacks.{config_name}.monitor={monitor!r} is logged by nothing in this run: the model "
+            f"({type(pl_module).__name__}) logs {model_metrics} at every validation"
+            + (f", and the callbacks {others} log their own val/ metrics" if others else "")
+            + f"; set callbacks.{config_name}.monitor to one of them"
+            + (f" (did you mean {close[0]}?)" if close else "")
+            + f", or callbacks.{config_name}.monitor=null")
 
 
 class Timer:

@@ -84,6 +84,8 @@ class ToyDivergences(PeriodicEvaluation):
             return f"data {getattr(datamodule, 'name', '?')!r} has no known density"
         return True
 
+    metric_names = METRICS
+
     def logs_metric(self, name: str) -> bool:
         return name in METRICS
 

@@ -11,17 +11,21 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from divlab.callbacks.periodic import check_monitors_are_logged
 from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
 from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
 from divlab.callbacks.rank_noise import DistinctNoisePerRank
-from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
+from divlab.checkpoints import (AtomicCheckpointIO, SaveLast, check_matches, describe, remove_stale_temporaries,
+                                resolve_ckpt_path)
 from divlab.cli.hydra_app import run_command_line
 from divlab.cli.trainer_parts import callbacks_and_loggers
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
+from divlab.resume_config import check_resume_config
 from divlab.saved_runs import build_data_and_model
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
@@ -31,6 +35,8 @@ from divlab.validation import check_int, check_positive
 log = logging.getLogger("divlab.train")
 # Groups whose choice on the command line makes a run no longer the experiment preset it started from.
 RUN_DEFINING_GROUPS = ("data", "model", "networks", "study_member")
+# The seeds numpy (and so `seed_everything`) accepts are 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
 # The conventional exit status of a process stopped by a signal: 128 + the signal's number.
 EXIT_SIGTERM, EXIT_SIGINT = 128 + signal.SIGTERM, 128 + signal.SIGINT
 
@@ -39,7 +45,7 @@ def validate(cfg: DictConfig) -> None:
     """Fail before anything is built or written, naming the key, the bad value and what would work."""
     if cfg.get("seed") is not None:
         with open_dict(cfg):
-            cfg.seed = check_int("seed", cfg.seed)
+            cfg.seed = check_int("seed", cfg.seed, minimum=0, maximum=MAX_SEED)
     trainer = cfg.trainer
     if cfg.get("train", True):
         if trainer.get("max_epochs") is not None and trainer.max_epochs != -1:
@@ -48,10 +54,22 @@ def validate(cfg: DictConfig) -> None:
             check_int("trainer.max_steps", trainer.max_steps, minimum=1)
     if trainer.get("log_every_n_steps") is not None:
         check_int("trainer.log_every_n_steps", trainer.log_every_n_steps, minimum=1)
+    check_accelerator_is_present(trainer.get("accelerator"))
     for key, node in _optimizers(cfg.get("model") or {}, "model"):
         if node.get("lr") is not None:
             check_positive(f"{key}.lr", node.lr)
     check_divergence_is_read(cfg)
+
+
+def check_accelerator_is_present(accelerator) -> None:
+    """A GPU asked for (`trainer=gpu`, `trainer.accelerator=gpu|cuda|mps`) must be there: Lightning would only say
+    'No supported gpu backend found!'."""
+    present = {"gpu": torch.cuda.is_available() or torch.backends.mps.is_available(),
+               "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if str(accelerator) in present and not present[str(accelerator)]:
+        raise ValueError(f"trainer.accelerator={accelerator!r} asks for a GPU and this machine has none that torch can "
+                         f"use (torch {torch.__version__}: CUDA available: {torch.cuda.is_available()}); "
+                         "use trainer=cpu (or trainer.accelerator=cpu or auto)")
 
 
 def _optimizers(node, prefix: str):
@@ -105,7 +123,8 @@ def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) 
 
 
 def check_same_run(previous: dict, cfg: DictConfig, output_dir: Path) -> None:
-    """Refuse to continue a run directory's record with another model or data set."""
+    """Refuse to continue a run directory's record with another model or data set (settings of the same ones:
+    `divlab.resume_config`)."""
     saved = previous.get("config") or {}
     for group in ("model", "data"):
         before = (saved.get(group) or {}).get("_target_")
@@ -125,6 +144,13 @@ def run(cfg: DictConfig) -> dict:
     check_networks_are_read(command_line_overrides())
     output_dir = Path(cfg.paths.output_dir)
     previous = read_run_record(output_dir)
+    config_changes = {}
+    if previous:
+        check_same_run(previous, cfg, output_dir)
+        if previous.get("global_step") or previous.get("history"):  # it trained: continue it on its own settings only
+            config_changes = check_resume_config(previous.get("config") or {},
+                                                 OmegaConf.to_container(cfg, resolve=True),
+                                                 (cfg.get("resume") or {}).get("allow_config_change"), output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
@@ -136,8 +162,6 @@ def run(cfg: DictConfig) -> dict:
     datamodule, model = build_data_and_model(cfg.data, cfg.model)
     describe_run(cfg, datamodule, model, command_line_overrides())
 
-    if previous:
-        check_same_run(previous, cfg, output_dir)
     ckpt_path, checkpoint = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir),
                                               cfg.run.group, OmegaConf.to_container(cfg, resolve=True))
     resume_step = None
@@ -157,11 +181,16 @@ def run(cfg: DictConfig) -> dict:
 
     config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(str(output_dir), config=config, seed=cfg.get("seed"), previous=previous,
-                       resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step)
+                       resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step,
+                       config_changes=config_changes)
     callbacks, loggers = callbacks_and_loggers(cfg, cfg.get("seed"))
+    if cfg.get("train", True):
+        check_monitors_are_logged(callbacks, model)
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
+    if rank_zero_only.rank == 0:  # before any write of this run: what is there is a killed run's
+        remove_stale_temporaries(Path(last_dir))
     callbacks += [record, StopPromptlyOnSIGTERM(), SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
     if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
         callbacks.append(SaveLast(last_dir))

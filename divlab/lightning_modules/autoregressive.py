@@ -37,6 +37,8 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
 
 class AutoregressiveModel(L.LightningModule):
     family = "ar"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ("loss", "perplexity", "bpc", "bpd")  # bpc on text with characters, else bpd
     divergence = "forward_kl"
     log_likelihood_is_exact = True
     log_likelihood_is_discrete = True  # a probability of the tokens (grey levels), never a density

@@ -37,6 +37,8 @@ class DDPM(L.LightningModule):
     draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
 
     family = "ddpm"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ("loss",)
     divergence = "eps-mse"
     log_likelihood_is_exact = False
     log_likelihood_bound = "vlb"

@@ -32,6 +32,9 @@ from divlab.validation import check_choice, check_positive, optimizer_lr
 
 class DPO(L.LightningModule):
     family = "align"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ("loss", "implicit_reward_chosen", "implicit_reward_rejected", "implicit_reward_margin",
+                          "implicit_reward_accuracy")
 
     def __init__(self, data_shape, policy: dict, optimizer, divergence: str = "dpo", beta: float = 0.1,
                  length_normalize: bool = False, label_smoothing: float = 0.0):

@@ -48,6 +48,8 @@ class GAN(L.LightningModule):
     draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
 
     family = "gan"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ("divergence_estimate", "loss")
 
     def __init__(
         self,

@@ -62,6 +62,8 @@ class PPO(L.LightningModule):
     draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
 
     family = "align"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ()  # the alignment callback measures the policy
 
     def __init__(
         self,

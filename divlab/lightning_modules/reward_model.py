@@ -43,6 +43,8 @@ def read_reward(position_scores: torch.Tensor, mask: torch.Tensor, readout: str 
 
 class RewardModel(L.LightningModule):
     family = "align"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ("loss", "reward_model_accuracy")
     divergence = "bradley_terry"
 
     def __init__(self, data_shape, policy: dict, optimizer, readout: str = "last", scheduler=None,

@@ -38,6 +38,8 @@ class ScoreSDE(L.LightningModule):
     draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
 
     family = "score"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ("loss",)
     divergence = "dsm"
 
     @property

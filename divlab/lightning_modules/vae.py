@@ -71,6 +71,8 @@ class VAE(L.LightningModule):
     draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
 
     family = "vae"
+    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
+    validation_metrics = ("loss", "kl")
     divergence = "elbo"
     log_likelihood_is_exact = False
     log_likelihood_bound = "iwae"

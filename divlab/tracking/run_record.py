@@ -125,14 +125,19 @@ class RunRecord(L.Callback):
     """Keeps `<output_dir>/run.json` current: status, last and best metrics, history, checkpoints, W&B run.
 
     `previous` is the record already in the output directory (a rerun appends to it); `resume_step` is the
-    logging step of the checkpoint resumed from, past which the earlier history is dropped.
+    logging step of the checkpoint resumed from, past which the earlier history is dropped; `config_changes`
+    ({key: (saved, now)}), the settings a rerun was allowed to change (`resume.allow_config_change`).
     """
 
     def __init__(self, output_dir: str, config: dict, seed: int | None = None, previous: dict | None = None,
-                 resumed_from: str | None = None, resume_step: int | None = None):
+                 resumed_from: str | None = None, resume_step: int | None = None,
+                 config_changes: dict | None = None):
         self.path = Path(output_dir) / RUN_FILE
         self.attempt = {"id": uuid.uuid4().hex[:12], "started_at": _now(), "finished_at": None, "status": "running",
                         "resumed_from": resumed_from, "resume_step": resume_step, "evaluation_seconds": 0.0}
+        if config_changes:  # allowed by resume.allow_config_change: {key: {"saved": ..., "now": ...}}
+            self.attempt["config_changes"] = {key: {"saved": old, "now": new}
+                                              for key, (old, new) in config_changes.items()}
         self._evaluation_started: float | None = None
         self.record = {
             "family": None,

@@ -4,11 +4,9 @@ import math
 import torch
 from torch import nn
 
+from divlab.lightning_modules.networks.image_shape import check_image_shape
 
-def _check_side(side: int) -> int:
-    if side % 4:
-        raise ValueError(f"image side must be divisible by 4 for the conv networks, got {side}")
-    return side // 4
+
 
 
 class ConvEncoder(nn.Module):
@@ -16,8 +14,8 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, in_shape, out_shape, width: int = 32):
         super().__init__()
-        channels, side, _ = in_shape
-        low = _check_side(side)
+        channels, side, _ = check_image_shape(in_shape, "ConvEncoder")
+        low = side // 4
         self.out_shape = tuple(out_shape)
         self.net = nn.Sequential(
             nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.SiLU(),
@@ -35,8 +33,8 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, in_shape, out_shape, width: int = 32):
         super().__init__()
-        channels, side, _ = out_shape
-        self.low = _check_side(side)
+        channels, side, _ = check_image_shape(out_shape, "ConvDecoder")
+        self.low = side // 4
         self.width = width
         self.project = nn.Sequential(nn.Linear(math.prod(in_shape), 2 * width * self.low**2), nn.SiLU())
         self.net = nn.Sequential(

@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from divlab.lightning_modules.networks.image_shape import check_image_shape
 from divlab.validation import check_positive
 
 
 def _quarter_size(image_shape) -> tuple[int, int]:
-    """(H/4, W/4) for an image shape (C, H, W); ValueError naming the shape otherwise."""
-    if len(image_shape) != 3 or any(side % 4 or side <= 0 for side in image_shape[1:]):
-        raise ValueError(f"DCGAN needs an image shape (C, H, W) with H and W divisible by 4, got {tuple(image_shape)}")
-    return image_shape[1] // 4, image_shape[2] // 4
+    """(H/4, W/4) for an image shape (C, H, W); ValueError naming the shape (and networks=mlp) otherwise."""
+    _, height, width = check_image_shape(image_shape, "DCGAN")
+    return height // 4, width // 4
 
 
 class DCGANGenerator(nn.Module):

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from divlab.lightning_modules.networks.image_shape import check_image_shape
 from divlab.lightning_modules.networks.time_mlp import TimeEmbedding
 from divlab.validation import check_positive
 
@@ -82,7 +83,7 @@ class UNet(nn.Module):
         channels = [width * m for m in channel_mults]
         if any(c % groups for c in [width, *channels]):
             raise ValueError(f"groups ({groups}) must divide the width and every level's channels {channels}")
-        in_channels, side = in_shape[0], in_shape[1]
+        in_channels, side, _ = check_image_shape(in_shape, "UNet", divisor=1)
         emb_dim = 4 * width
         self.time = TimeEmbedding(emb_dim, sinusoid_dim=width)
         self.input = nn.Conv2d(in_channels, width, 3, padding=1)
