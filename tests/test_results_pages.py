@@ -26,6 +26,7 @@ def test_estimate_is_the_mean_and_the_standard_error_of_the_mean():
     ((7.0, 1.0), (10.0, 1.0), True, "worse"),
     ((10.0, 1.0), (7.0, 1.0), False, "worse"),    # lower is better: the larger mean loses
     ((0.01, 0.001), (0.07, 0.02), False, "better"),  # |Δ| 0.06 > 2·0.02002
+    ((8.0, 0.0), (7.8, 0.1), True, "on par"),     # exactly 2 SE apart is not beyond them (a float says 0.2000…02)
 ])
 def test_verdict_is_two_standard_errors_of_the_difference(a, b, higher, expected):
     assert verdict(Estimate(*a, 5), Estimate(*b, 5), higher) == expected

@@ -63,7 +63,7 @@ def verdict(a: Estimate, b: Estimate, higher_is_better: bool = True) -> str:
     if se is None:
         return NO_SPREAD
     difference = a.mean - b.mean
-    if abs(difference) <= 2 * se:
+    if abs(difference) <= 2 * se * (1 + 1e-9):  # exactly two SEs apart is not beyond them (8 − 7.8 ≠ 0.2 in floats)
         return ON_PAR
     return BETTER if (difference > 0) == higher_is_better else WORSE
 
