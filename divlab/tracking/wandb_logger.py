@@ -71,7 +71,7 @@ class GlobalStepWandbLogger(WandbLogger):
         re-log the rows of `history` (run.json's, `{name: [[step, value], ...]}`) that W&B lost up to that step
         (a kill -9 loses what the W&B service had not yet written)."""
         self._trainer = trainer
-        if resume_step is None:
+        if resume_step is None or not trainer.is_global_zero:  # W&B runs on rank 0 only (a stand-in elsewhere)
             return
         self.experiment.config.update({RESUME_KEY: int(resume_step)}, allow_val_change=True)
         logged = self._last_logged_step()
