@@ -19,6 +19,7 @@ from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
 from divlab.callbacks.rank_noise import DistinctNoisePerRank
 from divlab.checkpoints import AtomicCheckpointIO, SaveLast, check_matches, describe, resolve_ckpt_path
 from divlab.cli.hydra_app import run_command_line
+from divlab.cli.job_logs import report_job_failure
 from divlab.cli.trainer_parts import callbacks_and_loggers
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
@@ -232,7 +233,11 @@ def run_job(cfg: DictConfig) -> dict:
 
 def sweep_objective(cfg: DictConfig) -> float | None:
     """Hydra's task function: runs the job and returns `optimized_metric` to a sweeper."""
-    metrics = run_job(cfg)
+    try:
+        metrics = run_job(cfg)
+    except Exception as error:
+        report_job_failure(error)
+        raise
     objective = cfg.get("optimized_metric")
     return metrics.get(objective) if objective else None
 
