@@ -11,6 +11,7 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -206,7 +207,7 @@ def run_setup(steps: list, record: RunRecord) -> None:
     try:
         for step in steps:
             hydra.utils.call(step)
-        if not record.previous:
+        if not record.previous and rank_zero_only.rank == 0:  # the rank that wrote it (a SLURM task knows its rank)
             record.path.unlink(missing_ok=True)
     except BaseException as error:
         record.finish(status_for(error), reason=str(error) or type(error).__name__)
