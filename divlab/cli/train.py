@@ -217,11 +217,19 @@ def run_setup(steps: list, record: RunRecord) -> None:
 
 
 def finish_wandb(exit_code: int = 0) -> None:
-    """Close the W&B run, so the next job of a multirun starts its own."""
+    """Close the W&B run, so the next job of a multirun starts its own. A run that is stopping keeps its own exit:
+    when a scheduler's SIGTERM has already ended W&B's service process, closing fails with ConnectionResetError,
+    which replaced the stop (exit 143, no submitit result) with an error (a failed job for the launcher, though
+    SLURM had requeued it)."""
     import sys
 
     if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
-        sys.modules["wandb"].finish(exit_code=exit_code)
+        try:
+            sys.modules["wandb"].finish(exit_code=exit_code)
+        except ConnectionError as error:
+            if exit_code == 0:
+                raise
+            log.warning("W&B's service is gone (%s); its offline run keeps what it wrote", error)
 
 
 def run_job(cfg: DictConfig) -> dict:
