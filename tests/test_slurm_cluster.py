@@ -126,6 +126,8 @@ def two_node_run(cluster: dict, tmp_path: Path, overrides: list[str], name: str 
     [attempt] = run["attempts"]  # written once, by rank 0
     assert (attempt["world_size"], attempt["num_nodes"], attempt["cluster_environment"]) == (2, 2, "SLURMEnvironment")
     assert len(wandb_folders(run_dir)) == 1 and run["wandb"]["id"]  # one W&B run, rank 0's
+    submission = next((tmp_path / name / "sweep" / ".submitit").glob("*/*_submission.sh")).read_text()
+    assert "#SBATCH --nodes=2" in submission and "#SBATCH --ntasks-per-node=1" in submission  # a task per node
     task_logs = sorted((tmp_path / name / "sweep" / ".submitit").glob("*/*_log.err"))
     assert len(task_logs) == 2 and "GLOBAL_RANK: 1, MEMBER: 2/2" in task_logs[1].read_text()
     return run_dir
