@@ -10,9 +10,9 @@ SIGTERM while that happens only sets the flag again. Ctrl-C (SIGINT) already rai
 On several processes Lightning's handler also broadcasts the flag from rank 0 (`torch.distributed.broadcast`,
 inside the signal handler). A multi-node job that SLURM requeues or cancels gets SIGTERM on every rank while a
 rank may be blocked in the gradient all-reduce, where Python runs no handler: rank 0's broadcast then waited for
-it until SLURM's SIGKILL, and last.ckpt was never written. This handler sets Lightning's flag itself and runs the
-rest of Lightning's handler (its SLURM bookkeeping, the handlers it wraps) without that broadcast: each rank
-stops on its own signal.
+it until SLURM's SIGKILL, and last.ckpt was never written. This handler does what Lightning's notifier does (set
+the flag, pass the signal on to the processes Lightning started) but the broadcast, and runs the rest of
+Lightning's handler (its SLURM bookkeeping, the handlers it wraps): each rank stops on its own signal.
 """
 import signal
 import threading
@@ -38,8 +38,12 @@ class StopPromptlyOnSIGTERM(L.Callback):
 
     def _handle(self, signum, frame) -> None:
         signal.signal(signal.SIGTERM, self._lightning_handler or signal.SIG_DFL)
-        if self._trainer is not None:
-            self._trainer._signal_connector.received_sigterm = True  # what Lightning's notifier sets
+        trainer = self._trainer
+        if trainer is not None:  # what Lightning's notifier does, but the broadcast
+            launcher = trainer.strategy.launcher
+            if not trainer.received_sigterm and launcher is not None:
+                launcher.kill(signum)  # the processes Lightning started (ddp on one node) get the signal too
+            trainer._signal_connector.received_sigterm = True
         for handler in _without_collectives(self._lightning_handler):
             handler(signum, frame)
         raise SIGTERMException()
