@@ -39,6 +39,7 @@ class StopPromptlyOnSIGTERM(L.Callback):
     def _handle(self, signum, frame) -> None:
         signal.signal(signal.SIGTERM, self._lightning_handler or signal.SIG_DFL)
         trainer = self._trainer
+        stopping = trainer is not None and trainer.interrupted  # already stopping (Lightning's on_exception hooks)
         if trainer is not None:  # what Lightning's notifier does, but the broadcast
             launcher = trainer.strategy.launcher
             if not trainer.received_sigterm and launcher is not None:
@@ -46,6 +47,11 @@ class StopPromptlyOnSIGTERM(L.Callback):
             trainer._signal_connector.received_sigterm = True
         for handler in _without_collectives(self._lightning_handler):
             handler(signum, frame)
+        if stopping:
+            # A SIGTERM while the run is stopping (SLURM's, right after submitit's requeue) only sets the flag: raised,
+            # it cut short run.json's `interrupted` and the last checkpoint, which were being written.
+            signal.signal(signal.SIGTERM, self._handle)
+            return
         raise SIGTERMException()
 
     def _restore(self) -> None:
@@ -54,7 +60,12 @@ class StopPromptlyOnSIGTERM(L.Callback):
                 signal.signal(signal.SIGTERM, self._lightning_handler)
             self._lightning_handler = None
 
-    def on_fit_start(self, trainer, pl_module) -> None:
+    # Lightning sets its handler after `on_fit_start` (`Trainer._run`), before the sanity check and training: wrap it
+    # there. (Installed at `on_fit_start`, this handler was the one Lightning's wrapped, and its broadcast ran first.)
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._install(trainer)
+
+    def on_train_start(self, trainer, pl_module) -> None:
         self._install(trainer)
 
     def on_test_start(self, trainer, pl_module) -> None:

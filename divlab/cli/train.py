@@ -164,9 +164,10 @@ def run(cfg: DictConfig) -> dict:
     model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
                 else os.path.realpath(output_dir / "checkpoints"))
-    callbacks += [record, StopPromptlyOnSIGTERM(), SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
+    callbacks += [record, SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
     if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
         callbacks.append(SaveLast(last_dir))
+    callbacks.append(StopPromptlyOnSIGTERM())  # last: its handler stays while the others' on_exception record and save
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, record.logger],
                                       plugins=[AtomicCheckpointIO()])
     for logger in loggers:
