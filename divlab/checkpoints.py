@@ -182,13 +182,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class SaveLast(Checkpoint):
     """Keeps `<dirpath>/last.ckpt` at the latest state: after every validation and epoch (ModelCheckpoint's
     `save_last` writes it only when a monitored metric improves), at the end of training, and on Ctrl-C or
-    SIGTERM before the run exits. A failure (e.g. non-finite weights) never overwrites it."""
+    SIGTERM before the run exits. A failure (e.g. non-finite weights) never overwrites it.
+
+    On a stop, ranks are not in step: a multi-node job pre-empted or requeued by SLURM stops each rank on its own
+    signal, while another rank may wait in the next step's all-reduce. So that checkpoint is written by rank 0
+    without `Trainer.save_checkpoint`'s closing barrier, which waited for that rank until SLURM's SIGKILL (the
+    weights and optimiser states are the same on every DDP rank)."""
 
     def __init__(self, dirpath: str):
         self.path = Path(dirpath) / LAST
         self._saved_step = None
 
-    def _save(self, trainer) -> None:
+    def _save(self, trainer, stopping: bool = False) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run or trainer.state.fn != "fit":
             return
         main = trainer.checkpoint_callback if trainer.checkpoint_callback is not self else None
@@ -196,7 +201,10 @@ class SaveLast(Checkpoint):
                            and getattr(main, "_last_global_step_saved", None) == trainer.global_step)
         if written_by_main or (self._saved_step == trainer.global_step and self.path.is_file()):
             return
-        trainer.save_checkpoint(self.path)
+        if stopping and trainer.world_size > 1:
+            trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), self.path)
+        else:
+            trainer.save_checkpoint(self.path)
         self._saved_step = trainer.global_step
         if main is not None and hasattr(main, "last_model_path"):
             main.last_model_path = str(self.path)
@@ -212,7 +220,7 @@ class SaveLast(Checkpoint):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SystemExit)):
-            self._save(trainer)
+            self._save(trainer, stopping=True)
 
 
 # A config read back from a run directory instantiates only these: divlab's own code, and classes of torch and

@@ -22,6 +22,7 @@ from divlab.callbacks.rank_noise import DistinctNoisePerRank
 from divlab.checkpoints import (AtomicCheckpointIO, SaveLast, check_matches, describe, remove_stale_temporaries,
                                 resolve_ckpt_path)
 from divlab.cli.hydra_app import run_command_line
+from divlab.cli.job_logs import report_job_failure
 from divlab.cli.trainer_parts import callbacks_and_loggers
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
@@ -191,9 +192,10 @@ def run(cfg: DictConfig) -> dict:
                 else os.path.realpath(output_dir / "checkpoints"))
     if rank_zero_only.rank == 0:  # before any write of this run: what is there is a killed run's
         remove_stale_temporaries(Path(last_dir))
-    callbacks += [record, StopPromptlyOnSIGTERM(), SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
+    callbacks += [record, SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
     if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
         callbacks.append(SaveLast(last_dir))
+    callbacks.append(StopPromptlyOnSIGTERM())  # last: its handler stays while the others' on_exception record and save
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, record.logger],
                                       plugins=[AtomicCheckpointIO()])
     for logger in loggers:
@@ -234,7 +236,7 @@ def run_setup(steps: list, record: RunRecord) -> None:
     try:
         for step in steps:
             hydra.utils.call(step)
-        if not record.previous:
+        if not record.previous and rank_zero_only.rank == 0:  # the rank that wrote it (a SLURM task knows its rank)
             record.path.unlink(missing_ok=True)
     except BaseException as error:
         record.finish(status_for(error), reason=str(error) or type(error).__name__)
@@ -244,11 +246,19 @@ def run_setup(steps: list, record: RunRecord) -> None:
 
 
 def finish_wandb(exit_code: int = 0) -> None:
-    """Close the W&B run, so the next job of a multirun starts its own."""
+    """Close the W&B run, so the next job of a multirun starts its own. A run that is stopping keeps its own exit:
+    when a scheduler's SIGTERM has already ended W&B's service process, closing fails with ConnectionResetError,
+    which replaced the stop (exit 143, no submitit result) with an error (a failed job for the launcher, though
+    SLURM had requeued it)."""
     import sys
 
     if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
-        sys.modules["wandb"].finish(exit_code=exit_code)
+        try:
+            sys.modules["wandb"].finish(exit_code=exit_code)
+        except ConnectionError as error:
+            if exit_code == 0:
+                raise
+            log.warning("W&B's service is gone (%s); its offline run keeps what it wrote", error)
 
 
 def run_job(cfg: DictConfig) -> dict:
@@ -261,7 +271,11 @@ def run_job(cfg: DictConfig) -> dict:
 
 def sweep_objective(cfg: DictConfig) -> float | None:
     """Hydra's task function: runs the job and returns `optimized_metric` to a sweeper."""
-    metrics = run_job(cfg)
+    try:
+        metrics = run_job(cfg)
+    except Exception as error:
+        report_job_failure(error)
+        raise
     objective = cfg.get("optimized_metric")
     return metrics.get(objective) if objective else None
 

@@ -11,6 +11,7 @@ The file is strict JSON: a non-finite number is written as the string "NaN", "In
 import json
 import logging
 import math
+import os
 import subprocess
 import time
 import uuid
@@ -121,6 +122,18 @@ def _merge_series(old: list, new: list) -> list:
     return [[step, merged[step]] for step in sorted(merged)]
 
 
+def where(trainer) -> dict:
+    """Where an attempt ran: its processes and cluster environment (SLURMEnvironment when SLURM set the ranks),
+    and the SLURM job (`<array job>_<task>` for a sweep's job array), to find its log files."""
+    environment = getattr(trainer.strategy, "cluster_environment", None) or getattr(
+        getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)  # one process: no strategy's
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array else os.environ.get("SLURM_JOB_ID")
+    return {"world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
+            "cluster_environment": type(environment).__name__ if environment is not None else None,
+            "slurm_job_id": job}
+
+
 class RunRecord(L.Callback):
     """Keeps `<output_dir>/run.json` current: status, last and best metrics, history, checkpoints, W&B run.
 
@@ -200,6 +213,7 @@ class RunRecord(L.Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
         self._merge_from_disk()
+        self.attempt.update(where(trainer))
         hp = pl_module.hparams
         self.record.update(family=hp.get("family"), divergence=hp.get("divergence"))
         if trainer.datamodule is not None:
@@ -306,6 +320,8 @@ class RunRecord(L.Callback):
             return
         if getattr(self, "_trainer", None) is not None:
             self._record_checkpoints(self._trainer)
+            if self._trainer.state.fn == "fit":  # the step this attempt stopped at (a resumed attempt's resume_step)
+                self.attempt["global_step"] = self._trainer.global_step
         self.attempt.update(status=status, finished_at=_now(), reason=reason)
         self.record.update(status=status, finished_at=self.attempt["finished_at"])
         if reason is not None or status != "completed":

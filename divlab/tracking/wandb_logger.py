@@ -1,4 +1,5 @@
 """The W&B logger, online when it can be and offline otherwise: never a prompt, never a hang."""
+import logging
 import netrc
 import os
 import socket
@@ -9,6 +10,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from divlab.validation import check_choice
+
+log = logging.getLogger("divlab.wandb")
 
 MODES = ("online", "offline", "disabled")
 
@@ -55,6 +58,7 @@ class GlobalStepWandbLogger(WandbLogger):
 
     _trainer = None
     _config_logged = False
+    _service_lost = False
 
     @rank_zero_only
     def log_hyperparams(self, params, *args, **kwargs) -> None:
@@ -71,7 +75,7 @@ class GlobalStepWandbLogger(WandbLogger):
         re-log the rows of `history` (run.json's, `{name: [[step, value], ...]}`) that W&B lost up to that step
         (a kill -9 loses what the W&B service had not yet written)."""
         self._trainer = trainer
-        if resume_step is None:
+        if resume_step is None or not trainer.is_global_zero:  # W&B runs on rank 0 only (a stand-in elsewhere)
             return
         self.experiment.config.update({RESUME_KEY: int(resume_step)}, allow_val_change=True)
         logged = self._last_logged_step()
@@ -96,10 +100,20 @@ class GlobalStepWandbLogger(WandbLogger):
 
     @rank_zero_only
     def log_metrics(self, metrics, step: int | None = None) -> None:
-        if self._trainer is None:
-            return super().log_metrics(metrics, step)
-        step = self._trainer.global_step
-        self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
+        """A row at the global step. If the W&B service process has gone (a scheduler's SIGTERM reaches every
+        process of a SLURM job step, the service included, before training reaches a batch boundary and stops), the
+        rows are dropped with a warning instead of failing the run: run.json keeps them, and the resumed run re-logs
+        them into the same W&B run (`key_steps_by`)."""
+        if self._service_lost:
+            return
+        try:
+            if self._trainer is None:
+                return super().log_metrics(metrics, step)
+            step = self._trainer.global_step
+            self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
+        except ConnectionError as error:
+            self._service_lost = True
+            log.warning("W&B's service is gone (%s): no more rows go to W&B in this attempt; run.json keeps them", error)
 
 
 def make_wandb_logger(
