@@ -48,7 +48,8 @@ def _values(runs: list[dict], metric: str) -> list[float]:
 
 
 def _estimates(runs: list[dict], metrics) -> dict[str, Estimate]:
-    return {metric: estimate(_values(runs, metric)) for metric in metrics if _values(runs, metric)}
+    values = {metric: _values(runs, metric) for metric in metrics}
+    return {metric: estimate(v) for metric, v in values.items() if v}
 
 
 def _row(cells) -> str:
