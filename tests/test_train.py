@@ -1,5 +1,7 @@
 """Smoke runs through train.run with Hydra's compose API: every experiment, W&B offline, resume, errors."""
 import json
+import math
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,28 @@ from divlab.tracking.wandb_offline import find_offline_runs, read_offline_run
 
 RUN_KEYS = {"family", "divergence", "data", "seed", "status", "config", "metrics", "best", "checkpoints",
             "git_commit", "started_at", "finished_at", "wandb"}
+
+
+# What every preset's smoke run returned when it was last recorded: a refactor must give the same seeds the same
+# metrics to the digit. Rewrite it (only for a deliberate change of behaviour) with
+#   DIVLAB_RECORD_SMOKE_METRICS=1 python -m pytest tests/test_train.py -k fast_dev_run
+SMOKE_METRICS = Path(__file__).parent / "fixtures" / "smoke_metrics.json"
+
+
+def check_smoke_metrics(experiment: str, metrics: dict) -> None:
+    metrics = {k: v for k, v in metrics.items() if not k.startswith("time/")}  # wall clock, not behaviour
+    recorded = json.loads(SMOKE_METRICS.read_text()) if SMOKE_METRICS.exists() else {}
+    if os.environ.get("DIVLAB_RECORD_SMOKE_METRICS"):
+        recorded[experiment] = {k: float(v) for k, v in sorted(metrics.items())}
+        SMOKE_METRICS.parent.mkdir(exist_ok=True)
+        SMOKE_METRICS.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
+        return
+    expected = recorded[experiment]
+    assert sorted(metrics) == sorted(expected), f"{experiment}: the smoke run logs other metrics than recorded"
+    changed = {k: (float(metrics[k]), v) for k, v in expected.items()
+               if not math.isclose(float(metrics[k]), v, rel_tol=1e-4, abs_tol=1e-6)
+               and not (math.isnan(v) and math.isnan(float(metrics[k])))}
+    assert not changed, f"{experiment}: same seed, other metrics (now, recorded): {changed}"
 
 
 # The family each LightningModule records in run.json (what compare.py and W&B tags group by).
@@ -25,6 +49,7 @@ def test_every_experiment_runs_with_fast_dev_run(train_with, tmp_path, experimen
     assert RUN_KEYS <= set(record)
     assert record["family"] == FAMILY_OF_CLASS[cfg.model._target_.split(".")[-1]]
     assert all(v == v for v in metrics.values()), metrics
+    check_smoke_metrics(experiment, metrics)
 
 
 def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_with, tmp_path):
