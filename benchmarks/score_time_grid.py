@@ -29,7 +29,13 @@ from benchmarks.ddim_vs_ddpm import describe_training, feature_maps, frechet_dis
 from divlab.callbacks.periodic import seeded_samples
 from divlab.evaluation.toy import mode_scores, nearest_mode, toy_divergences
 from divlab.lightning_modules.diffusion import (
-    VPSDE, AncestralSampler, DDIMSampler, MarginalDDIM, PredictorCorrector, make_schedule)
+    VPSDE,
+    AncestralSampler,
+    DDIMSampler,
+    MarginalDDIM,
+    PredictorCorrector,
+    make_schedule,
+)
 from divlab.saved_runs import load_run
 
 DEFAULT_GRIDS = ["uniform:250", "uniform:500", "uniform:1000", "log_snr:100", "log_snr:200", "log_snr:300", "log_snr:500"]

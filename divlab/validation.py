@@ -3,7 +3,6 @@ import math
 from collections.abc import Iterable
 from numbers import Real
 
-
 # How a model config reads the top-level `divergence` (configs/model/gan.yaml: `divergence: ${divergence}`).
 
 

@@ -1,4 +1,5 @@
 import json
+
 """compare.py on real tiny runs: rows, means and stds match the run records; plots are real PNGs."""
 import math
 import statistics

@@ -15,9 +15,9 @@ from divlab.lightning_modules.divergences import (
     F_DIVERGENCES,
     get_divergence,
     gradient_penalty,
+    least_squares_with_labels,
     mmd2_from_kernels,
     mmd2_unbiased,
-    least_squares_with_labels,
     mmd_with_bandwidths,
     r1_penalty,
 )

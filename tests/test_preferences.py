@@ -7,9 +7,9 @@ import torch
 from divlab.alignment.controlled_task import (
     bradley_terry_labels,
     bradley_terry_probability,
-    label_accuracy_ceiling,
     controlled_preference_records,
     corpus_prefixes,
+    label_accuracy_ceiling,
     sentiment_reward,
 )
 from divlab.datamodules.preferences import (

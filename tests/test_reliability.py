@@ -746,11 +746,12 @@ def test_the_last_unclear_bad_values_are_named_before_anything_is_written(train_
 
 def test_monitors_are_checked_against_what_the_model_and_callbacks_declare():
     # the classes stand for their instances here: only their declared validation_metrics are read
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     from divlab.callbacks.likelihood import LikelihoodEvaluator
     from divlab.callbacks.periodic import check_monitors_are_logged
     from divlab.lightning_modules.autoregressive import AutoregressiveModel
     from divlab.lightning_modules.reward_model import RewardModel
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
 
     check_monitors_are_logged([ModelCheckpoint(monitor="val/bpc"), LikelihoodEvaluator()], AutoregressiveModel)

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from test_ddp_equivalence import PAIRS, STOCHASTIC, TINY_POLICY, TOLERANCE
 
-from conftest import ROOT, compose_config
-from test_ddp_equivalence import PAIRS, STOCHASTIC, TINY_POLICY, TOLERANCE, validation_loss
+from conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 

@@ -1,6 +1,6 @@
 """The ddpm_ring8 experiment's DDPM (time-conditioned residual MLP 3 × 128, T = 1000, batch 256): tiny steps."""
-from benchmarks.cases.ddpm import plain_step
 from benchmarks.cases import TOY_GOAL
+from benchmarks.cases.ddpm import plain_step
 from benchmarks.cases.experiment import experiment_case
 
 __all__ = ["make_case", "plain_step"]

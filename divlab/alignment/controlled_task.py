@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from divlab.atomic_files import write_text_atomic
 from divlab.alignment.reference import ReferencePolicy, load_reference_policy
+from divlab.atomic_files import write_text_atomic
 from divlab.datamodules.preferences import PreferenceDataModule
 from divlab.lightning_modules.sequence import decode_completions, rollout
 from divlab.validation import check_positive

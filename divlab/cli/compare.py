@@ -12,7 +12,12 @@ import sys
 from pathlib import Path
 
 from divlab.tracking.frontier import (
-    frontier_markdown, frontier_points, frontier_summary_markdown, reference_reward, seed_means)
+    frontier_markdown,
+    frontier_points,
+    frontier_summary_markdown,
+    reference_reward,
+    seed_means,
+)
 from divlab.tracking.plots import (
     plot_curves,
     plot_metric_bars,

@@ -17,20 +17,26 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from divlab.callbacks.periodic import check_monitors_are_logged
 from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
-from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
 from divlab.callbacks.rank_noise import DistinctNoisePerRank
-from divlab.checkpoints import (AtomicCheckpointIO, SaveLast, check_matches, describe, remove_stale_temporaries,
-                                resolve_ckpt_path)
+from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
+from divlab.checkpoints import (
+    AtomicCheckpointIO,
+    SaveLast,
+    check_matches,
+    describe,
+    remove_stale_temporaries,
+    resolve_ckpt_path,
+)
 from divlab.cli.hydra_app import run_command_line
 from divlab.cli.job_logs import report_job_failure
 from divlab.cli.trainer_parts import callbacks_and_loggers
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
+from divlab.divergence_choice import check_divergence_is_read
 from divlab.resume_config import check_resume_config
 from divlab.saved_runs import build_data_and_model
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
-from divlab.divergence_choice import check_divergence_is_read
 from divlab.validation import check_int, check_positive
 
 log = logging.getLogger("divlab.train")

@@ -23,8 +23,14 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 
 from divlab.lightning_modules.divergences import (
-    get_divergence, gradient_penalty, least_squares_with_labels, mmd2_dimension_scaled, mmd_with_bandwidths,
-    r1_penalty, sample_gradient_norm)
+    get_divergence,
+    gradient_penalty,
+    least_squares_with_labels,
+    mmd2_dimension_scaled,
+    mmd_with_bandwidths,
+    r1_penalty,
+    sample_gradient_norm,
+)
 from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr

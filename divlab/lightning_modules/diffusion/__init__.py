@@ -1,5 +1,6 @@
 """Diffusion (DDPM, DDIM) and score-based SDE math as pure tensor functions; networks are callables
 model(x_t, t) → tensor shaped like x_t."""
+from divlab.lightning_modules.diffusion.chunked import check_sample_chunk, in_chunks
 from divlab.lightning_modules.diffusion.ddpm import (
     DECODERS,
     REVERSE_LOG_VARIANCES,
@@ -12,7 +13,6 @@ from divlab.lightning_modules.diffusion.ddpm import (
     q_sample,
     signal_and_noise_scales,
 )
-from divlab.lightning_modules.diffusion.chunked import check_sample_chunk, in_chunks
 from divlab.lightning_modules.diffusion.ddpm_sampling import AncestralSampler, DDIMSampler, ddim_timesteps
 from divlab.lightning_modules.diffusion.fixed_noise import loss_on_fixed_noise
 from divlab.lightning_modules.diffusion.ode import ODESolver

@@ -9,7 +9,11 @@ from dataclasses import dataclass
 import torch
 
 from divlab.lightning_modules.diffusion.parameterization import (
-    TARGETS, clip_x0, prediction_to_x0_eps, regression_target)
+    TARGETS,
+    clip_x0,
+    prediction_to_x0_eps,
+    regression_target,
+)
 from divlab.lightning_modules.diffusion.schedules import NoiseSchedule, gather
 from divlab.lightning_modules.likelihoods import discretized_gaussian_log_likelihood, gaussian_log_prob
 from divlab.validation import check_choice

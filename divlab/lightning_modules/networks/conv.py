@@ -7,8 +7,6 @@ from torch import nn
 from divlab.lightning_modules.networks.image_shape import check_image_shape
 
 
-
-
 class ConvEncoder(nn.Module):
     """(C, H, W) → out_shape: two stride-2 convolutions to H/4, then a linear head."""
 

@@ -8,7 +8,6 @@ runs on the model's key/value cache. `transformers` is an optional extra, import
 import inspect
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 INSTALL_HINT = "pip install 'divlab[hf]'"
