@@ -16,6 +16,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from divlab.lightning_modules.contracts import FamilyModule, GenerativeModule, LikelihoodModel
 from divlab.lightning_modules.likelihoods import bits_per_character, bits_per_dim, token_log_likelihoods
 from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.step_logging import is_logging_step
@@ -35,13 +36,15 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
-class AutoregressiveModel(L.LightningModule):
+class AutoregressiveModel(L.LightningModule, FamilyModule, GenerativeModule, LikelihoodModel):
     family = "ar"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
-    validation_metrics = ("loss", "perplexity", "bpc", "bpd")  # bpc on text with characters, else bpd
     divergence = "forward_kl"
+    validation_metrics = ("loss", "perplexity", "bpc", "bpd")  # bpc on text with characters, else bpd
+    draws_training_noise = False  # its text data draws one window offset per global batch, the same on every rank
     log_likelihood_is_exact = True
+    log_likelihood_bound = None
     log_likelihood_is_discrete = True  # a probability of the tokens (grey levels), never a density
+    log_likelihood_matches_sample = True  # sample(n) at its defaults: temperature 1, no top-k/top-p
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ The network sees the integer timestep t as t/T ∈ [0, 1) (`denoiser`).
 import lightning as L
 import torch
 
+from divlab.lightning_modules.contracts import FamilyModule, GenerativeModule, LikelihoodModel
 from divlab.lightning_modules.diffusion import (
     BETA_SCHEDULES,
     AncestralSampler,
@@ -33,15 +34,14 @@ LOSSES = ("simple", "vlb")
 SAMPLERS = ("ddpm", "ddim")
 
 
-class DDPM(L.LightningModule):
-    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
-
+class DDPM(L.LightningModule, FamilyModule, GenerativeModule, LikelihoodModel):
     family = "ddpm"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
-    validation_metrics = ("loss",)
     divergence = "eps-mse"
+    validation_metrics = ("loss",)
+    draws_training_noise = True
     log_likelihood_is_exact = False
     log_likelihood_bound = "vlb"
+    log_likelihood_matches_sample = True
 
     @property
     def log_likelihood_is_discrete(self) -> bool:

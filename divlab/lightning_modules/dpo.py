@@ -25,16 +25,18 @@ from divlab.lightning_modules.alignment_objectives import (
     dpo_loss,
     pair_accuracy,
 )
+from divlab.lightning_modules.contracts import AlignmentModule, FamilyModule, GenerativeModule
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.lightning_modules.sequence import sequence_log_prob
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 
-class DPO(L.LightningModule):
+class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
     family = "align"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
     validation_metrics = ("loss", "implicit_reward_chosen", "implicit_reward_rejected", "implicit_reward_margin",
                           "implicit_reward_accuracy")
+    draws_training_noise = False
+    reward_model = None  # its reward is implicit, β·log π/π_ref
 
     def __init__(self, data_shape, policy: dict, optimizer, divergence: str = "dpo", beta: float = 0.1,
                  length_normalize: bool = False, label_smoothing: float = 0.0):
@@ -45,7 +47,8 @@ class DPO(L.LightningModule):
         check_positive("model.beta", beta)
         check_label_smoothing(label_smoothing, divergence)
         self.save_hyperparameters(ignore=["optimizer"])
-        self.hparams.update(family=self.family, divergence=divergence, lr=optimizer_lr(optimizer))
+        self.divergence = divergence
+        self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.reference_policy = load_reference_policy(**policy)  # a tuple: its model is no submodule, never trained
         self.policy = trainable_copy(self.reference_policy)
         self.optimizer = optimizer

@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy
 
+from divlab.lightning_modules.contracts import FamilyModule, GenerativeModule
 from divlab.lightning_modules.divergences import (
     get_divergence,
     gradient_penalty,
@@ -50,12 +51,10 @@ def packed_shape(data_shape: tuple, m: int) -> tuple:
     return (m * data_shape[0], *data_shape[1:])
 
 
-class GAN(L.LightningModule):
-    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
-
+class GAN(L.LightningModule, FamilyModule, GenerativeModule):
     family = "gan"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
     validation_metrics = ("divergence_estimate", "loss")
+    draws_training_noise = True
 
     def __init__(
         self,

@@ -48,6 +48,7 @@ from divlab.lightning_modules.alignment_objectives import (
     ppo_value_loss,
     sequence_kl_estimate,
 )
+from divlab.lightning_modules.contracts import AlignmentModule, FamilyModule, GenerativeModule
 from divlab.lightning_modules.likelihoods import token_log_likelihoods
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer
@@ -58,12 +59,10 @@ from divlab.validation import check_choice, check_positive, optimizer_lr
 KL_CONTROLLERS = {"fixed": FixedKLController, "adaptive": AdaptiveKLController}
 
 
-class PPO(L.LightningModule):
-    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
-
+class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
     family = "align"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
     validation_metrics = ()  # the alignment callback measures the policy
+    draws_training_noise = True
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ import torch
 from divlab.alignment.reference import load_reference_policy, trainable_copy
 from divlab.checkpoints import check_readable
 from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, last_token_index, pair_accuracy
+from divlab.lightning_modules.contracts import FamilyModule
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer, with_scheduler
 from divlab.lightning_modules.sequence import read_sequence
@@ -41,11 +42,11 @@ def read_reward(position_scores: torch.Tensor, mask: torch.Tensor, readout: str 
     return (position_scores[:, 1:] * mask).sum(-1)
 
 
-class RewardModel(L.LightningModule):
+class RewardModel(L.LightningModule, FamilyModule):
     family = "align"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
-    validation_metrics = ("loss", "reward_model_accuracy")
     divergence = "bradley_terry"
+    validation_metrics = ("loss", "reward_model_accuracy")
+    draws_training_noise = False
 
     def __init__(self, data_shape, policy: dict, optimizer, readout: str = "last", scheduler=None,
                  init_from: str | None = None):

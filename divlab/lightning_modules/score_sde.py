@@ -12,6 +12,7 @@ from functools import partial
 import lightning as L
 import torch
 
+from divlab.lightning_modules.contracts import FamilyModule, GenerativeModule, LikelihoodModel
 from divlab.lightning_modules.diffusion import (
     TRACE_ESTIMATORS,
     VESDE,
@@ -34,13 +35,11 @@ SDES = {"vp": VPSDE, "ve": VESDE}
 SAMPLERS = ("pc", "ode", "ddim")
 
 
-class ScoreSDE(L.LightningModule):
-    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
-
+class ScoreSDE(L.LightningModule, FamilyModule, GenerativeModule, LikelihoodModel):
     family = "score"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
-    validation_metrics = ("loss",)
     divergence = "dsm"
+    validation_metrics = ("loss",)
+    draws_training_noise = True
 
     @property
     def log_likelihood_is_exact(self) -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 
+from divlab.lightning_modules.contracts import FamilyModule, GenerativeModule, LikelihoodModel
 from divlab.lightning_modules.likelihoods import (
     bernoulli_log_likelihood,
     discretized_gaussian_log_likelihood,
@@ -67,15 +68,14 @@ DECODER_LIKELIHOODS = {
 }
 
 
-class VAE(L.LightningModule):
-    draws_training_noise = True  # each DDP rank draws its own (callbacks/rank_noise.py)
-
+class VAE(L.LightningModule, FamilyModule, GenerativeModule, LikelihoodModel):
     family = "vae"
-    # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
-    validation_metrics = ("loss", "kl")
     divergence = "elbo"
+    validation_metrics = ("loss", "kl")
+    draws_training_noise = True
     log_likelihood_is_exact = False
     log_likelihood_bound = "iwae"
+    log_likelihood_matches_sample = True
 
     @property
     def log_likelihood_is_discrete(self) -> bool:
