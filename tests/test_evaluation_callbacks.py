@@ -12,9 +12,13 @@ from divlab.datamodules.toy2d import GaussianMixture2D, Toy2DDataModule
 
 
 class FixedModel(L.LightningModule):
-    """A 'trained' model that is a known distribution: samples it, and (optionally) its exact log-density."""
+    """A 'trained' model that is a known distribution: samples it, and (optionally) its exact log-density
+    (then a `LikelihoodModel`: it has every member)."""
 
     log_likelihood_is_exact = True
+    log_likelihood_bound = None
+    log_likelihood_is_discrete = False
+    log_likelihood_matches_sample = True
 
     def __init__(self, distribution, with_log_likelihood: bool = True):
         super().__init__()
@@ -316,6 +320,10 @@ class UniformImageModel(L.LightningModule):
     """Uniform over [−1, 1]^D as a density (log p = −D log 2: 1 bit/dim) or over the 256 grey levels
     as a probability (log P = −D log 256: exactly 8 bits/dim)."""
 
+    log_likelihood_is_exact = True
+    log_likelihood_bound = None
+    log_likelihood_matches_sample = True
+
     def __init__(self, discrete: bool):
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(1))
@@ -377,7 +385,8 @@ def test_an_evaluation_due_between_validations_is_refused_before_training(callba
 
     every_ten = {"toy_metrics": ToyDivergences, "likelihood": LikelihoodEvaluator, "samples": SampleLogger}[callback](
         every_n_epochs=10)
-    module = SimpleNamespace(log_likelihood=None)
+    module = SimpleNamespace(log_likelihood=lambda x: x, log_likelihood_is_exact=True, log_likelihood_bound=None,
+                             log_likelihood_is_discrete=False, log_likelihood_matches_sample=True)  # a LikelihoodModel
 
     def trainer(every_validation, kind="points"):
         return SimpleNamespace(check_val_every_n_epoch=every_validation, callbacks=[],

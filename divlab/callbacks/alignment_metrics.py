@@ -6,10 +6,9 @@ those completions: KL(π‖π_ref) per sequence, in nats), `val/ref_true_reward`
 same prompts: the frontier's baseline) and a text sample table; and, for a module scoring with a
 learned reward model, that model's held-out pair accuracy `val/reward_model_accuracy`.
 
-It reads only the alignment family's contract: `policy` (the `ar` model being trained),
-`reference_policy` (π_ref with its tokenizer and corpus, `alignment/reference.py`) and, where there is
-one, `reward_model` (a module with `pair_rewards(batch)`, or None). Modules without `policy` and
-`reference_policy` (the reward model alone) are skipped.
+It reads only the alignment family's contract, `AlignmentModule` (`lightning_modules/contracts.py`): `policy`
+(the `ar` model being trained), `reference_policy` (π_ref with its tokenizer and corpus) and `reward_model` (a
+`PreferenceScorer`, or None). Other modules (the reward model alone) are skipped.
 """
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +22,7 @@ from divlab.alignment.controlled_task import eval_prompts, sentiment_reward
 from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.media import log_text_samples
 from divlab.lightning_modules.alignment_objectives import pair_accuracy, sequence_kl_estimate
+from divlab.lightning_modules.contracts import AlignmentModule
 from divlab.lightning_modules.sequence import decode_completions, rollout
 from divlab.validation import check_positive
 
@@ -82,12 +82,11 @@ class AlignmentMetrics(L.Callback):
 
     @staticmethod
     def applies_to(pl_module) -> bool:
-        return hasattr(pl_module, "policy") and hasattr(pl_module, "reference_policy")
+        return isinstance(pl_module, AlignmentModule)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        reward_model = getattr(pl_module, "reward_model", None)
-        if self.applies_to(pl_module) and reward_model is not None:
-            accuracy = pair_accuracy(*reward_model.pair_rewards(batch))
+        if self.applies_to(pl_module) and pl_module.reward_model is not None:
+            accuracy = pair_accuracy(*pl_module.reward_model.pair_rewards(batch))
             pl_module.log("val/reward_model_accuracy", accuracy, sync_dist=True, batch_size=len(batch["index"]))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

@@ -4,7 +4,7 @@ Bits/dim of images are only comparable across families when every model gives a 
 the same 8-bit values (a discretised decoder, a dequantisation bound, an autoregressive model over
 grey levels). A continuous density on [−1, 1] is not such a probability: its −log₂ p per dimension
 sits about log₂(127.5) ≈ 7 bits lower and can be negative. Families say which they compute
-(`log_likelihood_is_discrete`); a density on image data is logged under its own names,
+(`LikelihoodModel.log_likelihood_is_discrete`); a density on image data is logged under its own names,
 `<split>/nll_continuous` and `<split>/bpd_continuous`, so no table ranks it against 8-bit bits/dim.
 """
 import math
@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.periodic import check_cadence_is_validated, check_monitors_see_every_validation, validation_due
+from divlab.lightning_modules.contracts import LikelihoodModel, missing_members
 from divlab.lightning_modules.likelihoods import bits_per_dim
 from divlab.validation import check_positive
 
@@ -35,9 +36,9 @@ class LikelihoodEvaluator(L.Callback):
     """Logs `<split>/nll` (nats per example) and the kind's bits-per-dimension unit
     (`<split>/nll_continuous`, `<split>/bpd_continuous` for a density on image data).
 
-    Families without `log_likelihood` (GANs) are skipped with a one-line notice. Validation runs
-    every `every_n_epochs` epochs on the first `max_val_batches` batches (0: never at validation; null: all),
-    the test on the first `max_test_batches`; the time spent is logged as `time/<split>/likelihood_seconds`.
+    Modules that are no `LikelihoodModel` (GANs) are skipped with a one-line notice naming what they lack.
+    Validation runs every `every_n_epochs` epochs on the first `max_val_batches` batches (0: never at validation;
+    null: all), the test on the first `max_test_batches`; the time spent is logged as `time/<split>/likelihood_seconds`.
     Batch i's estimate (importance samples, Hutchinson probes, dequantisation noise) draws from a stream seeded
     with i, so it is the same at every pass and leaves the draws of the module's own evaluation steps alone.
     """
@@ -54,10 +55,10 @@ class LikelihoodEvaluator(L.Callback):
         self._seconds = {"val": 0.0, "test": 0.0}
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if stage == "fit" and hasattr(pl_module, "log_likelihood"):
+        if stage == "fit" and isinstance(pl_module, LikelihoodModel):
             check_cadence_is_validated(trainer, "likelihood", self.every_n_epochs)
             kind = getattr(trainer.datamodule, "kind", None)
-            names = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))
+            names = metric_names(kind, bool(pl_module.log_likelihood_is_discrete))
             check_monitors_see_every_validation(trainer, "likelihood", self.every_n_epochs,
                                                 lambda name: name in names)
 
@@ -68,10 +69,12 @@ class LikelihoodEvaluator(L.Callback):
         return name in self.metric_names
 
     def _applies(self, trainer, pl_module) -> bool:
-        if hasattr(pl_module, "log_likelihood"):
+        if isinstance(pl_module, LikelihoodModel):
             return True
         if not self._noticed:
-            rank_zero_info(f"LikelihoodEvaluator: {type(pl_module).__name__} has no log_likelihood; skipped")
+            missing = ", ".join(missing_members(pl_module, LikelihoodModel))
+            rank_zero_info(f"LikelihoodEvaluator: {type(pl_module).__name__} is no LikelihoodModel "
+                           f"(it lacks {missing}); skipped")
             self._noticed = True
         return False
 
@@ -84,7 +87,7 @@ class LikelihoodEvaluator(L.Callback):
             nll = -pl_module.log_likelihood(batch).mean()
         datamodule = trainer.datamodule
         kind = getattr(datamodule, "kind", None)
-        nll_name, unit = metric_names(kind, bool(getattr(pl_module, "log_likelihood_is_discrete", False)))
+        nll_name, unit = metric_names(kind, bool(pl_module.log_likelihood_is_discrete))
         pl_module.log(f"{split}/{nll_name}", nll, on_epoch=True, on_step=False, sync_dist=True)
         if unit is not None:
             dims = math.prod(datamodule.sample_shape) if kind == "image" else batch.shape[-1]

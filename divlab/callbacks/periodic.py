@@ -19,11 +19,12 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.eval_mode import eval_mode
+from divlab.lightning_modules.contracts import FamilyModule, GenerativeModule
 from divlab.validation import check_positive
 
 
 @torch.no_grad()
-def seeded_samples(pl_module, n: int, seed: int, batch_size: int = 1000) -> torch.Tensor:
+def seeded_samples(pl_module: GenerativeModule, n: int, seed: int, batch_size: int = 1000) -> torch.Tensor:
     """`pl_module.sample` in eval mode, in batches, from a fixed seed that leaves the training RNG untouched."""
     with eval_mode(pl_module), seeded_stream(seed, pl_module.device):
         return torch.cat([pl_module.sample(min(batch_size, n - start)).float().cpu()
@@ -85,12 +86,12 @@ def check_monitors_see_every_validation(trainer, name: str, every_n_epochs: int 
 
 def check_monitors_are_logged(callbacks: list, pl_module) -> None:
     """Refuse, before training, a checkpoint or early stop monitoring a `val/` metric that neither the model (its
-    `validation_metrics`) nor a callback (its `logs_metric`) logs, e.g. the typo `val/nlll`: Lightning raises only
-    at the first validation, after an epoch of training. A model that declares no `validation_metrics` is not
+    `FamilyModule.validation_metrics`) nor a callback (its `logs_metric`) logs, e.g. the typo `val/nlll`: Lightning
+    raises only at the first validation, after an epoch of training. A model that is no `FamilyModule` is not
     checked; a callback's `metric_names`, where it has them, only help suggest the closest name."""
-    declared = getattr(pl_module, "validation_metrics", None)
-    if declared is None:
+    if not isinstance(pl_module, FamilyModule):
         return
+    declared = pl_module.validation_metrics
     loggers = [c for c in callbacks if callable(getattr(c, "logs_metric", None))]
     for callback in callbacks:
         monitor = getattr(callback, "monitor", None)

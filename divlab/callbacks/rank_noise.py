@@ -8,8 +8,8 @@ adding GPUs adds no Monte Carlo samples. At the start of fit, after DDP has broa
 weights, each rank r > 0 reseeds torch (CPU and CUDA) from (run seed, r); rank 0 keeps the stream a
 single-process run draws, so 1-process runs are unchanged to the bit.
 
-Only families that draw noise in their training step say so (`draws_training_noise = True`: VAE, GAN,
-DDPM, score SDE, PPO). The others (autoregressive, reward model, DPO) train deterministically given
+Every family says whether its training step draws noise (`FamilyModule.draws_training_noise`: true for
+VAE, GAN, DDPM, score SDE, PPO). The others (autoregressive, reward model, DPO) train deterministically given
 the batch and keep the shared stream, which their text data relies on: `RandomWindows` draws one
 window offset per global batch from it, the same on every rank, so a 2-process run sees exactly the
 windows a 1-process run does.
@@ -17,6 +17,8 @@ windows a 1-process run does.
 import lightning as L
 import numpy as np
 import torch
+
+from divlab.lightning_modules.contracts import FamilyModule
 
 
 def rank_seed(base_seed: int, rank: int) -> int:
@@ -26,5 +28,5 @@ def rank_seed(base_seed: int, rank: int) -> int:
 
 class DistinctNoisePerRank(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_rank > 0 and getattr(pl_module, "draws_training_noise", False):
+        if trainer.global_rank > 0 and isinstance(pl_module, FamilyModule) and pl_module.draws_training_noise:
             torch.manual_seed(rank_seed(torch.initial_seed(), trainer.global_rank))

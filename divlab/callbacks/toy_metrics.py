@@ -20,6 +20,7 @@ from divlab.callbacks.periodic import PeriodicEvaluation
 from divlab.callbacks.render import save_mode_histogram, save_scatter_over_density
 from divlab.eval_mode import eval_mode
 from divlab.evaluation.toy import loo_bandwidth, mode_scores, scott_bandwidth, toy_divergences
+from divlab.lightning_modules.contracts import LikelihoodModel, missing_members
 from divlab.tracking.run_record import RunRecord
 from divlab.validation import check_choice, check_positive
 
@@ -38,9 +39,9 @@ class ToyDivergences(PeriodicEvaluation):
     the protocol's `n_samples` to make the curve cheap (the KDE scores cost O(n²)); null: as at test.
     The test scores always use `n_samples`, so only they compare with the published tables.
 
-    log q: `log_q="auto"` uses the model's `log_likelihood` when `log_likelihood_is_exact` and its
-    samples come from that same distribution (`log_likelihood_matches_sample`, default true: a
-    score model's predictor–corrector samples do not follow its probability-flow ODE density),
+    log q: `log_q="auto"` uses the model's `log_likelihood` when it is a `LikelihoodModel` whose
+    `log_likelihood_is_exact` and whose samples come from that same distribution (`log_likelihood_matches_sample`:
+    a score model's predictor–corrector samples do not follow its probability-flow ODE density),
     else a Gaussian KDE of the model samples whose bandwidth is `bandwidth`: "loo" (leave-one-out
     maximum likelihood over multiples of Scott's rule, the default: Scott's rule alone
     oversmooths σ = 0.01 modes), "scott", or a number. `log_q="kde"` always uses the KDE;
@@ -98,12 +99,13 @@ class ToyDivergences(PeriodicEvaluation):
 
     def _model_log_q(self, pl_module):
         # Samples and log q must describe one distribution, or KL(Q‖P) mixes two models.
-        exact = bool(getattr(pl_module, "log_likelihood_is_exact", False)) and bool(
-            getattr(pl_module, "log_likelihood_matches_sample", True))
-        has = hasattr(pl_module, "log_likelihood")
-        if self.log_q == "model" or (self.log_q == "auto" and has and exact):
+        has = isinstance(pl_module, LikelihoodModel)
+        exact = has and bool(pl_module.log_likelihood_is_exact) and bool(pl_module.log_likelihood_matches_sample)
+        if self.log_q == "model" or (self.log_q == "auto" and exact):
             if not has:
-                raise ValueError(f"callbacks.toy_metrics.log_q=model but {type(pl_module).__name__} has no log_likelihood")
+                missing = ", ".join(missing_members(pl_module, LikelihoodModel))
+                raise ValueError(f"callbacks.toy_metrics.log_q=model but {type(pl_module).__name__} is no "
+                                 f"LikelihoodModel (it lacks {missing})")
 
             @torch.no_grad()
             def log_q(x):
@@ -150,7 +152,7 @@ class ToyDivergences(PeriodicEvaluation):
         self._path(trainer, split, ".json").write_text(json.dumps(record, indent=1))
         for callback in trainer.callbacks:
             if isinstance(callback, RunRecord):
-                callback.record.setdefault("mode_histogram", {})[split] = {"step": trainer.global_step, "counts": counts.tolist()}
+                callback.add_mode_histogram(split, trainer.global_step, counts.tolist())
 
     def _plot(self, trainer, samples, split: str, metrics: dict, counts) -> Path:
         path = self._path(trainer, split, ".png")

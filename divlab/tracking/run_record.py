@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from divlab.atomic_files import atomic_write
+from divlab.lightning_modules.contracts import FamilyModule, LikelihoodModel
 
 RUN_FILE = "run.json"
 MAX_HISTORY = 2000
@@ -167,7 +168,7 @@ class RunRecord(L.Callback):
             "finished_at": None,
             "wandb": None,
             "likelihood": None,
-            "mode_histogram": {},  # per split, the last toy evaluation's counts per mode (callbacks/toy_metrics.py)
+            "mode_histogram": {},  # per split, the last toy evaluation's counts per mode (`add_mode_histogram`)
             "history": {},
             "global_step": 0,
             "attempts": [],
@@ -214,19 +215,21 @@ class RunRecord(L.Callback):
         self._trainer = trainer
         self._merge_from_disk()
         self.attempt.update(where(trainer))
-        hp = pl_module.hparams
-        self.record.update(family=hp.get("family"), divergence=hp.get("divergence"))
+        if isinstance(pl_module, FamilyModule):
+            self.record.update(family=pl_module.family, divergence=pl_module.divergence)
         if trainer.datamodule is not None:
             self.record["data"] = getattr(trainer.datamodule, "name", None)
-        if hasattr(pl_module, "log_likelihood"):
-            self.record["likelihood"] = {
-                "exact": bool(getattr(pl_module, "log_likelihood_is_exact", False)),
-                "bound": getattr(pl_module, "log_likelihood_bound", None),
-            }
+        if isinstance(pl_module, LikelihoodModel):
+            self.record["likelihood"] = {"exact": bool(pl_module.log_likelihood_is_exact),
+                                         "bound": pl_module.log_likelihood_bound}
         for logger in trainer.loggers if trainer.is_global_zero else []:
             if isinstance(logger, WandbLogger):
                 run = logger.experiment
                 self.record["wandb"] = {"id": run.id, "mode": run.settings.mode, "project": run.project}
+
+    def add_mode_histogram(self, split: str, step: int, counts: list[int]) -> None:
+        """Keep `split`'s latest toy evaluation: high-quality samples per mode at `step` (callbacks/toy_metrics.py)."""
+        self.record["mode_histogram"][split] = {"step": step, "counts": list(counts)}
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
         """Record what a logging call of the trainer sent to the loggers, keyed by the trainer's global step
