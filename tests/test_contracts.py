@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra.utils import get_class
 
-from conftest import CONFIG_DIR
+from conftest import CONFIG_DIR, ROOT
 from divlab.lightning_modules.contracts import (
     CONTRACTS,
     FamilyModule,
@@ -136,3 +136,11 @@ def test_callbacks_see_a_module_meet_a_protocol_only_with_every_member():
     assert missing_members(Structural(), LikelihoodModel) == ["log_likelihood_matches_sample"]
     Structural.log_likelihood_matches_sample = True
     assert isinstance(Structural(), LikelihoodModel) and not isinstance(Structural(), FamilyModule)
+
+
+def test_callbacks_and_tracking_read_the_contract_instead_of_probing_the_module():
+    probe = re.compile(r"\b(hasattr|getattr)\(\s*pl_module\b")
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for folder in ("callbacks", "tracking") for path in sorted((ROOT / "divlab" / folder).glob("*.py"))
+             for number, line in enumerate(path.read_text().splitlines(), 1) if probe.search(line)]
+    assert not found, "check isinstance(pl_module, <Protocol of contracts.py>) instead:\n" + "\n".join(found)
