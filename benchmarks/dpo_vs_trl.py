@@ -126,7 +126,8 @@ def completion_logprob(model, tokenizer, prompt: str, completions: list[str]) ->
     ids = torch.tensor([row + [tokenizer.pad_token_id] * (length - len(row)) for row in rows])
     ends = torch.tensor([len(row) for row in rows])[:, None]
     attention = (torch.arange(length) < ends).long()
-    logp = model(input_ids=ids, attention_mask=attention).logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+    logp = logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]
     positions = torch.arange(1, length)
     mask = (positions >= len(context)) & (positions < ends)
     return (logp * mask).sum(-1)
@@ -209,7 +210,7 @@ def run_trl(args, policy_dir: Path, train_pairs: Path, out_dir: Path, precompute
 
 def forwarded(args) -> list[str]:
     return [f"--{key.replace('_', '-')}={getattr(args, key)}"
-            for key in ("steps", "threads", "seed", "batch_size", "lr", "beta")]
+            for key in ("steps", "threads", "seed", "batch_size", "lr", "beta", "warmup")]
 
 
 def trl_arm(args) -> None:
@@ -250,23 +251,31 @@ def score(policy, reference, tokenizer, train: list[dict], held_out: list[dict],
             "heldout_loss": dpo_loss(policy, reference, tokenizer, held_out, beta)}
 
 
+ARM_NAMES = {"divlab": "divlab", "trl_precomputed": "TRL, π_ref precomputed", "trl_default": "TRL default"}
+
+
 def table(summary: dict) -> str:
+    """The markdown table of the arms that ran (medians over repeats), with divlab against TRL precomputed."""
+    arms = summary["arms"]
     median = lambda arm, key: statistics.median(r[arm][key] for r in summary["rows"])  # noqa: E731
+    compare = "divlab" in arms and "trl_precomputed" in arms
     lines = [f"DPO, divlab vs TRL {summary['trl']}: {summary['steps']} steps of {summary['batch_size']} pairs, "
              f"float32, {summary['threads']} thread(s), torch {summary['torch']}, {summary['machine']}, "
              f"{summary['repeats']} repeat(s), medians",
-             "", "| | divlab | TRL, π_ref precomputed | TRL default | divlab / TRL precomputed |",
-             "|---|---|---|---|---|"]
+             "", "| | " + " | ".join([ARM_NAMES[a] for a in arms] + ["divlab vs TRL precomputed"] * compare) + " |",
+             "|---|" + "---|" * (len(arms) + compare)]
     rows = [("ms per step", "s_per_step", 1e3, "{:.1f}"), ("whole run, start to exit (s)", "wall_s", 1, "{:.1f}"),
             (f"held-out DPO loss after {summary['steps']} steps", "heldout_loss", 1, "{:.4f}"),
             (f"training-pairs DPO loss after {summary['steps']} steps", "train_loss", 1, "{:.4f}")]
     for label, key, scale, fmt in rows:
-        values = [median(arm, key) * scale for arm in ARMS]
-        ratio = (f"{values[0] / values[1]:.3f}×" if key in ("s_per_step", "wall_s")
-                 else f"{values[0] - values[1]:+.4f}")
-        lines.append(f"| {label} | " + " | ".join(fmt.format(v) for v in values) + f" | {ratio} |")
-    lines.append(f"| DPO loss at step 0 (π = π_ref) | {summary['step0_loss']:.4f} | {summary['step0_loss']:.4f} | "
-                 f"{summary['step0_loss']:.4f} | log 2 = {math.log(2):.4f} |")
+        values = {arm: median(arm, key) * scale for arm in arms}
+        cells = [fmt.format(values[arm]) for arm in arms]
+        if compare:
+            ours, theirs = values["divlab"], values["trl_precomputed"]
+            cells.append(f"{ours / theirs:.3f}×" if key in ("s_per_step", "wall_s") else f"{ours - theirs:+.4f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"Every arm starts from the same π = π_ref: held-out DPO loss at step 0 {summary['step0_loss']:.4f} "
+                  f"(log 2 = {math.log(2):.4f})."]
     return "\n".join(lines)
 
 
@@ -283,12 +292,16 @@ def parse(argv):
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--data-seed", type=int, default=1234)
     parser.add_argument("--warmup", type=int, default=3, help="step intervals left out of the per-step median")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="which arms run, in this order")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/dpo_vs_trl.json")
     parser.add_argument("--trl-arm", help=argparse.SUPPRESS)  # internal: run one TRL arm into this folder
     parser.add_argument("--policy", help=argparse.SUPPRESS)
     parser.add_argument("--pairs-file", help=argparse.SUPPRESS)
     parser.add_argument("--precompute", type=int, default=1, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.steps < args.warmup + 2:
+        parser.error(f"--steps {args.steps}: at least --warmup + 2 = {args.warmup + 2} leave an interval to time")
+    return args
 
 
 def main(argv=None) -> int:
@@ -319,7 +332,7 @@ def main(argv=None) -> int:
         step0 = dpo_loss(reference, reference, tokenizer, held_out, args.beta)
         for repeat in range(args.repeats):
             row = {"repeat": repeat}
-            for arm in ARMS:
+            for arm in args.arms:
                 if arm == "divlab":
                     result = run_divlab(args, policy_dir, pairs, tmp / f"divlab{repeat}")
                     policy = load_divlab_policy(policy_dir, Path(result.pop("checkpoint")))
@@ -338,8 +351,8 @@ def main(argv=None) -> int:
     summary = {"steps": args.steps, "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
                "precision": "float32", "torch": torch.__version__, "trl": trl.__version__,
                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-               "train_pairs": len(train), "heldout_pairs": len(held_out), "beta": args.beta, "lr": args.lr,
-               "step0_loss": step0, "rows": rows}
+               "arms": args.arms, "train_pairs": len(train), "heldout_pairs": len(held_out), "beta": args.beta,
+               "lr": args.lr, "step0_loss": step0, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
     print(table(summary))
