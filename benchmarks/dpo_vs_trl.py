@@ -1,7 +1,7 @@
 """divlab's DPO against TRL's `DPOTrainer` on the same tiny policy, reference and pairs: float32, one thread.
 
     python benchmarks/dpo_vs_trl.py [--steps 30] [--repeats 2] [--threads 1] [--seed 0] [--batch-size 8]
-        [--lr 5e-4] [--beta 0.1] [--pairs 80] [--out benchmarks/results/dpo_vs_trl.json]
+        [--lr 1e-4] [--beta 0.1] [--pairs 80] [--out benchmarks/results/dpo_vs_trl.json]
 
 Needs TRL (`pip install 'divlab[bench]'`: trl, datasets, accelerate); without it the benchmark says so and
 exits 0. Everything is built here, in a temporary directory, from fixed seeds:
@@ -189,8 +189,8 @@ def run_divlab(args, policy_dir: Path, pairs: Path, run_dir: Path) -> dict:
                "data=preferences", f"data.path={pairs}", f"data.val_fraction={args.val_fraction}",
                f"data.data_seed={args.data_seed}", f"data.batch_size={args.batch_size}", f"model.beta={args.beta}",
                f"model.optimizer.lr={args.lr}", f"model.optimizer.weight_decay={ADAMW['weight_decay']}",
-               f"+model.optimizer.betas=[{ADAMW['betas'][0]},{ADAMW['betas'][1]}]",
-               f"+model.optimizer.eps={ADAMW['eps']}",
+               f"++model.optimizer.betas=[{ADAMW['betas'][0]},{ADAMW['betas'][1]}]",
+               f"++model.optimizer.eps={ADAMW['eps']}",
                f"++trainer.max_steps={args.steps}", "++trainer.max_epochs=-1", "++trainer.limit_val_batches=0",
                "++trainer.num_sanity_val_steps=0", f"++trainer.gradient_clip_val={MAX_GRAD_NORM}", "callbacks=none",
                "+callbacks.step_times._target_=benchmarks.step_times.StepTimes", f"+callbacks.step_times.path={times}",
@@ -286,7 +286,7 @@ def parse(argv):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--pairs", type=int, default=80, help="records written, before divlab's held-out split")
     parser.add_argument("--val-fraction", type=float, default=0.2)

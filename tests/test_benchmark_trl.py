@@ -79,7 +79,7 @@ def test_dpo_loss_equals_a_token_by_token_computation(models):
 def test_a_tiny_run_prints_divlab_s_and_trl_s_rows(tmp_path, capsys):
     out = tmp_path / "result.json"
     assert bench.main(["--steps", "3", "--repeats", "1", "--warmup", "0", "--pairs", "20", "--batch-size", "16",
-                       "--arms", "divlab", "trl_precomputed", "--out", str(out)]) == 0
+                       "--lr", "1e-3", "--arms", "divlab", "trl_precomputed", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| | divlab | TRL, π_ref precomputed | divlab vs TRL precomputed |" in printed
     for row in ("| ms per step |", "| whole run, start to exit (s) |", "| held-out DPO loss after 3 steps |"):
@@ -87,4 +87,4 @@ def test_a_tiny_run_prints_divlab_s_and_trl_s_rows(tmp_path, capsys):
     # a full batch of the 16 training pairs: data order cannot differ, so equal math gives equal losses
     summary = json.loads(out.read_text())["rows"][0]
     assert summary["divlab"]["train_loss"] == pytest.approx(summary["trl_precomputed"]["train_loss"], abs=1e-5)
-    assert summary["divlab"]["train_loss"] < math.log(2)
+    assert summary["divlab"]["train_loss"] < math.log(2) - 0.05
