@@ -246,6 +246,16 @@ def trl_arm(args) -> None:
     (out / "times.json").write_text(json.dumps(times))
 
 
+def machine() -> str:
+    """The CPU's model name (Linux) or its architecture, and the core count."""
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+             if line.startswith("model name")]
+    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} CPUs"
+
+
 def score(policy, reference, tokenizer, train: list[dict], held_out: list[dict], beta: float) -> dict:
     return {"train_loss": dpo_loss(policy, reference, tokenizer, train, beta),
             "heldout_loss": dpo_loss(policy, reference, tokenizer, held_out, beta)}
@@ -344,13 +354,11 @@ def main(argv=None) -> int:
                       f"{row[arm]['wall_s']:.1f} s, held-out loss {row[arm]['heldout_loss']:.4f}, "
                       f"training-pairs loss {row[arm]['train_loss']:.4f}", flush=True)
             rows.append(row)
-    import platform
-
     import trl
 
     summary = {"steps": args.steps, "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
                "precision": "float32", "torch": torch.__version__, "trl": trl.__version__,
-               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+               "machine": machine(),
                "arms": args.arms, "train_pairs": len(train), "heldout_pairs": len(held_out), "beta": args.beta,
                "lr": args.lr, "step0_loss": step0, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """The TRL comparison (benchmarks/dpo_vs_trl.py): its shared DPO-loss scoring against an independent
 computation, its tokenizer's prompt/completion boundary, and a tiny run that prints both tools' rows."""
+import importlib.util
 import json
 import math
 
@@ -7,11 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-pytest.importorskip("trl")
-
-from benchmarks import dpo_vs_trl as bench  # noqa: E402
+from benchmarks import dpo_vs_trl as bench
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+needs_trl = pytest.mark.skipif(importlib.util.find_spec("trl") is None, reason="needs trl: pip install 'divlab[bench]'")
+
+
+def test_without_trl_it_says_so_and_exits_cleanly(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "trl_missing", lambda: "trl")
+    assert bench.main(["--out", str(tmp_path / "result.json")]) == 0
+    assert "skipped: trl is not installed" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +39,7 @@ def models(policy_dir):
     return AutoTokenizer.from_pretrained(policy_dir), reference, policy
 
 
+@needs_trl
 def test_prompt_and_completion_tokenise_as_their_concatenation(models):
     tokenizer = models[0]
     record = bench.make_pairs(1, seed=3)[0]
@@ -42,6 +50,7 @@ def test_prompt_and_completion_tokenise_as_their_concatenation(models):
     assert len(chosen) == bench.COMPLETION_CHARS + 1 and tokenizer.unk_token_id not in chosen
 
 
+@needs_trl
 def test_dpo_loss_is_log_2_for_a_policy_equal_to_its_reference(models):
     tokenizer, reference, _ = models
     pairs = bench.make_pairs(4, seed=1)
@@ -57,6 +66,7 @@ def brute_force_logprob(model, ids: list[int], start: int) -> float:
     return total
 
 
+@needs_trl
 @torch.no_grad()
 def test_dpo_loss_equals_a_token_by_token_computation(models):
     tokenizer, reference, policy = models
@@ -76,6 +86,7 @@ def test_dpo_loss_equals_a_token_by_token_computation(models):
     assert ours == pytest.approx(sum(losses) / len(losses), abs=1e-5)
 
 
+@needs_trl
 def test_a_tiny_run_prints_divlab_s_and_trl_s_rows(tmp_path, capsys):
     out = tmp_path / "result.json"
     assert bench.main(["--steps", "3", "--repeats", "1", "--warmup", "0", "--pairs", "20", "--batch-size", "16",
