@@ -456,7 +456,7 @@ def test_run_directories_of_launches_in_the_same_second_differ(tmp_path):
 def test_run_json_is_readable_by_others_and_strict_json(tmp_path):
     import math
 
-    from divlab.tracking.run_record import read_run_record, write_json_atomic
+    from divlab.run_files import read_run_record, write_json_atomic
 
     write_json_atomic(tmp_path / "run.json", {"metrics": {"a": float("inf"), "b": float("nan"), "c": 1.0}})
     umask = os.umask(0)

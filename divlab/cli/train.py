@@ -34,8 +34,9 @@ from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
 from divlab.divergence_choice import check_divergence_is_read
 from divlab.resume_config import check_resume_config
+from divlab.run_files import read_run_record, read_run_record_or_none
 from divlab.saved_runs import build_data_and_model
-from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
+from divlab.tracking.run_record import RunRecord, status_for
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
 from divlab.validation import check_int, check_positive
 
