@@ -462,6 +462,17 @@ def test_a_job_trains_the_same_after_another_job_of_its_process_loaded_the_refer
     assert "val/kl_to_ref" in first and first == second
 
 
+def test_the_job_that_trains_the_reference_policy_draws_as_one_that_finds_it_cached(train_with, tmp_path):
+    """The first job of a sweep runs experiment=reference_policy inside its setup step, which seeds every random
+    stream for itself; the job then goes on as if it had found the policy cached, as the sweep's later jobs do."""
+    data = f"paths.data_dir={tmp_path / 'data'}"  # nothing cached there: the first run trains π_ref
+    runs = [train_with("experiment=align_dpo", TINY_EVALUATION, *TINY_OVERRIDES, data, out=tmp_path / name)[1]
+            for name in ("trains", "finds")]
+    assert list((tmp_path / "data" / "alignment").glob("reference_policy-*/checkpoints/last.ckpt"))
+    trains, finds = ({k: v for k, v in run.items() if not k.startswith("time/")} for run in runs)
+    assert "val/kl_to_ref" in trains and trains == finds
+
+
 def test_dpo_trains_on_a_users_jsonl_pairs(train_with, tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in PAIRS * 4) + "\n")
