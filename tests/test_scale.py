@@ -76,7 +76,9 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     run_command([sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", "experiment=gan_ring8",
                  "debug=tiny", "logger=csv", "seed=0,1", f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={sweep}",
                  "hydra.launcher.timeout_min=10"], cwd=tmp_path)
-    records = [json.loads((sweep / f"{job}_gan_ring8" / "run.json").read_text()) for job in (0, 1)]  # <num>_<experiment>
+    records = [
+        json.loads((sweep / f"{job}_gan_ring8" / "run.json").read_text()) for job in (0, 1)
+    ]  # <num>_<experiment>
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert [r["seed"] for r in records] == [0, 1]
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # submitit ran both jobs
