@@ -18,7 +18,6 @@ are measured by the `alignment` callback (`callbacks/alignment_metrics.py`), thr
 import lightning as L
 import torch
 
-from divlab.alignment.reference import load_reference_policy, trainable_copy
 from divlab.lightning_modules.alignment_objectives import (
     PREFERENCE_LOSSES,
     check_label_smoothing,
@@ -27,6 +26,7 @@ from divlab.lightning_modules.alignment_objectives import (
 )
 from divlab.lightning_modules.contracts import AlignmentModule, FamilyModule, GenerativeModule
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.reference_policy import load_reference_policy, trainable_copy
 from divlab.lightning_modules.sequence import sequence_log_prob
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
@@ -53,13 +53,6 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         self.policy = trainable_copy(self.reference_policy)
         self.optimizer = optimizer
         self._reference_cache: dict[int, torch.Tensor] = {}
-
-    @property
-    def reference(self):
-        return self.reference_policy.model
-
-    def on_fit_start(self) -> None:
-        self.reference.to(self.device)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.preference_step(batch, "train")
@@ -103,3 +96,10 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
 
     def configure_optimizers(self):
         return make_optimizer(self.optimizer, self.policy.parameters(), self.device)
+
+    @property
+    def reference(self):
+        return self.reference_policy.model
+
+    def on_fit_start(self) -> None:
+        self.reference.to(self.device)
