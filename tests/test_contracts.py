@@ -9,7 +9,7 @@ import textwrap
 import lightning as L
 import pytest
 import torch
-from hydra.utils import get_class
+from hydra.utils import get_object
 
 from conftest import CONFIG_DIR, ROOT
 from divlab.lightning_modules.contracts import (
@@ -27,7 +27,7 @@ TARGET = re.compile(r"_target_:\s*(divlab\.lightning_modules\.[\w.]+)")
 def config_modules() -> list[type]:
     """Every LightningModule class some config under configs/ names as a `_target_`."""
     targets = {name for path in CONFIG_DIR.rglob("*.yaml") for name in TARGET.findall(path.read_text())}
-    classes = {get_class(name) for name in targets}
+    classes = {get_object(name) for name in targets}  # functions too: `_partial_` targets
     return sorted((c for c in classes if isinstance(c, type) and issubclass(c, L.LightningModule)),
                   key=lambda c: c.__name__)
 

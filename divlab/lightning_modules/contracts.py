@@ -6,12 +6,9 @@ itself: a value the Protocol only declares. Callbacks check `isinstance(pl_modul
 read its members, never a family's internals; `tests/test_contracts.py` checks that every model config's class
 sets every member of what it claims, and names the one it forgot.
 """
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from divlab.lightning_modules.autoregressive import AutoregressiveModel
 
 
 @runtime_checkable
@@ -57,7 +54,7 @@ class PreferenceScorer(Protocol):
 class AlignmentModule(Protocol):
     """A policy trained against a reference policy (DPO, PPO): what the `alignment` callback measures."""
 
-    policy: "AutoregressiveModel"  # π, the `ar` model being trained
+    policy: Any  # π, the `ar` model being trained (an AutoregressiveModel, which imports this file)
     reference_policy: Any  # π_ref, frozen: a ReferencePolicy (`model`, and `text`: its tokenizer and corpus)
     reward_model: PreferenceScorer | None  # the learned reward it is trained on, None when it has none
 
