@@ -41,7 +41,7 @@ from divlab.validation import check_int, check_positive
 
 log = logging.getLogger("divlab.train")
 # Groups whose choice on the command line makes a run no longer the experiment preset it started from.
-RUN_DEFINING_GROUPS = ("data", "model", "networks", "study_member")
+RUN_DEFINING_GROUPS = ("data", "model", "networks")
 # The seeds numpy (and so `seed_everything`) accepts are 0 .. 2**32 - 1.
 MAX_SEED = 2**32 - 1
 # The conventional exit status of a process stopped by a signal: 128 + the signal's number.
@@ -116,7 +116,7 @@ def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) 
     interpolate it and every run's config carries the same top-level keys whatever its family.
 
     The group is the experiment preset's name only while the run is that preset: choosing another data set,
-    model or study member on the command line makes it `family-divergence-data` (what actually runs).
+    model (a study's member) on the command line makes it `family-divergence-data` (what actually runs).
     """
     family, divergence = model.hparams.get("family"), model.hparams.get("divergence")
     rechosen = any(o.split("=", 1)[0].lstrip("+~") in RUN_DEFINING_GROUPS for o in overrides if "=" in o)
