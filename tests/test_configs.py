@@ -2,6 +2,7 @@
 constructors' defaults, a top-level divergence that is read or refused, experiments that inherit."""
 import inspect
 import os
+import re
 import subprocess
 import sys
 
@@ -40,8 +41,8 @@ def test_the_image_networks_bring_their_settings_and_an_unknown_choice_lists_the
     assert "networks/unet" in str(error.value) and "conv" in str(error.value) and "mlp" in str(error.value)
 
 
-# The families whose configs/model/<name>.yaml this project's signature checks cover.
-MIRRORED_MODELS = ["gan", "vae", "ar", "ddpm", "score"]
+# The families whose configs/model/<name>.yaml this project's signature checks cover: every model config.
+MIRRORED_MODELS = ["gan", "vae", "ar", "ddpm", "score", "dpo", "ppo", "reward_model"]
 
 
 def disagreements(node, target: str) -> list[str]:
@@ -52,10 +53,27 @@ def disagreements(node, target: str) -> list[str]:
             and not OmegaConf.is_interpolation(node, key) and node[key] != parameters[key].default]
 
 
+# Where a model config deliberately chooses other than its constructor's default (to be resolved by moving the
+# constructor's default: both files are being moved by the alignment-layer work of issue 44).
+CONFIG_CHOOSES = {
+    # the config fits a reward model to the run's pairs; PPO(...) in Python scores with the true reward
+    "ppo": ["reward_model: yaml 'fit' vs signature None"],
+    # the best measured readout (configs/model/reward_model.yaml's header); RewardModel(...) reads the last token
+    "reward_model": ["readout: yaml 'sum' vs signature 'last'"],
+}
+
+
 @pytest.mark.parametrize("model", MIRRORED_MODELS)
 def test_a_family_config_mirrors_its_constructors_defaults(model):
     node = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml")
-    assert disagreements(node, node._target_) == []
+    assert disagreements(node, node._target_) == CONFIG_CHOOSES.get(model, [])
+    # and names only arguments the constructor takes (nested groups and Hydra's own keys aside)
+    parameters = inspect.signature(get_object(node._target_)).parameters
+    assert [key for key in node if key not in parameters and key not in ("_target_", "defaults", "backbone")] == []
+
+
+def test_every_model_config_is_mirrored():
+    assert sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")) == sorted(MIRRORED_MODELS)
 
 
 def test_the_callback_configs_mirror_their_constructors_defaults():
@@ -72,8 +90,7 @@ def test_a_signature_check_sees_a_changed_default():
 
 @pytest.mark.parametrize("experiment", ["vae_ring8", "ddpm_ring8", "score_ring8", "char_gpt"])
 def test_a_divergence_the_model_does_not_read_fails_before_training(train_with, tmp_path, experiment):
-    with pytest.raises(ValueError, match=r"divergence='js' is not read by the model .*model=gan: hinge, js, .*"
-                                         r"model=dpo: dpo, hinge, ipo"):
+    with pytest.raises(ValueError, match=r"divergence='js' is not read by the model .*model=gan: hinge, js, "):
         train_with(f"experiment={experiment}", "divergence=js", "debug=fdr", "trainer=cpu", "logger=csv")
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
 
@@ -81,9 +98,27 @@ def test_a_divergence_the_model_does_not_read_fails_before_training(train_with, 
 def test_a_model_divergence_that_replaces_the_top_level_one_is_named(tmp_path):
     from divlab.divergence_choice import check_divergence_is_read
 
-    cfg = compose_config(tmp_path, ["experiment=align_dpo", "model.divergence=ipo"])  # the experiment says dpo
-    with pytest.raises(ValueError, match=r"divergence='dpo' and model.divergence='ipo' disagree.*divergence=ipo"):
+    cfg = compose_config(tmp_path, ["experiment=gan_ring8", "model.divergence=js"])  # the preset: non_saturating
+    with pytest.raises(ValueError, match=r"divergence='non_saturating' and model.divergence='js' disagree.*"
+                                         r"divergence=js"):
         check_divergence_is_read(cfg)
+
+
+@pytest.mark.parametrize("divergence, fix", [("hinge", "use model.loss=slic"), ("ipo", "use model.loss=ipo"),
+                                             ("js", "model.loss=dpo|ipo|slic and drop divergence=")])
+def test_dpo_refuses_the_divergence_that_named_its_loss_and_names_the_loss_key(tmp_path, divergence, fix):
+    from divlab.divergence_choice import check_divergence_is_read
+
+    cfg = compose_config(tmp_path, ["experiment=align_dpo", f"divergence={divergence}"])
+    with pytest.raises(ValueError, match=rf"divergence='{divergence}' is not read by model=dpo.*{re.escape(fix)}"):
+        check_divergence_is_read(cfg)
+
+
+def test_no_preference_loss_shares_a_name_with_a_gan_divergence():
+    from divlab.lightning_modules.alignment_objectives import PREFERENCE_LOSSES
+    from divlab.lightning_modules.divergences import DIVERGENCES
+
+    assert not set(PREFERENCE_LOSSES) & set(DIVERGENCES)
 
 
 def test_the_gan_reads_the_divergence_and_keeps_its_losses_under_another_name(tmp_path):

@@ -37,7 +37,6 @@ GROUP_TEXT = {
                   "families and divergences with `-m`.",
     "debug": "Small, fast variants of any run, for checking that it works.",
     "recipe": "A GAN's training recipe from a paper (or divlab's best), on top of an experiment.",
-    "align_member": "One member (method) of the alignment frontier (`experiment=align_frontier` sweeps it).",
     "policy": "The frozen reference policy π_ref of the alignment family.",
     "hparams_search": "Hyperparameter searches with Hydra's Optuna sweeper (`pip install 'divlab[optuna]'`).",
     "paths": "Where runs and datasets go.",
