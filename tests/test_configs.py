@@ -114,6 +114,30 @@ def test_dpo_refuses_the_divergence_that_named_its_loss_and_names_the_loss_key(t
         check_divergence_is_read(cfg)
 
 
+@pytest.mark.parametrize("overrides, fragment", [
+    (["experiment=ddpm_ring8", "++budget.sample_steps=10"], "its own model.sample_steps is 100 (set model.sample_steps="),
+    (["experiment=vae_ring8", "++budget.ode_steps=8"], "the model has no ode_steps"),
+    (["experiment=score_ring8", "++budget.sample_steps=10"], "its own model.sample_steps is 300"),
+])
+def test_a_budget_the_model_does_not_read_is_refused(tmp_path, overrides, fragment):
+    from divlab.divergence_choice import check_budget_is_read
+
+    cfg = compose_config(tmp_path, [*overrides, "debug=tiny"])
+    check_budget_is_read(cfg, [])  # debug=tiny's caps apply where they are read
+    with pytest.raises(ValueError, match=rf"{overrides[1].split('=')[0].lstrip('+')}=\d+ is not read by the model .*"
+                                         rf"{re.escape(fragment)}"):
+        check_budget_is_read(cfg, overrides)
+
+
+def test_a_budget_the_model_reads_passes(tmp_path):
+    from divlab.divergence_choice import check_budget_is_read
+
+    overrides = ["~experiment", "model=score", "networks=mlp", "data=ring8", "++budget.sample_steps=10"]
+    cfg = compose_config(tmp_path, overrides)
+    check_budget_is_read(cfg, overrides)
+    assert cfg.model.sample_steps == 10
+
+
 def test_no_preference_loss_shares_a_name_with_a_gan_divergence():
     from divlab.lightning_modules.alignment_objectives import PREFERENCE_LOSSES
     from divlab.lightning_modules.divergences import DIVERGENCES

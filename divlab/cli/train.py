@@ -32,7 +32,7 @@ from divlab.cli.job_logs import report_job_failure
 from divlab.cli.trainer_parts import callbacks_and_loggers
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
-from divlab.divergence_choice import check_divergence_is_read
+from divlab.divergence_choice import check_budget_is_read, check_divergence_is_read
 from divlab.resume_config import check_resume_config
 from divlab.saved_runs import build_data_and_model
 from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
@@ -149,6 +149,7 @@ def run(cfg: DictConfig) -> dict:
     """
     validate(cfg)
     check_networks_are_read(command_line_overrides())
+    check_budget_is_read(cfg, command_line_overrides())
     output_dir = Path(cfg.paths.output_dir)
     previous = read_run_record(output_dir)
     config_changes = {}
