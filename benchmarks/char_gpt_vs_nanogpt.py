@@ -19,7 +19,8 @@ Each repeat runs both, alternated, as separate processes with the same interpret
 
 Measured: ms per training step (nanoGPT: the median of its printed per-iteration times past the first 5; divlab:
 the median time per step between consecutive progress lines of its train.log, one every 10 steps, so an interval
-holding a validation does not set it), tokens/s (12 × 64 tokens a step), the whole run's wall time from process start to exit, and the
+holding a validation does not set it), tokens/s (12 × 64 tokens a step), the whole run's wall time from process
+start to exit, and the
 held-out loss after STEPS steps **scored the same way for both**: the mean next-character loss (nats) on divlab's
 2,400 fixed test windows of 64 characters, every position but the first (each model given the real prefix; divlab
 would otherwise predict the first character from BOS, which nanoGPT never does).

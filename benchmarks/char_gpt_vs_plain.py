@@ -153,7 +153,9 @@ def nanogpt_style_run(max_steps: int, checkpoint: Path, seed: int = 0, precision
             losses = {split: window_loss(model, random_batches(split)) for split in ("train", "val")}
             if losses["val"] < best and it > 0:
                 best = losses["val"]
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": it}, checkpoint)
+                torch.save(
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iter_num": it}, checkpoint
+                )
         if it == max_steps:
             break
         try:
@@ -183,11 +185,17 @@ def whole_runs(seeds: list[int], precision: str = "32-true") -> None:
                                              for i in range(0, len(test), 200)])
             divlab_losses.append(divlab_loss)
             plain_losses.append(plain_loss)
-            print(f"repeat {repeat}, seed {seed}: divlab {divlab_s[-1]:.1f} s, test/loss {divlab_loss:.4f}; "
-                  f"nanoGPT-style {plain_s[-1]:.1f} s, loss on the same {len(test)} windows {plain_loss:.4f}", flush=True)
+            print(
+                f"repeat {repeat}, seed {seed}: divlab {divlab_s[-1]:.1f} s, test/loss {divlab_loss:.4f}; "
+                f"nanoGPT-style {plain_s[-1]:.1f} s, loss on the same {len(test)} windows {plain_loss:.4f}",
+                flush=True,
+            )
     ratio = statistics.median(d / p for d, p in zip(divlab_s, plain_s))
     print(f"whole run, divlab / nanoGPT-style wall time: {ratio:.3f} (goal ≤ 1.05)")
-    spread = (lambda v: f" ± {statistics.stdev(v):.4f}" if len(v) > 1 else "")
+
+    def spread(v):
+        return f" ± {statistics.stdev(v):.4f}" if len(v) > 1 else ""
+
     print(f"loss on the validation windows, mean over {len(seeds)}: divlab {statistics.mean(divlab_losses):.4f}"
           f"{spread(divlab_losses)}, nanoGPT-style {statistics.mean(plain_losses):.4f}{spread(plain_losses)} "
           "(goal: divlab's ≤ the plain loop's)")

@@ -76,8 +76,11 @@ def main() -> None:
                         help="Hydra overrides for training the model (without --checkpoint)")
     parser.add_argument("--unclipped", action="store_true",
                         help="DDIM also without clamping x̂_0 to [−1, 1] (the DDIM paper's sampler never clips)")
-    parser.add_argument("--skip-ddpm", action="store_true",
-                        help="no ancestral baseline: ratios are to the first DDIM row (its seed makes rows reproducible)")
+    parser.add_argument(
+        "--skip-ddpm",
+        action="store_true",
+        help="no ancestral baseline: ratios are to the first DDIM row (its seed makes rows reproducible)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -111,7 +114,11 @@ def main() -> None:
     print(describe_training(checkpoint.parent.parent))
     print("train-vs-test floor at this n: " + ", ".join(f"{k} {v:.3f}" for k, v in floor.items()))
     first = samplers[0][0] if args.skip_ddpm else "DDPM"
-    print(f"| sampler | steps | seconds | speed-up vs {first} | " + " | ".join(f"{k} (÷ {first})" for k in features) + " |")
+    print(
+        f"| sampler | steps | seconds | speed-up vs {first} | "
+        + " | ".join(f"{k} (÷ {first})" for k in features)
+        + " |"
+    )
     print("|---|---:|---:|---:|" + "---:|" * len(features))
     baseline = None
     for name, steps, sample in samplers:

@@ -42,7 +42,9 @@ def share(run_dir: Path) -> dict:
     """Wall time, evaluation time and the costliest timed evaluation step of a run's last attempt."""
     record = json.loads((Path(run_dir) / "run.json").read_text())
     attempt = record["attempts"][-1]
-    wall = (datetime.fromisoformat(attempt["finished_at"]) - datetime.fromisoformat(attempt["started_at"])).total_seconds()
+    wall = (
+        datetime.fromisoformat(attempt["finished_at"]) - datetime.fromisoformat(attempt["started_at"])
+    ).total_seconds()
     evaluation = attempt.get("evaluation_seconds")
     timed = {k: v for k, v in record["metrics"].items() if k.startswith("time/") and k.endswith("_seconds") and v}
     costliest = max(timed, key=timed.get) if timed else None
@@ -53,7 +55,9 @@ def share(run_dir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--experiments", nargs="+", default=None, help=f"default: every preset ({', '.join(presets())})")
+    parser.add_argument(
+        "--experiments", nargs="+", default=None, help=f"default: every preset ({', '.join(presets())})"
+    )
     parser.add_argument("--runs", nargs="+", type=Path, default=None, help="existing run directories to read instead")
     args = parser.parse_args()
     if args.runs:
@@ -61,7 +65,8 @@ def main() -> None:
     else:  # one row per run as it ends
         root = Path(tempfile.mkdtemp(prefix="eval_share_"))
         run_dirs = (run_preset(name, root) for name in args.experiments or presets())
-    print(f"| preset | status | wall s | evaluation s | share (goal ≤ {GOAL:.0%}) | costliest timed step (last evaluation) |")
+    print(f"| preset | status | wall s | evaluation s | share (goal ≤ {GOAL:.0%}) "
+          "| costliest timed step (last evaluation) |")
     print("|---|---|---:|---:|---:|---|")
     for run_dir in run_dirs:
         row = share(run_dir)

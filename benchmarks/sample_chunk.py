@@ -53,8 +53,10 @@ def main() -> None:
             seconds[rows].append(elapsed)
             whole = samples if rows == 0 else whole
             difference[rows] = max(difference[rows], (samples - whole).abs().max().item())
-    print(f"{args.experiment}: {args.n} samples, {args.steps} sampler steps, median of {args.repeats} alternated repeats, "
-          f"{torch.get_num_threads()} thread(s)")
+    print(
+        f"{args.experiment}: {args.n} samples, {args.steps} sampler steps, "
+        f"median of {args.repeats} alternated repeats, {torch.get_num_threads()} thread(s)"
+    )
     print("| sample_chunk | ms per sample | speed-up over the whole batch | largest difference from the whole batch |")
     print("|---|---:|---:|---:|")
     base = statistics.median(seconds[0])

@@ -3,14 +3,15 @@
     python -m benchmarks.score_time_grid --checkpoint RUN/checkpoints/last.ckpt [--grids uniform:500 log_snr:300 ...]
     python -m benchmarks.score_time_grid --checkpoint RUN/checkpoints/last.ckpt --grids log_snr:300 log_snr:100:ddim
     python -m benchmarks.score_time_grid --oracle     # the exact score of N(m, 0.01² I): the sampler alone
-    python -m benchmarks.score_time_grid --oracle-ddpm  # the same data through DDPM's samplers (T = 1000), for comparison
+    python -m benchmarks.score_time_grid --oracle-ddpm  # the same data through DDPM's samplers (T = 1000)
 
 With a checkpoint of a toy run (e.g. `experiment=score_ring8`): 2,500 samples per grid and step count, drawn as the
 toy metrics' test draws them (their seed, the weights the checkpoint holds: EMA where the run kept one) and scored
 as it scores them (modes covered, high-quality %, PacGAN's mode reverse KL, the KDE forward/reverse KL and JS),
 plus the RMS distance per axis from each sample to its nearest mode, which is the data's σ for a perfect model;
-held-out data scored the same way is the first row. A checkpoint of an image run (e.g. `experiment=score_fashion_mnist`)
-gets the Fréchet distances of `benchmarks/ddim_vs_ddpm.py` to as many test images instead (`--n`). With --oracle: the predictor–corrector sampler on the exact
+held-out data scored the same way is the first row. A checkpoint of an image run (e.g.
+`experiment=score_fashion_mnist`) gets the Fréchet distances of `benchmarks/ddim_vs_ddpm.py` to as many test images
+instead (`--n`). With --oracle: the predictor–corrector sampler on the exact
 score of N(m, 0.01² I) (the width of a ring mode), printing the samples' standard deviation per axis; with
 --oracle-ddpm the same for DDPM's ancestral and DDIM samplers on the exact ε of that data (linear and cosine β,
 T = 1000), whose last step also returns a mean at a noise level near the data's width.
@@ -38,7 +39,15 @@ from divlab.lightning_modules.diffusion import (
 )
 from divlab.saved_runs import load_run
 
-DEFAULT_GRIDS = ["uniform:250", "uniform:500", "uniform:1000", "log_snr:100", "log_snr:200", "log_snr:300", "log_snr:500"]
+DEFAULT_GRIDS = [
+    "uniform:250",
+    "uniform:500",
+    "uniform:1000",
+    "log_snr:100",
+    "log_snr:200",
+    "log_snr:300",
+    "log_snr:500",
+]
 
 
 # (time grid, steps, corrector steps: None for the model's own, or ("ddim", η))
@@ -70,13 +79,17 @@ def toy_row(name: str, samples: torch.Tensor, data, test_points: torch.Tensor, s
     distance, _ = nearest_mode(samples, data.centres)
     scores = mode_scores(samples, data.centres, data.sigma)
     divergences = toy_divergences(test_points, samples, data.log_prob)
-    return (f"| {name} | {'–' if seconds is None else f'{seconds:.1f}'} | {(distance.square().mean() / 2).sqrt():.4f} | "
-            f"{scores.modes_covered} | {scores.high_quality_percent:.2f} | {scores.reverse_kl:.4f} | "
-            + " | ".join(f"{divergences[k]:.3f}" for k in ("forward_kl", "reverse_kl", "js")) + " |")
+    return (
+        f"| {name} | {'–' if seconds is None else f'{seconds:.1f}'} | {(distance.square().mean() / 2).sqrt():.4f} | "
+        f"{scores.modes_covered} | {scores.high_quality_percent:.2f} | {scores.reverse_kl:.4f} | "
+        + " | ".join(f"{divergences[k]:.3f}" for k in ("forward_kl", "reverse_kl", "js"))
+        + " |"
+    )
 
 
 def set_sampler(module, grid: str, steps: int, corrector, unclipped: bool = False) -> None:
-    """DDIM clips x̂₀ as the checkpoint's `clip_denoised` says (runs saved before the option did not), never if `unclipped`."""
+    """DDIM clips x̂₀ as the checkpoint's `clip_denoised` says (runs saved before the option did not), never if
+    `unclipped`."""
     clip = module.hparams.get("clip_denoised", False) and not unclipped
     module.sampler = make_sampler(grid, steps, corrector, module.hparams.snr, module.hparams.corrector_steps, clip)
 
@@ -108,7 +121,8 @@ def checkpoint_table(checkpoint: Path, grids: list[Grid], n: int, seed: int, unc
     if len(module.data_shape) > 1:
         return image_table(checkpoint, module, data, grids, n, seed, unclipped)
     test_points = data.real_samples("test", n).float()
-    print(f"checkpoint {checkpoint}; {n} samples, seed {seed}; data σ = {data.sigma}; torch threads {torch.get_num_threads()}")
+    print(f"checkpoint {checkpoint}; {n} samples, seed {seed}; data σ = {data.sigma}; "
+          f"torch threads {torch.get_num_threads()}")
     print("| sampler | seconds | RMS per axis to the nearest mode | modes | HQ % | mode reverse KL | KDE forward KL | "
           "KDE reverse KL | KDE JS |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -131,7 +145,9 @@ def isotropic_eps_oracle(scales, mean: torch.Tensor, width: float):
 
 def oracle_table(grids: list[Grid], n: int, seed: int, width: float = 0.01) -> None:
     sde = VPSDE()
-    eps_oracle = isotropic_eps_oracle(lambda t: (sde.mean_coeff(t), sde.std(t)), torch.tensor([1.0, -0.5]).double(), width)
+    eps_oracle = isotropic_eps_oracle(
+        lambda t: (sde.mean_coeff(t), sde.std(t)), torch.tensor([1.0, -0.5]).double(), width
+    )
 
     print(f"exact score of N(m, {width}² I), VP SDE; {n} samples, seed {seed}; σ at t = 1e-3: "
           f"{sde.std(torch.tensor(1e-3)).item():.4f}, at 1e-5: {sde.std(torch.tensor(1e-5)).item():.4f}")
@@ -154,7 +170,8 @@ def ddpm_oracle_table(n: int, seed: int, width: float = 0.01) -> None:
         a_bar = schedule.alphas_cumprod
         eps_oracle = isotropic_eps_oracle(lambda t: (a_bar[t].sqrt(), (1 - a_bar[t]).sqrt()), mean, width)
 
-        for name, sampler in (("ancestral, 1000 steps", AncestralSampler()), ("DDIM η = 0, 50 steps", DDIMSampler(50, 0.0))):
+        samplers = (("ancestral, 1000 steps", AncestralSampler()), ("DDIM η = 0, 50 steps", DDIMSampler(50, 0.0)))
+        for name, sampler in samplers:
             samples = sampler(eps_oracle, schedule, (n, 2), generator=torch.Generator().manual_seed(seed)).double()
             std = samples.std(0).mean().item()
             print(f"| {kind} | {name} | {(1 - schedule.alphas_cumprod[0]).sqrt().item():.4f} | {std:.4f} | "
@@ -166,10 +183,17 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--oracle", action="store_true")
     parser.add_argument("--oracle-ddpm", action="store_true")
-    parser.add_argument("--grids", nargs="+", default=DEFAULT_GRIDS, help="GRID:STEPS[:CORRECTOR_STEPS|ddim[:ETA]], GRID uniform or log_snr")
+    parser.add_argument(
+        "--grids",
+        nargs="+",
+        default=DEFAULT_GRIDS,
+        help="GRID:STEPS[:CORRECTOR_STEPS|ddim[:ETA]], GRID uniform or log_snr",
+    )
     parser.add_argument("--n", type=int, default=2500)
     parser.add_argument("--seed", type=int, default=0, help="the toy metrics callback's default seed")
-    parser.add_argument("--unclipped", action="store_true", help="DDIM never clamps x̂₀ to [−1, 1], whatever the checkpoint says")
+    parser.add_argument(
+        "--unclipped", action="store_true", help="DDIM never clamps x̂₀ to [−1, 1], whatever the checkpoint says"
+    )
     args = parser.parse_args()
     grids = [parse_grid(text) for text in args.grids]
     if args.oracle:

@@ -6,6 +6,7 @@ that asks to build anything else (a pickled payload) is refused before a single 
 import logging
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -152,6 +153,39 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path, log_dir: Path, gr
     return path, check_readable(path, RESUME_KEYS)
 
 
+@dataclass(frozen=True)
+class ResumePlan:
+    """Where a run starts: the checkpoint to resume (None: step 0), its step (None: nothing to resume, a fresh
+    run), the W&B run id to continue and the record of the run it continues (this directory's or, for
+    `ckpt_path=last`, the earlier run's)."""
+
+    ckpt_path: Path | None = None
+    step: int | None = None
+    wandb_id: str | None = None
+    previous: dict | None = None
+
+
+def plan_resume(ckpt_path: str | None, output_dir: Path, log_dir: Path, group: str, config: dict,
+                model: torch.nn.Module, previous: dict | None, train: bool = True) -> ResumePlan:
+    """Every resume decision in one place, checked before anything is written: the checkpoint (`resolve_ckpt_path`)
+    must fit `model`; its run's W&B id is carried on. A directory whose earlier attempt left a record but no
+    checkpoint starts again from step 0 under that attempt's W&B id."""
+    path, checkpoint = resolve_ckpt_path(ckpt_path, output_dir, log_dir, group, config)
+    if path is not None:
+        check_matches(checkpoint, model, path)
+        log.info("resuming from %s", describe(path, checkpoint))
+        run_dir = path.parent.parent
+        earlier = previous if run_dir.resolve() == Path(output_dir).resolve() else read_run_record_or_none(run_dir)
+        return ResumePlan(path, int(checkpoint.get("global_step", 0)), wandb_id_of(earlier), earlier)
+    if previous:
+        return ResumePlan(None, 0 if train else None, wandb_id_of(previous), previous)
+    return ResumePlan()
+
+
+def wandb_id_of(record: dict | None) -> str | None:
+    return ((record or {}).get("wandb") or {}).get("id")
+
+
 def remove_stale_temporaries(directory: Path) -> list[Path]:
     """Remove the temporary checkpoint files (`.<name>.ckpt.<random>.tmp`, AtomicCheckpointIO's naming) that a run
     killed while writing a checkpoint left in `directory`; called before training starts, when no write of this run
@@ -202,9 +236,10 @@ class SaveLast(Checkpoint):
         if written_by_main or (self._saved_step == trainer.global_step and self.path.is_file()):
             return
         if stopping and trainer.world_size > 1:
-            trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), self.path)
-        else:
-            trainer.save_checkpoint(self.path)
+            trainer.strategy.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(weights_only=False),
+                                             self.path)
+        else:  # the whole state (optimisers, loops), said explicitly: Lightning logs its default otherwise
+            trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_step = trainer.global_step
         if main is not None and hasattr(main, "last_model_path"):
             main.last_model_path = str(self.path)

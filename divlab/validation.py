@@ -1,4 +1,5 @@
-"""Early, explicit checks for constructor arguments and the composed config: every message names the value and the fix."""
+"""Early, explicit checks for constructor arguments and the composed config: every message names the value and
+the fix."""
 import math
 from collections.abc import Iterable
 from numbers import Real

@@ -29,10 +29,22 @@ from divlab.tracking.wandb_offline import find_offline_runs, merged_history, off
 
 STEPS = 100
 COMMAND = [
-    "experiment=vae_ring8", "trainer=cpu", "logger=wandb", "test=false", "trainer.max_epochs=5",
-    "+trainer.limit_train_batches=20", "+trainer.val_check_interval=5", "+trainer.limit_val_batches=1",
-    "trainer.log_every_n_steps=1", "+trainer.enable_progress_bar=false", "~callbacks.progress_bar",
-    "callbacks.model_checkpoint.monitor=val/loss", "callbacks.samples=null", "~callbacks.toy_metrics", "~callbacks.image_metrics", "~callbacks.likelihood",
+    "experiment=vae_ring8",
+    "trainer=cpu",
+    "logger=wandb",
+    "test=false",
+    "trainer.max_epochs=5",
+    "+trainer.limit_train_batches=20",
+    "+trainer.val_check_interval=5",
+    "+trainer.limit_val_batches=1",
+    "trainer.log_every_n_steps=1",
+    "+trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+    "callbacks.model_checkpoint.monitor=val/loss",
+    "callbacks.samples=null",
+    "~callbacks.toy_metrics",
+    "~callbacks.image_metrics",
+    "~callbacks.likelihood",
 ]
 
 

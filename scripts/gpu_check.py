@@ -40,7 +40,8 @@ CASES = {
 MEASURE = ["+callbacks.step_timer._target_=divlab.callbacks.step_timer.StepTimer", "+callbacks.step_timer.warmup=5"]
 
 
-def case_overrides(name: str, compiled: bool, devices: int, steps: int, out: Path, accelerator: str = "gpu") -> list[str]:
+def case_overrides(name: str, compiled: bool, devices: int, steps: int, out: Path,
+                   accelerator: str = "gpu") -> list[str]:
     overrides, own_flag = CASES[name]
     run = [*overrides, "callbacks=none", *MEASURE, "logger=csv", "test=false", f"++trainer.max_steps={steps}",
            "++trainer.limit_val_batches=0", "++trainer.num_sanity_val_steps=0", "trainer.precision=bf16-mixed",
@@ -58,7 +59,11 @@ def case_overrides(name: str, compiled: bool, devices: int, steps: int, out: Pat
 def run_case(name: str, compiled: bool, devices: int, steps: int, workdir: Path, accelerator: str = "gpu") -> dict:
     """One `train.py` run of case `name` → a table row (`accelerator="cpu"` for a smoke test of the script)."""
     out = workdir / f"{name}-{'compiled' if compiled else 'eager'}-{devices}gpu"
-    command = [sys.executable, str(ROOT / "train.py"), *case_overrides(name, compiled, devices, steps, out, accelerator)]
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *case_overrides(name, compiled, devices, steps, out, accelerator),
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"})
@@ -103,7 +108,9 @@ def markdown(rows: list[dict], device_name: str) -> str:
         ms = f"{r['ms_per_step']:.1f}" if r.get("ms_per_step") is not None else "–"
         gib = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "–"
         status = r["status"] + (f" (max abs error {r['max_abs_error']:.1e})" if "max_abs_error" in r else "")
-        lines.append(f"| {r['family']} | {r['devices']} | {r['precision']} | {r['compiled']} | {ms} | {gib} | {status} |")
+        lines.append(
+            f"| {r['family']} | {r['devices']} | {r['precision']} | {r['compiled']} | {ms} | {gib} | {status} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -126,7 +126,9 @@ def test_the_task_samples_in_bounded_rollout_batches_and_one_batch_gives_the_sam
     whole = controlled_task.sample_records(reference, **task)
     batches = []
     rollout = controlled_task.rollout
-    monkeypatch.setattr(controlled_task, "rollout", lambda model, ids, n: batches.append(len(ids)) or rollout(model, ids, n))
+    monkeypatch.setattr(
+        controlled_task, "rollout", lambda model, ids, n: batches.append(len(ids)) or rollout(model, ids, n)
+    )
     monkeypatch.setattr(controlled_task, "ROLLOUT_CHUNK", 8)
     chunked = controlled_task.sample_records(reference, **task)
     assert batches == [8, 8, 5] and len(chunked) == 7 * 3
@@ -364,8 +366,17 @@ def test_a_resumed_ppo_keeps_its_fitted_reward_model_and_kl_coefficient(policy_s
     from divlab.lightning_modules.ppo import PPO
 
     reference = load_reference_policy(**policy_spec)
-    settings = dict(reward_model=reward_model, reward_model_epochs=1, kl_coef=0.05, kl_controller="adaptive", kl_target=0.01,
-                    kl_horizon=100, completion_length=6, ppo_epochs=1, minibatch_size=8)
+    settings = dict(
+        reward_model=reward_model,
+        reward_model_epochs=1,
+        kl_coef=0.05,
+        kl_controller="adaptive",
+        kl_target=0.01,
+        kl_horizon=100,
+        completion_length=6,
+        ppo_epochs=1,
+        minibatch_size=8,
+    )
 
     def fit(model, max_steps, ckpt_path=None):
         data = PreferenceDataModule(reference.text.encode, records=synthetic_pairs(32), max_length=16,
@@ -547,10 +558,15 @@ def test_frontier_summary_gives_every_methods_reward_at_every_points_kl_by_hand(
     table = rows[rows.index("| at the point of | β | KL | align/dpo | align/ppo |"):]
     # π_ref at (0, 0.02). At PPO's KL 0.5: DPO 0.02 + 0.03 · 0.5/2 = 0.0275; at 3: 0.05 + 0.15 · 1/10 = 0.065.
     # At DPO's KL 2: PPO's point (0.5, 0.03) lies under its line from π_ref to (3, 0.15), which gives
-    # 0.02 + 0.13 · 2/3 = 0.1067 (through the point: 0.03 + 0.12 · 1.5/2.5 = 0.102), and at its own KL 0.5 that line's 0.02 + 0.13 · 0.5/3 = 0.0417;
+    # 0.02 + 0.13 · 2/3 = 0.1067 (through the point: 0.03 + 0.12 · 1.5/2.5 = 0.102), and at its own KL 0.5 that line's
+    # 0.02 + 0.13 · 0.5/3 = 0.0417;
     # at 12 PPO's curve has ended.
-    assert table[2:6] == ["| align/dpo | 1 | 2.000 | 0.0500 | 0.1067 |", "| align/dpo | 0.1 | 12.000 | 0.2000 | – |",
-                          "| align/ppo | 1 | 0.500 | 0.0275 | 0.0417 |", "| align/ppo | 0.1 | 3.000 | 0.0650 | 0.1500 |"]
+    assert table[2:6] == [
+        "| align/dpo | 1 | 2.000 | 0.0500 | 0.1067 |",
+        "| align/dpo | 0.1 | 12.000 | 0.2000 | – |",
+        "| align/ppo | 1 | 0.500 | 0.0275 | 0.0417 |",
+        "| align/ppo | 0.1 | 3.000 | 0.0650 | 0.1500 |",
+    ]
 
 
 def test_compare_draws_no_frontier_for_runs_without_its_metrics(tmp_path):

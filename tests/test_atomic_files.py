@@ -56,7 +56,9 @@ def test_a_failed_directory_build_leaves_nothing(tmp_path):
 
 
 def test_validation_is_due_every_n_epochs_counting_from_one_never_in_the_sanity_check():
-    due = [epoch for epoch in range(9) if validation_due(SimpleNamespace(sanity_checking=False, current_epoch=epoch), 3)]
+    due = [
+        epoch for epoch in range(9) if validation_due(SimpleNamespace(sanity_checking=False, current_epoch=epoch), 3)
+    ]
     assert due == [2, 5, 8]  # the 3rd, 6th and 9th epochs
     assert validation_due(SimpleNamespace(sanity_checking=False, current_epoch=0), 1)
     assert not validation_due(SimpleNamespace(sanity_checking=True, current_epoch=2), 3)

@@ -100,9 +100,20 @@ def test_filter_logits_top_k_and_top_p():
 def test_vocab_size_comes_from_the_datamodule_and_checkpoints_reload(train_with, tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("abcabcabd, the quick brown fox\n" * 200)
-    train_with("experiment=char_gpt", "data=text", f"data.path={text}", "data.block_size=16", "data.batches_per_epoch=3",
-               "data.val_windows=8", f"paths.data_dir={tmp_path / 'data'}", "model.backbone.n_layer=1",
-               "model.backbone.n_embd=16", "debug=tiny", "trainer=cpu", "logger=csv")
+    train_with(
+        "experiment=char_gpt",
+        "data=text",
+        f"data.path={text}",
+        "data.block_size=16",
+        "data.batches_per_epoch=3",
+        "data.val_windows=8",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "model.backbone.n_layer=1",
+        "model.backbone.n_embd=16",
+        "debug=tiny",
+        "trainer=cpu",
+        "logger=csv",
+    )
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "completed" and record["family"] == "ar"
     assert {"val/bpc", "val/perplexity", "test/bpc", "val/nll"} <= set(record["metrics"])

@@ -104,7 +104,9 @@ def test_train_returns_the_run_directory_and_its_metrics(trained):
 
 def test_train_raises_the_runs_error_and_takes_a_list(tmp_path):
     with pytest.raises(Exception, match="data.batch_size"):
-        divlab.train(["experiment=vae_ring8", "debug=fdr", "logger=csv", "data.batch_size=0", f"hydra.run.dir={tmp_path}"])
+        divlab.train(
+            ["experiment=vae_ring8", "debug=fdr", "logger=csv", "data.batch_size=0", f"hydra.run.dir={tmp_path}"]
+        )
     with pytest.raises(TypeError, match="pass a list of overrides"):
         divlab.train("experiment=vae_ring8")
 

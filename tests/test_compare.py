@@ -1,6 +1,5 @@
-import json
-
 """compare.py on real tiny runs: rows, means and stds match the run records; plots are real PNGs."""
+import json
 import math
 import statistics
 
@@ -264,7 +263,9 @@ def test_rows_that_differ_in_a_checkpoint_path_are_named_by_the_part_that_differ
     runs = [record("align", seed, {"val/true_reward": 0.5}, divergence="ppo",
                    config={"model": {"reward_model": rm.format(name)}}) for name in ("2026-12-01_12-59", "anneal")
             for seed in (0, 1)]
-    runs.append(record("align", 0, {"val/true_reward": 0.1}, divergence="ppo", config={"model": {"reward_model": None}}))
+    runs.append(
+        record("align", 0, {"val/true_reward": 0.1}, divergence="ppo", config={"model": {"reward_model": None}})
+    )
     table = build_table(runs)
     assert table.counts == {"align/ppo (model.reward_model=…/2026-12-01_12-59/…)": 2,
                             "align/ppo (model.reward_model=…/anneal/…)": 2, "align/ppo (model.reward_model=None)": 1}

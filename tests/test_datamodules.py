@@ -71,5 +71,6 @@ def test_incomplete_torchvision_data_names_the_settings(tmp_path):
 
     (tmp_path / "MNIST" / "raw").mkdir(parents=True)  # a folder left by an interrupted download
     data = ImageDataModule("mnist", data_dir=str(tmp_path), download=False)
-    with pytest.raises(FileNotFoundError, match=r"MNIST is missing or incomplete under data.data_dir=.*data.download=true"):
+    with pytest.raises(FileNotFoundError, match=r"MNIST is missing or incomplete under "
+                       r"data.data_dir=.*data.download=true"):
         data.setup()

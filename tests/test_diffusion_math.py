@@ -115,7 +115,10 @@ def test_linear_schedule_is_ho_scaled_by_1000_over_T():
 def test_cosine_schedule_matches_its_defining_alpha_bar():
     T, s = 100, 0.008
     schedule = make_schedule("cosine", T)
-    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
+    def f(t):
+        return math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2
+
     expected = torch.tensor([f(t) / f(0) for t in range(1, T)], dtype=torch.float64)
     assert torch.allclose(schedule.alphas_cumprod[:-1], expected, rtol=1e-10)
     assert schedule.betas.max() == pytest.approx(0.999)
@@ -228,7 +231,9 @@ def test_ddim_with_eta_one_and_all_steps_is_ancestral_ddpm():
     ddpm = AncestralSampler()(model, schedule, (500, 2), generator=torch.Generator().manual_seed(3))
     ddim = DDIMSampler(steps=100, eta=1.0)(model, schedule, (500, 2), generator=torch.Generator().manual_seed(3))
     assert torch.allclose(ddpm, ddim, atol=1e-4)
-    deterministic = DDIMSampler(steps=100, eta=0.0)(model, schedule, (500, 2), generator=torch.Generator().manual_seed(3))
+    deterministic = DDIMSampler(steps=100, eta=0.0)(
+        model, schedule, (500, 2), generator=torch.Generator().manual_seed(3)
+    )
     assert not torch.allclose(ddim, deterministic, atol=1e-2)
 
 
@@ -277,7 +282,9 @@ def test_marginal_ddim_clips_each_x0_to_the_data_range_and_steps_with_the_eps_th
     want = oracle_x0(x_u, a_u, s_u).clamp(-1, 1)
     assert (want[:, 0] == 1).float().mean() > 0.5  # the clamp is doing something here
     torch.testing.assert_close(x.double(), want, rtol=1e-5, atol=1e-5)
-    unclipped = MarginalDDIM(steps=2, time_grid="log_snr")(model, sde, (500, 2), generator=torch.Generator().manual_seed(9))
+    unclipped = MarginalDDIM(steps=2, time_grid="log_snr")(
+        model, sde, (500, 2), generator=torch.Generator().manual_seed(9)
+    )
     assert unclipped[:, 0].max() > 1.2
 
 
@@ -497,7 +504,10 @@ def test_uniform_dequantize_stays_in_bin():
 def test_image_shaped_batches_flow_through_every_function(target):
     schedule = make_schedule("cosine", 20)
     x0 = torch.randint(0, 256, (3, 1, 4, 4)) / 127.5 - 1
-    model = lambda x, t: 0.1 * x + 0.01 * t.float().view(-1, 1, 1, 1)
+
+    def model(x, t):
+        return 0.1 * x + 0.01 * t.float().view(-1, 1, 1, 1)
+
     g = torch.Generator().manual_seed(14)
     assert diffusion_loss(model, schedule, x0, target, g).shape == (3,)
     reverse = ReverseProcess(target, clip_denoised=True)

@@ -166,7 +166,9 @@ def test_exact_vlb_is_the_math_bound_and_images_get_a_probability_bound(tmp_path
     assert bound.per_step.shape == (4, 50) and (log_likelihood < 0).all()
     assert module.log_likelihood_is_exact is False and module.log_likelihood_bound == "vlb"
     assert module.log_likelihood_is_discrete is True
-    module.reverse = dataclasses.replace(module.reverse, decoder="gaussian")  # a bound on a density: bits/dim not comparable with 8-bit ones
+    module.reverse = dataclasses.replace(
+        module.reverse, decoder="gaussian"
+    )  # a bound on a density: bits/dim not comparable with 8-bit ones
     assert module.log_likelihood_is_discrete is False
 
 
@@ -274,7 +276,9 @@ def test_one_time_for_the_batch_is_embedded_once_and_gives_each_rows_output(netw
 
     shape = POINTS if network == "time_mlp" else IMAGE
     torch.manual_seed(0)
-    net = TimeMLP(shape, shape) if network == "time_mlp" else UNet(shape, shape, width=8, channel_mults=(1, 2), groups=4)
+    net = (
+        TimeMLP(shape, shape) if network == "time_mlp" else UNet(shape, shape, width=8, channel_mults=(1, 2), groups=4)
+    )
     rows = []  # rows of each time embedding computed
     net.time.register_forward_hook(lambda module, inputs, out: rows.append(out.shape[0]))
     x = torch.randn(4, *shape)

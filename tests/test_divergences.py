@@ -438,7 +438,8 @@ def test_dcgan_shapes_and_range(image_shape):
 
 @pytest.mark.parametrize("image_shape", [(1, 30, 28), (1, 28, 30), (28, 28)])
 def test_dcgan_rejects_shapes_not_divisible_by_four(image_shape):
-    for build in (lambda: DCGANGenerator(in_shape=(16,), out_shape=image_shape), lambda: DCGANCritic(in_shape=image_shape)):
+    for build in (lambda: DCGANGenerator(in_shape=(16,), out_shape=image_shape),
+                  lambda: DCGANCritic(in_shape=image_shape)):
         with pytest.raises(ValueError, match="divisible by 4") as error:
             build()
         assert str(image_shape) in str(error.value)

@@ -13,8 +13,16 @@ def test_the_share_is_evaluation_over_the_attempts_wall_time(tmp_path):
         "config": {"experiment_name": "vae_ring8"},
         "metrics": {"time/val/toy_samples_seconds": 2.5, "time/test/likelihood_seconds": 4.0, "val/loss": 1.0},
         "attempts": [
-            {"started_at": "2026-12-01T06:00:00+00:00", "finished_at": "2026-12-01T06:00:10+00:00", "evaluation_seconds": 9},
-            {"started_at": "2026-12-01T07:00:00+00:00", "finished_at": "2026-12-01T07:02:00+00:00", "evaluation_seconds": 6},
+            {
+                "started_at": "2026-12-01T06:00:00+00:00",
+                "finished_at": "2026-12-01T06:00:10+00:00",
+                "evaluation_seconds": 9,
+            },
+            {
+                "started_at": "2026-12-01T07:00:00+00:00",
+                "finished_at": "2026-12-01T07:02:00+00:00",
+                "evaluation_seconds": 6,
+            },
         ],
     }
     (tmp_path / "run.json").write_text(json.dumps(record))

@@ -199,7 +199,9 @@ def test_feature_scores_on_synthetic_gaussians_reach_their_extremes(tmp_path):
         assert same[f"{name}_toy"] == 1.0 and disjoint[f"{name}_toy"] == 0.0
         assert fresh[f"{name}_toy"] > 0.6, fresh
     assert disjoint["density_toy"] == 0.0 and fresh["density_toy"] == pytest.approx(1.0, abs=0.3)
-    assert same["fid_toy"] == pytest.approx(0.0, abs=1e-6) and disjoint["fid_toy"] == pytest.approx(16 * 100**2, rel=1e-3)
+    assert same["fid_toy"] == pytest.approx(0.0, abs=1e-6) and disjoint["fid_toy"] == pytest.approx(
+        16 * 100**2, rel=1e-3
+    )
     assert disjoint["kid_toy"] > 100 * abs(fresh["kid_toy"])
 
 

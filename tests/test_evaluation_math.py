@@ -337,11 +337,15 @@ def test_kde_log_prob_matches_scipy_product_kernel():
     h = np.array([0.3, 0.5])
     s, p = samples.numpy(), points.numpy()
     kernels = scipy.stats.norm.pdf(p[:, None, :], loc=s[None, :, :], scale=h).prod(axis=2)
-    np.testing.assert_allclose(kde_log_prob(points, samples, torch.tensor(h)).numpy(), np.log(kernels.mean(axis=1)), rtol=1e-10)
+    np.testing.assert_allclose(
+        kde_log_prob(points, samples, torch.tensor(h)).numpy(), np.log(kernels.mean(axis=1)), rtol=1e-10
+    )
     self_kernels = scipy.stats.norm.pdf(s[:, None, :], loc=s[None, :, :], scale=h).prod(axis=2)
     np.fill_diagonal(self_kernels, 0.0)
     loo = np.log(self_kernels.sum(axis=1) / (len(s) - 1))
-    np.testing.assert_allclose(kde_log_prob(samples, samples, torch.tensor(h), leave_one_out=True, chunk_size=16).numpy(), loo, rtol=1e-10)
+    np.testing.assert_allclose(
+        kde_log_prob(samples, samples, torch.tensor(h), leave_one_out=True, chunk_size=16).numpy(), loo, rtol=1e-10
+    )
 
 
 @pytest.mark.parametrize("precision", [0.5, 3.7, 1e4])
@@ -355,7 +359,9 @@ def test_gaussian_log_sums_are_torch_logsumexp(precision):
     sq[2, 5] = 0.0
     expected = torch.logsumexp(-precision * sq, dim=1)
     assert (-precision * sq).min() < -708  # exp underflows here: the case the floor is for
-    torch.testing.assert_close(gaussian_log_sums(*split_off_nearest_(sq.clone()), precision), expected, rtol=1e-13, atol=0)
+    torch.testing.assert_close(
+        gaussian_log_sums(*split_off_nearest_(sq.clone()), precision), expected, rtol=1e-13, atol=0
+    )
     if precision == 0.5:  # the KDE's kernel: exactly torch's value
         assert torch.equal(gaussian_log_sums(*split_off_nearest_(sq.clone()), precision), expected)
 

@@ -75,7 +75,10 @@ def test_compare_every_validation_writes_each_steps_point_and_draws_the_paths(tm
 def test_frontier_at_chosen_kls_and_as_a_share_of_the_last_method_by_hand():
     from divlab.tracking.frontier import rewards_at_kls_markdown
 
-    means = [FrontierMean("align/dpo", 0.1, 1, 4.0, 0.0, 0.4, 0.0), FrontierMean("align/ppo_gt", 0.1, 1, 2.0, 0.0, 0.6, 0.0)]
+    means = [
+        FrontierMean("align/dpo", 0.1, 1, 4.0, 0.0, 0.4, 0.0),
+        FrontierMean("align/ppo_gt", 0.1, 1, 2.0, 0.0, 0.6, 0.0),
+    ]
     rows = rewards_at_kls_markdown(means, 0.0, (1.0, 2.0, 3.0)).splitlines()
     assert rows[2] == "| KL | align/dpo | align/ppo_gt | align/dpo / align/ppo_gt |"
     # π_ref at (0, 0). DPO at KL 1: 0.1, at 2: 0.2; PPO-GT at 1: 0.3, at 2: 0.6, and its curve ends at 2.

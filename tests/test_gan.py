@@ -231,7 +231,8 @@ def test_mmd_bandwidths_set_the_generators_kernel_and_only_for_mmd():
     with pytest.raises(ValueError, match=r"model\.least_squares_labels=\[0, 1, 1\] sets the labels of divergence "
                                          r"'least_squares', not of 'hinge'"):
         make_gan(divergence="hinge", least_squares_labels=[0, 1, 1])
-    with pytest.raises(ValueError, match="model.packing=3 needs training batches of a multiple of it, got a batch of 16"):
+    with pytest.raises(ValueError, match="model.packing=3 needs training batches of a multiple of it, "
+                       "got a batch of 16"):
         fit(make_gan(divergence="js", packing=3), batches("points", 1))
 
 
@@ -260,7 +261,8 @@ def test_mlp_activations_are_the_named_ones_and_an_unknown_name_lists_them():
         tanh.net[0].weight.copy_(torch.eye(2))
         tanh.net[2].weight.copy_(torch.eye(2))
     assert tanh(x)[0].tolist() == pytest.approx([math.tanh(-1.0), math.tanh(2.0)])
-    with pytest.raises(ValueError, match="unknown MLP activation 'gelu'; valid choices: elu, leaky_relu, relu, silu, tanh"):
+    with pytest.raises(ValueError, match="unknown MLP activation 'gelu'; "
+                       "valid choices: elu, leaky_relu, relu, silu, tanh"):
         MLP((2,), (), activation="gelu")
 
 
@@ -283,7 +285,10 @@ def test_maxout_takes_the_max_over_pieces_by_hand():
     with torch.no_grad():
         layer.linear.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]))
         layer.linear.bias.zero_()
-    assert layer(torch.tensor([[2.0, -1.0], [-3.0, 0.5]])).tolist() == [[2.0], [2.5]]  # max(2, −1, −1), max(−3, .5, 2.5)
+    assert layer(torch.tensor([[2.0, -1.0], [-3.0, 0.5]])).tolist() == [
+        [2.0],
+        [2.5],
+    ]  # max(2, −1, −1), max(−3, .5, 2.5)
     critic = MaxoutMLP((8,), (), hidden=200, depth=3, pieces=5, init_std=0.02)
     assert critic(torch.randn(4, 8)).shape == (4,)
     assert critic.hidden[0].linear.weight.std().item() == pytest.approx(0.02, rel=0.05)
@@ -303,13 +308,23 @@ def test_recipes_set_their_papers_settings_and_train(train_with, tmp_path, recip
     cfg, metrics = train_with("experiment=gan_ring8", f"recipe={recipe}", "debug=fdr", "logger=csv",
                         *([] if recipe != "pacgan_nets" else ["data.n_train=1000"]))
     model = cfg.model
-    actual = {"packing": model.packing, "noise_dim": model.noise_dim, "n_critic": model.n_critic,
-              "gp_weight": model.gp_weight, "divergence": cfg.divergence, "batch_size": cfg.data.batch_size,
-              "critic_target": model.critic._target_.split(".")[-1], "spectral_norm": model.critic.get("spectral_norm"),
-              "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay"), "critic_activation": model.critic.get("activation"),
-              "critic_lr": model.critic_optimizer.lr, "critic_beta1": model.critic_optimizer.betas[0],
-              "generator_lr": model.generator_optimizer.lr, "orthogonal_gain": model.critic.get("orthogonal_gain"),
-              "least_squares_labels": model.get("least_squares_labels")}
+    actual = {
+        "packing": model.packing,
+        "noise_dim": model.noise_dim,
+        "n_critic": model.n_critic,
+        "gp_weight": model.gp_weight,
+        "divergence": cfg.divergence,
+        "batch_size": cfg.data.batch_size,
+        "critic_target": model.critic._target_.split(".")[-1],
+        "spectral_norm": model.critic.get("spectral_norm"),
+        "ema_decay": (cfg.callbacks.get("ema") or {}).get("decay"),
+        "critic_activation": model.critic.get("activation"),
+        "critic_lr": model.critic_optimizer.lr,
+        "critic_beta1": model.critic_optimizer.betas[0],
+        "generator_lr": model.generator_optimizer.lr,
+        "orthogonal_gain": model.critic.get("orthogonal_gain"),
+        "least_squares_labels": model.get("least_squares_labels"),
+    }
     assert {key: actual[key] for key in expected} == expected
     if model.n_critic == 1:  # fast_dev_run's one batch reaches the generator's turn
         assert metrics["train/sample_grad_norm"] > 0  # the generator's push per sample, logged for diagnosis

@@ -38,7 +38,9 @@ def test_discretized_gaussian_bin_mass_matches_cdf_difference():
     x, mean, log_scale = torch.tensor([2 * 100 / 255 - 1]), torch.tensor([-0.1]), torch.tensor([-1.5])
     normal = torch.distributions.Normal(mean, log_scale.exp())
     expected = normal.cdf(x + 1 / 255) - normal.cdf(x - 1 / 255)
-    torch.testing.assert_close(discretized_gaussian_log_likelihood(x, mean, log_scale).exp(), expected, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(
+        discretized_gaussian_log_likelihood(x, mean, log_scale).exp(), expected, rtol=1e-4, atol=1e-7
+    )
 
 
 def test_iwae_of_exact_weights_is_log_mean():

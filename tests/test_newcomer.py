@@ -33,7 +33,8 @@ def test_inception_features_without_torch_fidelity_fail_at_construction(tmp_path
     weights = tmp_path / "pt_inception-2015-12-05.pth"
     weights.write_bytes(b"not read")
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import torch_fidelity → ImportError
-    with pytest.raises(ImportError, match=r"feature_net=inception needs torch-fidelity.*pip install 'divlab\[inception\]'"):
+    with pytest.raises(ImportError, match=r"feature_net=inception needs torch-fidelity"
+                       r".*pip install 'divlab\[inception\]'"):
         ImageFeatureMetrics(feature_net="inception", inception_weights=str(weights))
     ImageFeatureMetrics(feature_net="auto")  # the shipped classifiers need nothing more
 

@@ -235,7 +235,9 @@ def test_several_samples_per_prompt_label_every_pair_of_them():
 
 def test_the_split_keeps_each_prompt_on_one_side():
     # 30 prompts with 1..6 pairs each: no prompt's pairs may straddle train and val.
-    records = [{"prompt": f"p{i:02d}", "chosen": f"c{j}", "rejected": f"r{j}"} for i in range(30) for j in range(i % 6 + 1)]
+    records = [
+        {"prompt": f"p{i:02d}", "chosen": f"c{j}", "rejected": f"r{j}"} for i in range(30) for j in range(i % 6 + 1)
+    ]
     data = PreferenceDataModule(encode, records=records, max_length=16, val_fraction=0.2, data_seed=3)
     data.setup()
     decode = lambda ids: "".join(chr(i - 1) for i in ids)  # noqa: E731  (inverts encode on ASCII)

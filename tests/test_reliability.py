@@ -47,7 +47,7 @@ def record_of(directory: Path) -> dict:
     return json.loads((directory / "run.json").read_text())
 
 
-# 1. A checkpoint can execute arbitrary code ----------------------------------------------------------------------
+# 1. A checkpoint can execute arbitrary code ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["last", "explicit"])
 def test_payload_checkpoint_is_refused_and_its_code_never_runs(train_with, tmp_path, where):
@@ -91,7 +91,7 @@ def _eval_config(tmp_path: Path, ckpt: Path, *overrides: str):
                                           "logger=csv", *overrides])
 
 
-# 2. `_target_`s read back from a run's saved config ----------------------------------------------------------------
+# 2. `_target_`s read back from a run's saved config -------------------------------------------------------------------
 
 def test_eval_instantiates_nothing_but_divlab_torch_lightning_from_a_saved_config(train_with, tmp_path):
     run_dir = tmp_path / "run"
@@ -111,7 +111,7 @@ def test_eval_instantiates_nothing_but_divlab_torch_lightning_from_a_saved_confi
     assert not marker.exists()
 
 
-# 3, 7, 15.2. A rerun appends to the record, history by step; a rerun that fails before training damages nothing ------------------------------
+# 3, 7, 15.2. A rerun appends to the record, history by step; a rerun that fails before training damages nothing -------
 
 def test_rerun_appends_history_and_a_failing_rerun_leaves_everything_as_it_was(train_with, tmp_path):
     train_with(*TINY, "test=false")
@@ -166,7 +166,7 @@ def test_a_rerun_failing_before_training_keeps_the_saved_hydra_config(tmp_path):
     assert (tmp_path / ".hydra" / "config.yaml").read_text() == "model: vae\nseed: 1\n"
 
 
-# 4. Resume falls back to the newest readable checkpoint -------------------------------------------------------------
+# 4. Resume falls back to the newest readable checkpoint ---------------------------------------------------------------
 
 def test_torn_last_checkpoint_falls_back_to_the_newest_readable_one(train_with, tmp_path, caplog):
     train_with(*TINY, "test=false", "logger=wandb")
@@ -350,7 +350,7 @@ def test_nan_weights_are_caught_before_they_are_checkpointed(train_with, tmp_pat
     assert not list((tmp_path / "checkpoints").glob("*.ckpt"))
 
 
-# 6. W&B history across resumes: rows keyed by global step; a killed attempt's rows past its checkpoint dropped ------
+# 6. W&B history across resumes: rows keyed by global step; a killed attempt's rows past its checkpoint dropped --------
 
 def test_resumed_wandb_history_is_complete_and_unique(train_with, tmp_path, monkeypatch):
     from divlab.tracking.wandb_offline import find_offline_runs, merged_history, offline_run_id
@@ -384,7 +384,7 @@ def test_ddp_spawn_records_test_metrics_at_the_final_step(train_with, tmp_path):
     assert [step for step, _ in record["history"]["train/loss"]] == [1, 2, 3]
 
 
-# 10. Every bad input named, early, losing nothing --------------------------------------------------------------------
+# 10. Every bad input named, early, losing nothing ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(
     "override, message",
@@ -439,7 +439,7 @@ def test_a_corrupt_run_json_elsewhere_is_skipped_with_its_name(train_with, tmp_p
     assert "a/checkpoints/last.ckpt" in record_of(tmp_path / "c")["attempts"][0]["resumed_from"]
 
 
-# 11. Run directories are unique ----------------------------------------------------------------------------------------
+# 11. Run directories are unique ---------------------------------------------------------------------------------------
 
 def test_run_directories_of_launches_in_the_same_second_differ(tmp_path):
     from hydra import compose, initialize_config_dir
@@ -451,7 +451,7 @@ def test_run_directories_of_launches_in_the_same_second_differ(tmp_path):
     assert len(dirs) == 3
 
 
-# 12. run.json mode; checkpoint temps beside their target ---------------------------------------------------------------
+# 12. run.json mode; checkpoint temps beside their target --------------------------------------------------------------
 
 def test_run_json_is_readable_by_others_and_strict_json(tmp_path):
     import math
@@ -571,7 +571,7 @@ def test_group_is_the_preset_only_while_the_run_is_the_preset(tmp_path):
     assert cfg.run.group == "vae_fashion_mnist"
 
 
-# 21.11. WANDB_MODE=dryrun is offline, as W&B treats it -----------------------------------------------------------------
+# 21.11. WANDB_MODE=dryrun is offline, as W&B treats it ----------------------------------------------------------------
 
 def test_wandb_dryrun_means_offline(monkeypatch):
     from divlab.tracking.wandb_logger import resolve_mode
@@ -624,7 +624,7 @@ def test_the_record_times_evaluation_and_not_training(tmp_path):
     assert 0.6 + 0.4 + 0.2 <= seconds < 1.2 + 0.5  # counting one training step would pass 1.7
 
 
-# 48. No silent resume onto other settings; refusals that read as refusals; the last unclear bad inputs -------------
+# 48. No silent resume onto other settings; refusals that read as refusals; the last unclear bad inputs ----------------
 
 def test_config_changes_name_what_is_learned_from_and_leave_budget_paths_and_loggers_out():
     from divlab.resume_config import check_resume_config, config_changes

@@ -63,7 +63,10 @@ def test_rebuild_replaces_only_the_blocks_bodies():
     text = "intro\n<!-- results:a -->\nold\n<!-- /results -->\nmiddle\n<!-- results:b -->\n<!-- /results -->\nend\n"
     made = {"a": lambda: "A", "b": lambda: "B\n"}
     rebuilt = rebuild(text, lambda name: made[name])
-    assert rebuilt == "intro\n<!-- results:a -->\nA\n<!-- /results -->\nmiddle\n<!-- results:b -->\nB\n<!-- /results -->\nend\n"
+    assert (
+        rebuilt
+        == "intro\n<!-- results:a -->\nA\n<!-- /results -->\nmiddle\n<!-- results:b -->\nB\n<!-- /results -->\nend\n"
+    )
     assert block_names(rebuilt) == ["a", "b"]
     with pytest.raises(BlockError, match="no generator for block 'a'"):
         rebuild(text, lambda name: {}[name])

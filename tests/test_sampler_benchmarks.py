@@ -1,4 +1,5 @@
-"""benchmarks/score_time_grid.py and benchmarks/sample_chunk.py run and print what the aeac04c README quotes (fast, no training)."""
+"""benchmarks/score_time_grid.py and benchmarks/sample_chunk.py run and print what the aeac04c README quotes
+(fast, no training)."""
 import sys
 
 import pytest
@@ -7,11 +8,17 @@ from benchmarks import score_time_grid
 
 
 def test_oracle_rows_show_the_uniform_grids_width_error_and_the_log_snr_grids_match(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["score_time_grid", "--oracle", "--n", "1000", "--grids", "uniform:500", "log_snr:50:1",
-                                      "log_snr:100:ddim"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["score_time_grid", "--oracle", "--n", "1000", "--grids", "uniform:500", "log_snr:50:1", "log_snr:100:ddim"],
+    )
     score_time_grid.main()
-    rows = {line.split(" | ")[0].strip("| "): float(line.split(" | ")[-1].strip(" |"))
-            for line in capsys.readouterr().out.splitlines() if line.startswith("| uniform") or line.startswith("| log_snr")}
+    rows = {
+        line.split(" | ")[0].strip("| "): float(line.split(" | ")[-1].strip(" |"))
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| uniform") or line.startswith("| log_snr")
+    }
     assert rows["uniform, 500 steps"] < 0.35
     assert rows["log_snr, 50 steps, 1 corrector steps"] == pytest.approx(1.05, abs=0.05)
     assert rows["log_snr, 100 DDIM steps"] == pytest.approx(0.97, abs=0.04)  # 0.97 at n = 4,000 (README at aeac04c)

@@ -76,7 +76,9 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     run_command([sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", "experiment=gan_ring8",
                  "debug=tiny", "logger=csv", "seed=0,1", f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={sweep}",
                  "hydra.launcher.timeout_min=10"], cwd=tmp_path)
-    records = [json.loads((sweep / f"{job}_gan_ring8" / "run.json").read_text()) for job in (0, 1)]  # <num>_<experiment>
+    records = [
+        json.loads((sweep / f"{job}_gan_ring8" / "run.json").read_text()) for job in (0, 1)
+    ]  # <num>_<experiment>
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert [r["seed"] for r in records] == [0, 1]
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # submitit ran both jobs
@@ -161,3 +163,52 @@ def test_torchrun_two_processes_train_one_run(tmp_path):
     assert record["config"]["trainer"]["strategy"] == "ddp" and record["config"]["trainer"]["devices"] == 2
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 6  # 3 batches × (critic + generator step): each rank did the same steps
+
+
+def torchrun_until_step(tmp_path: Path, step: int, port: str) -> tuple[subprocess.Popen, Path]:
+    """A two-rank DDP GAN under torchrun, long enough to be stopped mid-training, once its run.json is past `step`."""
+    run_dir = tmp_path / "run"
+    command = [shutil.which("torchrun"), "--nproc_per_node", "2", "--master_port", port, str(ROOT / "train.py"),
+               "trainer=ddp", "trainer.accelerator=cpu", "experiment=gan_ring8", "debug=tiny", "logger=csv",
+               "trainer.max_epochs=300", "callbacks.toy_metrics.every_n_epochs=null", f"paths.log_dir={tmp_path}",
+               f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    job = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            record = json.loads((run_dir / "run.json").read_text())
+            if record["status"] == "running" and record.get("global_step", 0) >= step:
+                return job, run_dir
+        except (OSError, ValueError, KeyError):
+            pass
+        assert job.poll() is None, job.communicate()[0][-4000:]
+        time.sleep(0.2)
+    job.kill()
+    raise AssertionError(f"{run_dir} did not reach step {step}: {job.communicate()[0][-4000:]}")
+
+
+@pytest.mark.parametrize("signalled_rank, port", [(1, "29561"), (0, "29562")])
+def test_a_stop_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path, signalled_rank, port):
+    """SLURM signals a job's ranks one by one (or only some: a failed node, `kill` on one process). The ranks agree
+    at each batch boundary, so all stop at the one step: rank 0 records `interrupted` (not gloo's 'Connection closed
+    by peer' from a rank left in the all-reduce) and writes last.ckpt at the step it recorded."""
+    psutil = pytest.importorskip("psutil")
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun is not on PATH")
+    job, run_dir = torchrun_until_step(tmp_path, 20, port)
+    workers = [p for p in psutil.Process(job.pid).children(recursive=True)
+               if p.environ().get("RANK") == str(signalled_rank)]
+    assert len(workers) == 1, workers
+    workers[0].send_signal(signal.SIGTERM)
+    try:
+        output = job.communicate(timeout=120)[0]
+    except subprocess.TimeoutExpired:
+        job.kill()
+        raise AssertionError("a rank hung after another stopped: " + job.communicate()[0][-4000:]) from None
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted", (record["attempts"][-1], output[-3000:])
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == record["global_step"] > 20
+    assert "Connection closed" not in output

@@ -280,6 +280,33 @@ def test_extras_show_the_config_tree_and_can_require_tags(tmp_path, caplog):
     check_tags(compose_config(tmp_path, ["experiment=gan_ring8", "extras.enforce_tags=true", "tags=[baseline]"]))
 
 
+def test_every_always_on_callback_is_in_the_trainer_and_the_tree_lists_them(train_with, tmp_path, monkeypatch,
+                                                                          caplog):
+    import logging
+
+    import divlab.cli.train
+    from divlab.cli.trainer_parts import ALWAYS_ON_CALLBACKS, build_trainer
+    from divlab.config_tree import config_tree
+
+    built = []
+
+    def keep(*args, **kwargs):
+        built.append(build_trainer(*args, **kwargs)[0])
+        return built[-1], None
+
+    monkeypatch.setattr(divlab.cli.train, "build_trainer", keep)
+    with caplog.at_level(logging.INFO):
+        cfg, _ = train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=none")
+    names = [type(c).__name__ for c in built[0].callbacks]
+    assert sorted(n for n in names if n in ALWAYS_ON_CALLBACKS) == sorted(ALWAYS_ON_CALLBACKS)
+    assert "RunRecord" in ALWAYS_ON_CALLBACKS and "ModelCheckpoint" in names  # the config's own are there too
+    labels = [str(child.label) for child in config_tree(cfg, ALWAYS_ON_CALLBACKS).children]
+    assert labels[labels.index("callbacks") + 1] == "callbacks (always on)"
+    # Saving the whole state is what SaveLast means: Lightning's 'weights_only was not set' is not logged.
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert not [r for r in caplog.records if "weights_only" in r.getMessage()]
+
+
 def test_many_loggers_write_csv_tensorboard_and_wandb_together(train_with, tmp_path):
     train_with("experiment=gan_ring8", "debug=tiny", "logger=many_loggers")
     assert list((tmp_path / "csv").rglob("metrics.csv"))

@@ -13,7 +13,15 @@ ADAM = functools.partial(torch.optim.Adam, lr=3e-3)
 
 
 def _toy_vae(**kw):
-    return VAE((2,), functools.partial(MLP, hidden=64), functools.partial(MLP, hidden=64), ADAM, latent_dim=2, likelihood="gaussian", **kw)
+    return VAE(
+        (2,),
+        functools.partial(MLP, hidden=64),
+        functools.partial(MLP, hidden=64),
+        ADAM,
+        latent_dim=2,
+        likelihood="gaussian",
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,9 @@ def token_prefixes(text, corpus: str, n: int, length: int, seed: int) -> Tensor:
 
 def eval_prompts(reference: ReferencePolicy, n: int, length: int, seed: int = 0) -> Tensor:
     """`n` fixed prompts of `length` tokens: prefixes at word starts of the policy's validation text."""
-    return token_prefixes(reference.text, reference.text.decode(reference.text.tokens["val"][:200_000]), n, length, seed)
+    return token_prefixes(
+        reference.text, reference.text.decode(reference.text.tokens["val"][:200_000]), n, length, seed
+    )
 
 
 # ---- the task's pairs -------------------------------------------------------------------------
@@ -174,7 +176,8 @@ def controlled_sentiment(
     seed: int = 0,
     **datamodule_kwargs,
 ) -> PreferenceDataModule:
-    """The task's pairs, tokenised by the reference policy's tokenizer; `datamodule_kwargs` go to PreferenceDataModule."""
+    """The task's pairs, tokenised by the reference policy's tokenizer; `datamodule_kwargs` go to
+    PreferenceDataModule."""
     for key in ("n_prompts", "prompt_length", "completion_length"):
         check_positive(f"data.{key}", locals()[key])
     check_samples_per_prompt(samples_per_prompt)
@@ -211,7 +214,8 @@ def check_fits_context(prompt_length: int, completion_length: int, block_size: i
         raise ValueError(
             f"data.prompt_length + data.completion_length = {prompt_length} + {completion_length} = "
             f"{prompt_length + completion_length} exceeds {block_size - 1}, the reference policy's block_size "
-            f"({block_size}) less its BOS token; shorten data.completion_length to at most {block_size - 1 - prompt_length}"
+            f"({block_size}) less its BOS token; shorten data.completion_length to at most "
+            f"{block_size - 1 - prompt_length}"
         )
 
 

@@ -53,9 +53,10 @@ def load_reference_policy(ckpt_path: str | None = None, data_dir: str = "~/.cach
 def setup_reference_policy(**policy) -> None:
     """The setup step of every alignment run (configs/policy/default.yaml), before its data and model are built:
     forgets the policies an earlier run of this process loaded (`forget_loaded_policies`), then trains and caches
-    the default policy if it is needed and missing (`prepare_reference_policy`, which takes the `policy` keys). Building π_ref draws from the
-    seeded global stream (a fresh backbone's initialisation, before the checkpoint's weights replace it), so a
-    sweep's later jobs, finding it cached, trained on other draws than the same job run alone."""
+    the default policy if it is needed and missing (`prepare_reference_policy`, which takes the `policy` keys).
+    Building π_ref draws from the seeded global stream (a fresh backbone's initialisation, before the checkpoint's
+    weights replace it), so a sweep's later jobs,
+    finding it cached, trained on other draws than the same job run alone."""
     forget_loaded_policies()
     prepare_reference_policy(**policy)
 

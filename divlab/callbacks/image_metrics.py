@@ -114,7 +114,9 @@ class ImageFeatureMetrics(PeriodicEvaluation):
                 raise ImportError("callbacks.image_metrics.feature_net=inception needs torch-fidelity: "
                                   "pip install 'divlab[inception]' (or pip install torch-fidelity)") from error
         if feature_net not in ("auto", "inception") and not Path(feature_net).expanduser().is_file():
-            raise FileNotFoundError(f"callbacks.image_metrics.feature_net={feature_net!r} is not a file (or auto/inception)")
+            raise FileNotFoundError(
+                f"callbacks.image_metrics.feature_net={feature_net!r} is not a file (or auto/inception)"
+            )
         if inception_weights and not Path(inception_weights).expanduser().is_file():
             raise FileNotFoundError(f"callbacks.image_metrics.inception_weights={inception_weights!r} does not exist")
         self.feature_net = feature_net
@@ -133,8 +135,10 @@ class ImageFeatureMetrics(PeriodicEvaluation):
         if getattr(datamodule, "kind", None) != "image":
             return ""
         if self.feature_net == "auto" and datamodule.name not in FEATURE_SPACES:
-            return (f"no shipped feature network for {datamodule.name!r} (shipped: {', '.join(FEATURE_SPACES)}); "
-                    "set callbacks.image_metrics.feature_net=inception and callbacks.image_metrics.inception_weights=PATH")
+            return (
+                f"no shipped feature network for {datamodule.name!r} (shipped: {', '.join(FEATURE_SPACES)}); "
+                "set callbacks.image_metrics.feature_net=inception and callbacks.image_metrics.inception_weights=PATH"
+            )
         return True
 
     def feature_space(self, dataset: str) -> tuple[nn.Module, str, str]:

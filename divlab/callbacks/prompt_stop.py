@@ -77,8 +77,11 @@ class StopPromptlyOnSIGTERM(L.Callback):
     def on_test_end(self, trainer, pl_module) -> None:
         self._restore()
 
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        self._restore()
+    # No restore on an exception: the handler stays while the run stops, through the other callbacks' on_exception
+    # (RunRecord's `interrupted`, SaveLast's last.ckpt: Lightning calls checkpoint callbacks last), so a SIGTERM then
+    # (SLURM's, right after submitit's requeue) only sets the flag. Restored there, Lightning's own handler ran and
+    # broadcast the flag to ranks that had already exited: gloo's 'Connection reset by peer' replaced the requeue.
+    # Lightning's teardown, right after, puts back the handlers the process had before `fit`.
 
 
 def _without_collectives(handler) -> list:

@@ -103,7 +103,9 @@ class ToyDivergences(PeriodicEvaluation):
         has = hasattr(pl_module, "log_likelihood")
         if self.log_q == "model" or (self.log_q == "auto" and has and exact):
             if not has:
-                raise ValueError(f"callbacks.toy_metrics.log_q=model but {type(pl_module).__name__} has no log_likelihood")
+                raise ValueError(
+                    f"callbacks.toy_metrics.log_q=model but {type(pl_module).__name__} has no log_likelihood"
+                )
 
             @torch.no_grad()
             def log_q(x):
@@ -150,7 +152,10 @@ class ToyDivergences(PeriodicEvaluation):
         self._path(trainer, split, ".json").write_text(json.dumps(record, indent=1))
         for callback in trainer.callbacks:
             if isinstance(callback, RunRecord):
-                callback.record.setdefault("mode_histogram", {})[split] = {"step": trainer.global_step, "counts": counts.tolist()}
+                callback.record.setdefault("mode_histogram", {})[split] = {
+                    "step": trainer.global_step,
+                    "counts": counts.tolist(),
+                }
 
     def _plot(self, trainer, samples, split: str, metrics: dict, counts) -> Path:
         path = self._path(trainer, split, ".png")

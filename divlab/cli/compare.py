@@ -77,16 +77,19 @@ def runs_from_wandb(project: str, group: str) -> list[dict]:
             for key, value in row.items():
                 if isinstance(value, (int, float)) and not key.startswith("_"):
                     history.setdefault(key, []).append([row.get("_step", 0), value])
-        records.append({
-            "family": (config.get("run") or {}).get("family") or next((t.split(":", 1)[1] for t in run.tags if t.startswith("family:")), None),
-            "divergence": next((t.split(":", 1)[1] for t in run.tags if t.startswith("divergence:")), None),
-            "data": next((t.split(":", 1)[1] for t in run.tags if t.startswith("data:")), None),
-            "seed": config.get("seed"),
-            "status": "completed",
-            "metrics": {k: v for k, v in run.summary.items() if isinstance(v, (int, float))},
-            "history": history,
-            "run_dir": run.dir,
-        })
+        records.append(
+            {
+                "family": (config.get("run") or {}).get("family")
+                or next((t.split(":", 1)[1] for t in run.tags if t.startswith("family:")), None),
+                "divergence": next((t.split(":", 1)[1] for t in run.tags if t.startswith("divergence:")), None),
+                "data": next((t.split(":", 1)[1] for t in run.tags if t.startswith("data:")), None),
+                "seed": config.get("seed"),
+                "status": "completed",
+                "metrics": {k: v for k, v in run.summary.items() if isinstance(v, (int, float))},
+                "history": history,
+                "run_dir": run.dir,
+            }
+        )
     return records
 
 
@@ -99,21 +102,27 @@ def log_to_wandb(written: dict, out: Path, group: str | None) -> None:
     table = written["table"]
     with wandb.init(project="divlab", group=group, job_type="comparison", dir=str(out), mode=resolve_mode(None)) as run:
         columns = ["run", *table.columns, "n"] + table.metrics
-        rows = [[*table.settings[name], table.counts[name]] + [cells[m].mean if m in cells else None for m in table.metrics]
-                for name, cells in table.rows.items()]
+        rows = [
+            [*table.settings[name], table.counts[name]] + [cells[m].mean if m in cells else None for m in table.metrics]
+            for name, cells in table.rows.items()
+        ]
         run.log({"comparison/table": wandb.Table(columns=columns, data=rows)})
         for png in sorted(out.glob("*.png")):
             run.log({f"comparison/{png.stem}": wandb.Image(str(png))})
 
 
 def main(argv=None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("run_dirs", nargs="*", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--metrics", nargs="+")
     parser.add_argument("--wandb-project")
     parser.add_argument("--group")
-    parser.add_argument("--log-wandb", action="store_true", help="also log table and plots to W&B (offline without network)")
+    parser.add_argument(
+        "--log-wandb", action="store_true", help="also log table and plots to W&B (offline without network)"
+    )
     parser.add_argument("--ignore-keys", nargs="+", default=[], metavar="KEY",
                         help="config keys (dotted) that do not tell configurations apart, e.g. one older runs lack")
     parser.add_argument("--frontier-points", choices=("final", "every-validation"), default="final",

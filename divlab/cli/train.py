@@ -3,40 +3,25 @@
 `divlab train [overrides]`, `python train.py [overrides]` in a checkout, or `divlab.train([...])` from Python.
 """
 import logging
-import os
-import signal
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from divlab.callbacks.periodic import check_monitors_are_logged
-from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
-from divlab.callbacks.rank_noise import DistinctNoisePerRank
-from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
-from divlab.checkpoints import (
-    AtomicCheckpointIO,
-    SaveLast,
-    check_matches,
-    describe,
-    remove_stale_temporaries,
-    resolve_ckpt_path,
-)
+from divlab.checkpoints import plan_resume
 from divlab.cli.hydra_app import run_command_line
 from divlab.cli.job_logs import report_job_failure
-from divlab.cli.trainer_parts import callbacks_and_loggers
+from divlab.cli.run_exit import recorded_exit
+from divlab.cli.trainer_parts import ALWAYS_ON_CALLBACKS, build_trainer
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
 from divlab.divergence_choice import check_budget_is_read, check_divergence_is_read
 from divlab.resume_config import check_resume_config
 from divlab.saved_runs import build_data_and_model
-from divlab.tracking.run_record import RunRecord, read_run_record, read_run_record_or_none, status_for
-from divlab.tracking.wandb_logger import GlobalStepWandbLogger
+from divlab.tracking.run_record import RunRecord, read_run_record
 from divlab.validation import check_int, check_positive
 
 log = logging.getLogger("divlab.train")
@@ -44,8 +29,6 @@ log = logging.getLogger("divlab.train")
 RUN_DEFINING_GROUPS = ("data", "model", "networks")
 # The seeds numpy (and so `seed_everything`) accepts are 0 .. 2**32 - 1.
 MAX_SEED = 2**32 - 1
-# The conventional exit status of a process stopped by a signal: 128 + the signal's number.
-EXIT_SIGTERM, EXIT_SIGINT = 128 + signal.SIGTERM, 128 + signal.SIGINT
 
 
 def validate(cfg: DictConfig) -> None:
@@ -152,127 +135,71 @@ def run(cfg: DictConfig) -> dict:
     check_budget_is_read(cfg, command_line_overrides())
     output_dir = Path(cfg.paths.output_dir)
     previous = read_run_record(output_dir)
-    config_changes = {}
-    if previous:
-        check_same_run(previous, cfg, output_dir)
-        if previous.get("global_step") or previous.get("history"):  # it trained: continue it on its own settings only
-            config_changes = check_resume_config(previous.get("config") or {},
-                                                 OmegaConf.to_container(cfg, resolve=True),
-                                                 (cfg.get("resume") or {}).get("allow_config_change"), output_dir)
+    config_changes = check_continuation(previous, cfg, output_dir)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
-    setup_steps = [step for step in (cfg.get("setup") or {}).values() if step]
-    if setup_steps:
-        run_setup(setup_steps, RunRecord(str(output_dir), config=OmegaConf.to_container(cfg, resolve=True),
-                                         seed=cfg.get("seed"), previous=previous))
+    run_setup(cfg, output_dir, previous)
 
     datamodule, model = build_data_and_model(cfg.data, cfg.model)
     describe_run(cfg, datamodule, model, command_line_overrides())
-
-    ckpt_path, checkpoint = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir),
-                                              cfg.run.group, OmegaConf.to_container(cfg, resolve=True))
-    resume_step = None
-    if ckpt_path is not None:
-        check_matches(checkpoint, model, ckpt_path)
-        resume_step = int(checkpoint.get("global_step", 0))
-        run_dir = ckpt_path.parent.parent
-        earlier = previous if run_dir.resolve() == output_dir.resolve() else read_run_record_or_none(run_dir)
-        with open_dict(cfg):
-            cfg.run.wandb_id = cfg.run.wandb_id or ((earlier or {}).get("wandb") or {}).get("id")
-        log.info("resuming from %s", describe(ckpt_path, checkpoint))
-        del checkpoint
-    elif previous:  # an earlier attempt left no checkpoint: this one starts again from step 0
-        resume_step = 0 if cfg.get("train", True) else None
-        with open_dict(cfg):
-            cfg.run.wandb_id = cfg.run.wandb_id or (previous.get("wandb") or {}).get("id")
-
+    plan = plan_resume(cfg.get("ckpt_path"), output_dir, Path(cfg.paths.log_dir), cfg.run.group,
+                       OmegaConf.to_container(cfg, resolve=True), model, previous, cfg.get("train", True))
+    with open_dict(cfg):
+        cfg.run.wandb_id = cfg.run.wandb_id or plan.wandb_id
     config = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(str(output_dir), config=config, seed=cfg.get("seed"), previous=previous,
-                       resumed_from=str(ckpt_path) if ckpt_path else None, resume_step=resume_step,
+                       resumed_from=str(plan.ckpt_path) if plan.ckpt_path else None, resume_step=plan.step,
                        config_changes=config_changes)
-    callbacks, loggers = callbacks_and_loggers(cfg, cfg.get("seed"))
-    if cfg.get("train", True):
-        check_monitors_are_logged(callbacks, model)
-    model_checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    last_dir = (model_checkpoint.dirpath if model_checkpoint is not None and model_checkpoint.dirpath
-                else os.path.realpath(output_dir / "checkpoints"))
-    if rank_zero_only.rank == 0:  # before any write of this run: what is there is a killed run's
-        remove_stale_temporaries(Path(last_dir))
-    callbacks += [record, SignalsBetweenTrainingBatches(), DistinctNoisePerRank()]
-    if cfg.trainer.get("enable_checkpointing", True):  # trainer.enable_checkpointing=false: no checkpoints at all
-        callbacks.append(SaveLast(last_dir))
-    callbacks.append(StopPromptlyOnSIGTERM())  # last: its handler stays while the others' on_exception record and save
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=[*loggers, record.logger],
-                                      plugins=[AtomicCheckpointIO()])
-    for logger in loggers:
-        logger.log_hyperparams(config)
-        if isinstance(logger, GlobalStepWandbLogger):
-            logger.key_steps_by(trainer, resume_step, record.record["history"])
+    trainer, model_checkpoint = build_trainer(cfg, model, record, plan.step, config)
 
-    failed = True
-    try:
+    with recorded_exit(record, trainer, close_wandb=True):
         if cfg.get("train", True):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+            trainer.fit(model, datamodule=datamodule, ckpt_path=plan.ckpt_path and str(plan.ckpt_path),
                         weights_only=True)
         if cfg.get("test", True):
             best = model_checkpoint.best_model_path if model_checkpoint is not None else ""
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         record.finish("completed")
-        failed = False
-    except BaseException as error:
-        if record.attempt["finished_at"] is None:  # not already recorded by RunRecord.on_exception
-            record.finish(status_for(error), reason=str(error) or type(error).__name__)
-        if isinstance(error, SIGTERMException) or trainer.received_sigterm:
-            raise SystemExit(EXIT_SIGTERM) from error
-        if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
-            raise SystemExit(EXIT_SIGINT) from error  # Lightning's graceful Ctrl-C exits 1
-        # Any other exit keeps its code: submitit's requeue after pre-emption is a SystemExit its executor reads.
-        raise
-    finally:
-        finish_wandb(exit_code=1 if failed else 0)
     return dict(record.record["metrics"])
 
 
-def run_setup(steps: list, record: RunRecord) -> None:
+def check_continuation(previous: dict | None, cfg: DictConfig, output_dir: Path) -> dict:
+    """A directory that holds a run is continued with the same model and data, and, once it has trained, on its
+    own settings only (`divlab.resume_config`; `resume.allow_config_change=[keys]` lets keys change). Returns the
+    allowed changes, for the attempt's record."""
+    if not previous:
+        return {}
+    check_same_run(previous, cfg, output_dir)
+    if not (previous.get("global_step") or previous.get("history")):
+        return {}
+    return check_resume_config(previous.get("config") or {}, OmegaConf.to_container(cfg, resolve=True),
+                               (cfg.get("resume") or {}).get("allow_config_change"), output_dir)
+
+
+def run_setup(cfg: DictConfig, output_dir: Path, previous: dict | None) -> None:
     """Call the config's one-off `setup` steps (alignment: train the default reference policy) before data and
     model are built, with run.json on disk while they work, so a run stopped there leaves its record (a first
     attempt's provisional record goes again once they are done: the run proper writes its own)."""
-    if not record.previous:
+    steps = [step for step in (cfg.get("setup") or {}).values() if step]
+    if not steps:
+        return
+    record = RunRecord(str(output_dir), config=OmegaConf.to_container(cfg, resolve=True), seed=cfg.get("seed"),
+                       previous=previous)
+    if not previous:
         record.write()
-    try:
+    with recorded_exit(record):
         for step in steps:
             hydra.utils.call(step)
-        if not record.previous and rank_zero_only.rank == 0:  # the rank that wrote it (a SLURM task knows its rank)
-            record.path.unlink(missing_ok=True)
-    except BaseException as error:
-        record.finish(status_for(error), reason=str(error) or type(error).__name__)
-        if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
-            raise SystemExit(EXIT_SIGINT) from error  # Lightning's graceful Ctrl-C exits 1
-        raise
-
-
-def finish_wandb(exit_code: int = 0) -> None:
-    """Close the W&B run, so the next job of a multirun starts its own. A run that is stopping keeps its own exit:
-    when a scheduler's SIGTERM has already ended W&B's service process, closing fails with ConnectionResetError,
-    which replaced the stop (exit 143, no submitit result) with an error (a failed job for the launcher, though
-    SLURM had requeued it)."""
-    import sys
-
-    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
-        try:
-            sys.modules["wandb"].finish(exit_code=exit_code)
-        except ConnectionError as error:
-            if exit_code == 0:
-                raise
-            log.warning("W&B's service is gone (%s); its offline run keeps what it wrote", error)
+    if not previous and rank_zero_only.rank == 0:  # the rank that wrote it (a SLURM task knows its rank)
+        record.path.unlink(missing_ok=True)
 
 
 def run_job(cfg: DictConfig) -> dict:
     """A command-line run: the start-up extras (tags, the printed config), then `run`."""
     check_tags(cfg)
     if cfg.get("extras", {}).get("print_config"):
-        show_config(cfg)
+        show_config(cfg, always_on=ALWAYS_ON_CALLBACKS)
     return run(cfg)
 
 

@@ -141,7 +141,9 @@ def split_by_prompt(records: Sequence[dict], val_fraction: float, seed: int, sou
     for index, record in enumerate(records):
         groups.setdefault(record["prompt"], []).append(index)
     if len(groups) < 2:
-        raise ValueError(f"{source}: need at least 2 distinct prompts for a train/val split by prompt, got {len(groups)}")
+        raise ValueError(
+            f"{source}: need at least 2 distinct prompts for a train/val split by prompt, got {len(groups)}"
+        )
     prompts = list(groups)
     order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed)).tolist()
     target = max(1, math.floor(val_fraction * len(records)))

@@ -246,7 +246,7 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor, bandwidths: Sequence[float])
     for x ~ P of shape [n, ...] and y ~ Q of shape [m, ...]; may be slightly negative when P = Q.
     """
     x, y = x.flatten(1), y.flatten(1)
-    n, m = x.shape[0], y.shape[0]
+    n = x.shape[0]
     z = torch.cat([x, y])
     sq_dist = torch.cdist(z, z).pow(2)
     gamma = torch.tensor([1.0 / (2.0 * h**2) for h in bandwidths], dtype=z.dtype, device=z.device)

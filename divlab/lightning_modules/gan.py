@@ -145,7 +145,8 @@ class GAN(L.LightningModule):
 
         if generator_turn:
             generator_loss = self.objective.generator_loss(out_real.detach(), self.score(fake))
-            if log:  # the gradient each sample gets: ~0 when the divergence has saturated (diagnosis: docs/results/toys.md)
+            # The gradient each sample gets: ~0 when the divergence has saturated (diagnosis: docs/results/toys.md).
+            if log:
                 self.log("train/sample_grad_norm", sample_gradient_norm(generator_loss, fake).detach())
             self.descend(generator_opt, generator_loss)
             if log:

@@ -93,8 +93,9 @@ class ScoreSDE(L.LightningModule):
         self.sde = SDES[sde](**(sde_kwargs or {}))
         # Sampling with `ode` and `log_likelihood` solve the same probability-flow ODE with this solver.
         self.ode_solver = ODESolver(ode_method, ode_tolerance, ode_steps)
-        # `pc`: `sample_steps` Euler–Maruyama steps on `time_grid`, each after `corrector_steps` Langevin steps at `snr`;
-        # `ode`: the probability-flow ODE; `ddim`: `sample_steps` DDIM steps on `time_grid` with noise `eta`, x̂_0 clipped
+        # `pc`: `sample_steps` Euler–Maruyama steps on `time_grid`, each after `corrector_steps` Langevin steps at
+        # `snr`; `ode`: the probability-flow ODE; `ddim`: `sample_steps` DDIM steps on `time_grid` with noise `eta`,
+        # x̂_0 clipped
         # to [−1, 1] with `clip_denoised`. All are
         # built, so any one's bad settings fail here.
         samplers = {"pc": PredictorCorrector(sample_steps, snr, corrector_steps, time_grid),

@@ -44,7 +44,8 @@ def validation_points(run: dict) -> list[tuple[int, float, float]]:
     return [(int(step), kl, rewards[int(step)]) for step, kl in history.get(KL, []) if int(step) in rewards]
 
 
-def frontier_points(runs: list[dict], every_validation: bool = False, ignore: tuple[str, ...] = ()) -> list[FrontierPoint]:
+def frontier_points(runs: list[dict], every_validation: bool = False,
+                    ignore: tuple[str, ...] = ()) -> list[FrontierPoint]:
     """Points of the runs that have both frontier metrics, sorted by method and KL: each run's final values,
     or with `every_validation` one point per validation in its history (its step recorded).
 
@@ -58,7 +59,9 @@ def frontier_points(runs: list[dict], every_validation: bool = False, ignore: tu
     for group, run in zip(groups, runs):
         method, beta, seed = row_name(group, columns), run_beta(run), run.get("seed")
         if every_validation:
-            points += [FrontierPoint(method, beta, kl, reward, seed, step) for step, kl, reward in validation_points(run)]
+            points += [
+                FrontierPoint(method, beta, kl, reward, seed, step) for step, kl, reward in validation_points(run)
+            ]
         else:
             points.append(FrontierPoint(method, beta, run["metrics"][KL], run["metrics"][REWARD], seed))
     return sorted(points, key=lambda p: (p.method, p.kl))
@@ -204,7 +207,8 @@ def common_kl(means: list[FrontierMean]) -> float | None:
     return min(max(m.kl for m in means if m.method == method) for method in methods) if means else None
 
 
-def frontier_summary_markdown(means: list[FrontierMean], reference: float | None, at_kls: tuple[float, ...] = ()) -> str:
+def frontier_summary_markdown(means: list[FrontierMean], reference: float | None,
+                              at_kls: tuple[float, ...] = ()) -> str:
     """Seed means ± standard deviation per (method, β), then each method's reward at the common KL (and at each
     of `at_kls`), then at the KL of every measured point."""
     steps = has_steps(means)
@@ -214,10 +218,14 @@ def frontier_summary_markdown(means: list[FrontierMean], reference: float | None
               f"{m.kl_std:.3f} | {m.reward:.4f} ± {m.reward_std:.4f} |" for m in means]
     kl = common_kl(means)
     if kl is not None:
-        lines += ["", f"Reward at KL = {kl:.3f} nats/seq (the largest KL every method reaches; the best reward within "
-                      "that KL, linear between the seed means" + (", from π_ref at KL 0" if reference is not None else "")
-                      + "):", "",
-                  "| method | reward at that KL |", "|---|---|"]
+        lines += [
+            "",
+            f"Reward at KL = {kl:.3f} nats/seq (the largest KL every method reaches; the best reward within "
+            "that KL, linear between the seed means" + (", from π_ref at KL 0" if reference is not None else "") + "):",
+            "",
+            "| method | reward at that KL |",
+            "|---|---|",
+        ]
         for method, curve in curves_by_method(means).items():
             value = reward_at_kl(curve, kl, reference)
             lines.append(f"| {method} | {'–' if value is None else f'{value:.4f}'} |")

@@ -16,7 +16,9 @@ from divlab.tracking.runs import run_label  # noqa: E402
 from divlab.tracking.table import Cell, Table, direction, run_rows  # noqa: E402
 
 CURVES = ("train/loss", "train/divergence_estimate", "train/sample_grad_norm", "val/loss", "val/nll")
-LOG_SCALE_CURVES = ("grad_norm",)  # magnitudes over decades: a stalled generator's push is orders below a training one's
+LOG_SCALE_CURVES = (
+    "grad_norm",
+)  # magnitudes over decades: a stalled generator's push is orders below a training one's
 MAX_CURVE_PANELS = 6
 # Logged scalars that are bookkeeping, not training curves.
 NOT_CURVES = ("epoch", "lr-", "time/", "step")
@@ -121,7 +123,9 @@ def plot_curves(runs: list[dict], path: Path) -> list[str]:
                 continue
             steps, values = zip(*series)
             x = epochs(run, steps) if in_epochs else steps
-            (line,) = ax.plot(x, values, color=colours[name], alpha=0.8, lw=1, marker="o" if len(x) < 12 else None, ms=3)
+            (line,) = ax.plot(
+                x, values, color=colours[name], alpha=0.8, lw=1, marker="o" if len(x) < 12 else None, ms=3
+            )
             handles.setdefault(name, line)
         if metric.endswith(LOG_SCALE_CURVES):  # symmetric log: a push of exactly 0 stays on the plot
             ax.set_yscale("symlog", linthresh=1e-3)
@@ -196,14 +200,21 @@ def plot_quality_vs_coverage(runs: list[dict], path: Path) -> dict | None:
         ax.annotate(f"{row.method} ({row.source.split(' (')[0]})", point, fontsize=6, xytext=(4, -3),
                     textcoords="offset points")
     if anchors:
-        ax.scatter([], [], marker="*", s=110, facecolor="none", edgecolor="black", label="published (PacGAN / VEEGAN Table 1)")
+        ax.scatter(
+            [], [], marker="*", s=110, facecolor="none", edgecolor="black", label="published (PacGAN / VEEGAN Table 1)"
+        )
     ax.set_xlabel(f"{coverage} (mean ± std over seeds)")
     ax.set_ylabel(quality)
     ax.grid(alpha=0.3)
     fig.legend(loc="outside right upper", fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {"quality": quality, "coverage": coverage, "points": points, "anchors": [row.method for row in anchors or ()]}
+    return {
+        "quality": quality,
+        "coverage": coverage,
+        "points": points,
+        "anchors": [row.method for row in anchors or ()],
+    }
 
 
 def plot_reward_kl_frontier(means: list, reference: float | None, path: Path) -> dict | None:

@@ -188,10 +188,12 @@ def compare_csv(folder: str) -> str:
             text = cells[i][m].text() if m in cells[i] else "–"
             texts.append(f"**{text}**" if i in bold.get(m, ()) else text)
         body.append([r["run"], *(r[s] for s in settings), r["n"], *texts])
-    note = (f"From [`compare/{folder}/table.csv`](../compare/{folder}/table.csv) (mean and std over seeds, as "
-            f"`compare.py` wrote them; per-seed values were not kept for these runs; `git log -- docs/compare/{folder}` "
-            "names the commit and date it was made). Bold: the best mean and every row on par with it by the two-SE "
-            "rule; unranked metrics are never bold.")
+    note = (
+        f"From [`compare/{folder}/table.csv`](../compare/{folder}/table.csv) (mean and std over seeds, as "
+        f"`compare.py` wrote them; per-seed values were not kept for these runs; `git log -- docs/compare/{folder}` "
+        "names the commit and date it was made). Bold: the best mean and every row on par with it by the two-SE "
+        "rule; unranked metrics are never bold."
+    )
     return _table(header, body) + "\n\n" + note
 
 
@@ -310,8 +312,15 @@ def write_figures() -> list[Path]:
 
 
 FIXED = {"headline": headline}
-PREFIXED = {"provenance": provenance, "toy-headline": toy_headline, "toy-reading": toy_reading, "per-seed": per_seed, "compare": compare_csv,
-            "frontier": frontier_verdicts, "frontier-points": frontier_points_table}
+PREFIXED = {
+    "provenance": provenance,
+    "toy-headline": toy_headline,
+    "toy-reading": toy_reading,
+    "per-seed": per_seed,
+    "compare": compare_csv,
+    "frontier": frontier_verdicts,
+    "frontier-points": frontier_points_table,
+}
 
 
 def generator(name: str):

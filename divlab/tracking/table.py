@@ -256,8 +256,11 @@ def to_markdown(table: Table) -> str:
 def write_csv(table: Table, path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", *table.columns, "n"] + [f"{m}_{stat}" for m in table.metrics for stat in ("mean", "std")]
-                        + ["best_in"])
+        writer.writerow(
+            ["run", *table.columns, "n"]
+            + [f"{m}_{stat}" for m in table.metrics for stat in ("mean", "std")]
+            + ["best_in"]
+        )
         for name, cells in table.rows.items():
             stats = [v for m in table.metrics for v in ((cells[m].mean, cells[m].std) if m in cells else ("", ""))]
             best_in = ";".join(m for m in table.metrics if name in table.best(m))

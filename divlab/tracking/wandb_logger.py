@@ -113,7 +113,9 @@ class GlobalStepWandbLogger(WandbLogger):
             self.experiment.log(dict(metrics, **{"trainer/global_step": step}), step=step)
         except ConnectionError as error:
             self._service_lost = True
-            log.warning("W&B's service is gone (%s): no more rows go to W&B in this attempt; run.json keeps them", error)
+            log.warning(
+                "W&B's service is gone (%s): no more rows go to W&B in this attempt; run.json keeps them", error
+            )
 
 
 def make_wandb_logger(

@@ -73,7 +73,9 @@ def own_settings(path: Path, limit: int = 5) -> str:
             target = value.get("_target_")
             shown.append(f"`{key}`: `{target}`" if target else f"`{key}`")
         else:
-            shown.append(f"`{key}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}`")
+            shown.append(
+                f"`{key}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}`"
+            )
     if len(items) > limit:
         shown.append("…")
     bases = [d for d in data.get("defaults", []) if isinstance(d, str) and d != "_self_"]

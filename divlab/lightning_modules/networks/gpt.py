@@ -25,8 +25,8 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_
 
     On a CPU, half-precision heads (bf16 autocast: `trainer.precision=bf16-mixed`) are attended in float32 and the
     result cast back: PyTorch's CPU flash-attention backward took 5.7× as long in bfloat16 as in float32 at
-    `char_gpt`'s shapes (torch 2.14, AVX-512 BF16 CPU; README at aeac04c, Benchmarks), more than the bfloat16 matrix products
-    saved. On a GPU the half-precision kernel is the fast one and is used as is.
+    `char_gpt`'s shapes (torch 2.14, AVX-512 BF16 CPU; README at aeac04c, Benchmarks), more than the bfloat16 matrix
+    products saved. On a GPU the half-precision kernel is the fast one and is used as is.
     """
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
         with torch.autocast("cpu", enabled=False):
