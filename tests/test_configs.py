@@ -115,7 +115,8 @@ def test_dpo_refuses_the_divergence_that_named_its_loss_and_names_the_loss_key(t
 
 
 @pytest.mark.parametrize("overrides, fragment", [
-    (["experiment=ddpm_ring8", "++budget.sample_steps=10"], "its own model.sample_steps is 100 (set model.sample_steps="),
+    (["experiment=ddpm_ring8", "++budget.sample_steps=10"],
+     "its own model.sample_steps is 100 (set model.sample_steps="),
     (["experiment=vae_ring8", "++budget.ode_steps=8"], "the model has no ode_steps"),
     (["experiment=score_ring8", "++budget.sample_steps=10"], "its own model.sample_steps is 300"),
 ])
