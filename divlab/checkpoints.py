@@ -15,7 +15,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from divlab.atomic_files import atomic_write, temporaries
 from divlab.deferred_signals import signals_deferred
-from divlab.tracking.run_record import read_run_record_or_none
+from divlab.run_files import read_run_record_or_none
 
 log = logging.getLogger("divlab.checkpoints")
 LAST = "last.ckpt"

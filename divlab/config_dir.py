@@ -13,3 +13,16 @@ def config_dir() -> Path:
             return candidate
     raise FileNotFoundError(f"no divlab configs: neither {PACKAGE_DIR.parent / 'configs'} (a checkout) nor "
                             f"{PACKAGE_DIR / 'configs'} (an installed wheel) holds {MAIN_CONFIG}; reinstall divlab")
+
+
+def compose_train(overrides):
+    """The train config that `python train.py OVERRIDES` would run, by Hydra's compose API: inside a running Hydra app
+    (a command line, a sweep's job) on that app's config search path, else on `config_dir()`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    name = MAIN_CONFIG.removesuffix(".yaml")
+    if GlobalHydra.instance().is_initialized():
+        return compose(name, overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(name, overrides=list(overrides))

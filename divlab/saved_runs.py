@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from divlab.checkpoints import LAST, check_matches, check_readable, check_targets
-from divlab.tracking.run_record import RUN_FILE, read_run_record
+from divlab.run_files import RUN_FILE, read_run_record
 
 SAVED_HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 

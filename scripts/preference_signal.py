@@ -2,7 +2,7 @@
 exact zeros and of tied pairs, its spread, and the accuracy ceiling that Bradley–Terry label noise sets for
 any reward model (on the pairs the data keeps), and what a simple reward model reaches on the datamodule's own
 held-out prompts: a bag-of-words Bradley–Terry model (logistic regression on the difference of the two completions'
-word counts over the training pairs' 3,000 most frequent words, scikit-learn: divlab/alignment/bag_of_words.py,
+word counts over the training pairs' 3,000 most frequent words, scikit-learn: divlab/lightning_modules/bag_of_words.py,
 which PPO also takes as its reward model), a baseline for divlab's neural reward model.
 
     python scripts/preference_signal.py [hydra overrides, e.g. data.completion_length=56 data.samples_per_prompt=4]
@@ -18,18 +18,18 @@ import hydra
 import torch
 from hydra import compose, initialize_config_dir
 
-from divlab.alignment.bag_of_words import BagOfWordsRewardModel
 from divlab.alignment.controlled_task import label_accuracy_ceiling
-from divlab.alignment.reference import setup_reference_policy
+from divlab.cli.reference_policy import prepare_reference_policy
 from divlab.config_dir import config_dir
 from divlab.datamodules.preferences import split_by_prompt
+from divlab.lightning_modules.bag_of_words import BagOfWordsRewardModel
 
 WORDS = 3000
 
 
 def bag_of_words_accuracy(records: list[dict], val: set[int], n_words: int = WORDS) -> tuple[float, float]:
     """(train, held-out) pair accuracy of the bag-of-words Bradley–Terry reward model PPO can use
-    (`model.reward_model=bag_of_words`, divlab/alignment/bag_of_words.py) fitted on the training pairs."""
+    (`model.reward_model=bag_of_words`, divlab/lightning_modules/bag_of_words.py) fitted on the training pairs."""
     train = [i for i in range(len(records)) if i not in val]
     model = BagOfWordsRewardModel(decode=None, n_words=n_words)
     model.fit_texts([records[i]["chosen"] for i in train], [records[i]["rejected"] for i in train])
@@ -45,7 +45,7 @@ def bag_of_words_accuracy(records: list[dict], val: set[int], n_words: int = WOR
 def main(overrides: list[str]) -> None:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=align_dpo", *overrides])
-    setup_reference_policy(**cfg.policy)
+    prepare_reference_policy(**cfg.policy)
     data = hydra.utils.instantiate(cfg.data, drop_ties=False)
     records = data.records
     chosen = torch.tensor([r["chosen_reward"] for r in records])

@@ -13,19 +13,30 @@ import re
 import pytest
 import torch
 
-from divlab.alignment.default_policy import prepare_reference_policy
-from divlab.alignment.reference import load_reference_policy
+from divlab.alignment.controlled_task import sentiment_reward
+from divlab.cli.reference_policy import prepare_reference_policy
 from divlab.datamodules.preferences import collate_preferences, tokenize_record
 from divlab.lightning_modules.dpo import DPO
+from divlab.lightning_modules.reference_policy import load_reference_policy
 from divlab.lightning_modules.sequence import sequence_log_prob
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-TINY_POLICY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 48, "batch_size": 16, "steps": 40,
-               "lr": 3.0e-3, "seed": 0}
+# experiment=reference_policy, tiny: a 1-layer char GPT after 40 steps
+TINY_POLICY = ["model.backbone.n_layer=1", "model.backbone.n_embd=32", "data.block_size=48", "data.batch_size=16",
+               "data.batches_per_epoch=40", "trainer.max_steps=40", "model.optimizer.lr=3.0e-3",
+               "data.val_windows=16", "data.test_windows=16", "callbacks.samples.n_samples=2"]
+
+
+def policy_overrides(overrides: list[str]) -> str:
+    """`policy.overrides=[...]` on the command line: the default policy's overrides of experiment=reference_policy."""
+    return "policy.overrides=[" + ",".join(json.dumps(o) for o in overrides) + "]"
+
+
+TINY_POLICY_OVERRIDE = policy_overrides(TINY_POLICY)
 TINY_OVERRIDES = [
     "logger=csv",
-    *(f"policy.default.{key}={value}" for key, value in TINY_POLICY.items()),
+    TINY_POLICY_OVERRIDE,
     "data.n_prompts=48",
     "data.drop_ties=false",
     "data.prompt_length=6",
@@ -39,7 +50,7 @@ ADAM = functools.partial(torch.optim.Adam, lr=1e-2)
 @pytest.fixture(scope="module")
 def policy_spec():
     data_dir = os.environ.get("DIVLAB_DATA_DIR", os.path.expanduser("~/.cache/divlab/data"))  # as configs/paths
-    spec = {"ckpt_path": None, "data_dir": data_dir, "default": TINY_POLICY}
+    spec = {"ckpt_path": None, "data_dir": data_dir, "overrides": TINY_POLICY}
     prepare_reference_policy(**spec)  # the setup step train.py runs: train and cache the tiny policy once
     return spec
 
@@ -254,7 +265,7 @@ def test_reward_model_second_stage_starts_from_a_checkpoint_and_decays_its_rate_
 
 
 def prompt_batch(reference, n=8, length=6):
-    from divlab.alignment.controlled_task import eval_prompts
+    from divlab.callbacks.alignment_metrics import eval_prompts
 
     prompts = eval_prompts(reference, n, length, seed=3)
     return {"prompt_ids": prompts, "prompt_mask": torch.ones_like(prompts)}
@@ -268,7 +279,8 @@ def test_ppo_iteration_moves_the_policy_with_finite_losses(policy_spec):
 
     reference = load_reference_policy(**policy_spec)
     model = PPO((48,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3), kl_coef=0.05,
-                kl_controller="adaptive", kl_target=1.0, completion_length=8, ppo_epochs=2, minibatch_size=4)
+                kl_controller="adaptive", kl_target=1.0, completion_length=8, ppo_epochs=2, minibatch_size=4,
+                true_reward=sentiment_reward)
     before = [p.detach().clone() for p in model.policy.parameters()]
     trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
@@ -279,7 +291,7 @@ def test_ppo_iteration_moves_the_policy_with_finite_losses(policy_spec):
         assert torch.isfinite(trainer.callback_metrics[key]), key
     assert model.kl_control.value != 0.05  # the adaptive controller reacted to the rollouts' KL
     prompts = prompt_batch(reference, n=64)["prompt_ids"]
-    kl = evaluate_policy(model.policy, model.reference, prompts, 8, reference.text.decode).kl_to_ref
+    kl = evaluate_policy(model.policy, model.reference, prompts, 8, reference.text.decode, sentiment_reward).kl_to_ref
     assert kl > 0
 
 
@@ -290,9 +302,10 @@ def test_the_reference_reward_is_that_of_the_same_seeded_samples(policy_spec):
 
     reference = load_reference_policy(**policy_spec)
     prompts = prompt_batch(reference, n=32)["prompt_ids"]
-    full = evaluate_policy(reference.model, reference.model, prompts, 16, reference.text.decode, seed=5)
+    decode = reference.text.decode
+    full = evaluate_policy(reference.model, reference.model, prompts, 16, decode, sentiment_reward, seed=5)
     assert full.kl_to_ref == 0.0
-    assert true_reward_of(reference.model, prompts, 16, reference.text.decode, seed=5) == full.true_reward
+    assert true_reward_of(reference.model, prompts, 16, decode, sentiment_reward, seed=5) == full.true_reward
     same, other = (seeded_rollout(reference.model, prompts, 16, seed)[0] for seed in (5, 6))
     assert torch.equal(same, seeded_rollout(reference.model, prompts, 16, 5)[0]) and not torch.equal(same, other)
 
@@ -320,7 +333,7 @@ def test_reward_model_scores_are_normalised_on_reference_completions(policy_spec
     for name, (gain, offset, normalization) in {"raw": (1.0, 0.0, "reference"), "affine": (10.0, -66.0, "reference"),
                                                 "unnormalised": (10.0, -66.0, "none")}.items():
         model = PPO((48,), policy_spec, ADAM, completion_length=8, reward_normalization=normalization,
-                    reward_normalization_samples=40)
+                    reward_normalization_samples=40, true_reward=sentiment_reward)
         model.reward_model = SumOfTokensReward(gain, offset)
         assert model.normalizes_rewards == (normalization == "reference")
         torch.manual_seed(0)
@@ -344,16 +357,19 @@ def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
     with pytest.raises(ValueError, match=r"one token length per batch, got lengths \[2, 3\]"):
         equal_length_prompts(batch)
     with pytest.raises(ValueError, match="unknown model.kl_controller 'pid'; valid choices: adaptive, fixed"):
-        PPO((48,), policy_spec, ADAM, kl_controller="pid")
+        PPO((48,), policy_spec, ADAM, kl_controller="pid", true_reward=sentiment_reward)
     with pytest.raises(ValueError, match="model.kl_coef must be >= 0, got -1"):
-        PPO((48,), policy_spec, ADAM, kl_coef=-1)
+        PPO((48,), policy_spec, ADAM, kl_coef=-1, true_reward=sentiment_reward)
     with pytest.raises(ValueError, match="unknown model.reward_model_readout 'mean'; valid choices: last, sum"):
         PPO((48,), policy_spec, ADAM, reward_model="fit", reward_model_readout="mean")
     with pytest.raises(ValueError, match="unknown model.reward_normalization 'batch'; valid choices: none, reference"):
-        PPO((48,), policy_spec, ADAM, reward_normalization="batch")
+        PPO((48,), policy_spec, ADAM, reward_normalization="batch", true_reward=sentiment_reward)
     with pytest.raises(FileNotFoundError, match="model.reward_model='/no/rm.ckpt' is neither fit, bag_of_words nor an "
                                                 "existing checkpoint"):
         PPO((48,), policy_spec, ADAM, reward_model="/no/rm.ckpt")
+    with pytest.raises(ValueError, match="model.reward_model=null scores PPO with the true reward, and "
+                                         "model.true_reward is null"):
+        PPO((48,), policy_spec, ADAM)
 
 
 @pytest.mark.parametrize("reward_model", ["fit", "bag_of_words"])
@@ -361,8 +377,9 @@ def test_a_resumed_ppo_keeps_its_fitted_reward_model_and_kl_coefficient(policy_s
                                                                         reward_model):
     import lightning as L
 
-    from divlab.alignment.bag_of_words import BagOfWordsRewardModel
     from divlab.datamodules.preferences import PreferenceDataModule
+    from divlab.lightning_modules import ppo
+    from divlab.lightning_modules.bag_of_words import BagOfWordsRewardModel
     from divlab.lightning_modules.ppo import PPO
 
     reference = load_reference_policy(**policy_spec)
@@ -394,7 +411,7 @@ def test_a_resumed_ppo_keeps_its_fitted_reward_model_and_kl_coefficient(policy_s
     assert first.kl_control.value != 0.05  # the adaptive controller moved β: its state is worth saving
 
     refits, start_kl = [], []
-    monkeypatch.setattr(PPO, "fit_reward_model", lambda self, *args: refits.append(args))
+    monkeypatch.setattr(ppo, "fit_reward_model", lambda *args: refits.append(args))
     fit_bag_of_words = BagOfWordsRewardModel.fit  # counted, and still fitted: unfitted, it cannot score
     monkeypatch.setattr(BagOfWordsRewardModel, "fit",
                         lambda self, *args: refits.append(args) or fit_bag_of_words(self, *args))
@@ -448,7 +465,7 @@ def test_a_job_trains_the_same_after_another_job_of_its_process_loaded_the_refer
     stream (a fresh backbone before the checkpoint's weights), so a later job, finding it cached, trained on other
     draws than the same job run alone (a frontier sweep's PPO β = 0.1 started at KL 0.80 against 0.72 alone).
     Two identical runs in one process, the first loading π_ref afresh as a new process would, end identically."""
-    from divlab.alignment.reference import forget_loaded_policies
+    from divlab.lightning_modules.reference_policy import forget_loaded_policies
 
     forget_loaded_policies()  # this process as new: the first run below builds π_ref
     runs = [train_with("experiment=align_dpo", TINY_EVALUATION, *TINY_OVERRIDES, out=tmp_path / name)[1]
@@ -457,10 +474,21 @@ def test_a_job_trains_the_same_after_another_job_of_its_process_loaded_the_refer
     assert "val/kl_to_ref" in first and first == second
 
 
+def test_the_job_that_trains_the_reference_policy_draws_as_one_that_finds_it_cached(train_with, tmp_path):
+    """The first job of a sweep runs experiment=reference_policy inside its setup step, which seeds every random
+    stream for itself; the job then goes on as if it had found the policy cached, as the sweep's later jobs do."""
+    data = f"paths.data_dir={tmp_path / 'data'}"  # nothing cached there: the first run trains π_ref
+    runs = [train_with("experiment=align_dpo", TINY_EVALUATION, *TINY_OVERRIDES, data, out=tmp_path / name)[1]
+            for name in ("trains", "finds")]
+    assert list((tmp_path / "data" / "alignment").glob("reference_policy-*/checkpoints/last.ckpt"))
+    trains, finds = ({k: v for k, v in run.items() if not k.startswith("time/")} for run in runs)
+    assert "val/kl_to_ref" in trains and trains == finds
+
+
 def test_dpo_trains_on_a_users_jsonl_pairs(train_with, tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in PAIRS * 4) + "\n")
-    policy = [f"policy.default.{key}={value}" for key, value in TINY_POLICY.items()]
+    policy = [TINY_POLICY_OVERRIDE]
     _, metrics = train_with("experiment=align_dpo", "data=preferences", f"data.path={path}", "data.val_fraction=0.25",
                             "logger=csv", "debug=tiny", TINY_EVALUATION, *policy, out=tmp_path / "run")
     assert {"val/implicit_reward_accuracy", "val/true_reward"} <= set(metrics)
@@ -582,7 +610,8 @@ def test_a_run_stopped_while_training_the_reference_policy_leaves_its_run_json(t
 
     import lightning as L
 
-    from divlab.alignment import default_policy
+    from divlab.callbacks import progress
+    from divlab.lightning_modules.reference_policy import default_policy_checkpoint
 
     seen = {}
 
@@ -591,21 +620,23 @@ def test_a_run_stopped_while_training_the_reference_policy_leaves_its_run_json(t
             seen["record"] = json.loads((tmp_path / "run" / "run.json").read_text())
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(default_policy, "progress_bar", lambda every_n_steps: CtrlCAfterOneStep())
-    settings = {**TINY_POLICY, "seed": 7}  # a policy no other test caches
+    monkeypatch.setattr(progress, "progress_bar", lambda every_n_steps: CtrlCAfterOneStep())
+    overrides = [*TINY_POLICY, "seed=7"]  # a policy no other test caches
     sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a graceful Ctrl-C
     try:
         with pytest.raises(SystemExit) as stopped:
-            train_with("experiment=align_dpo", *TINY_OVERRIDES, "policy.default.seed=7", out=tmp_path / "run")
+            train_with("experiment=align_dpo", *TINY_OVERRIDES, policy_overrides(overrides), out=tmp_path / "run")
     finally:
         signal.signal(signal.SIGINT, sigint)
     assert stopped.value.code == 130
     assert seen["record"]["status"] == "running"  # on disk while the reference policy trained
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["status"] == "interrupted" and record["attempts"][-1]["status"] == "interrupted"
-    assert record["config"]["policy"]["default"]["seed"] == 7
+    assert record["config"]["policy"]["overrides"] == overrides
     data_dir = record["config"]["policy"]["data_dir"]
-    assert not default_policy.default_policy_checkpoint(data_dir, settings).is_file()  # nothing half-trained cached
+    cached = default_policy_checkpoint(data_dir, overrides).parent.parent
+    assert not cached.exists()  # nothing half-trained cached
+    assert not list(cached.parent.glob(f".{cached.name}.build-*"))  # nor left beside it
 
 
 def test_building_an_alignment_config_never_trains_the_reference_policy(policy_spec, tmp_path):
@@ -618,15 +649,18 @@ def test_building_an_alignment_config_never_trains_the_reference_policy(policy_s
 def test_training_the_default_reference_policy_says_so_and_shows_progress(tmp_path, caplog):
     import logging
 
-    from divlab.alignment.default_policy import train_default_policy_once
+    from divlab.cli.reference_policy import train_reference_policy_once
 
-    settings = {**TINY_POLICY, "steps": 4}
+    overrides = [*TINY_POLICY, "trainer.max_steps=4", "callbacks.progress_bar.every_n_steps=2"]
     with caplog.at_level(logging.INFO):
-        ckpt = train_default_policy_once(str(tmp_path), settings)
+        ckpt = train_reference_policy_once(str(tmp_path), overrides)
     messages = [r.getMessage() for r in caplog.records]
     assert ckpt.is_file()
     assert any("training the default reference policy once" in m and str(tmp_path) in m for m in messages)
     assert sum("epoch 0 batch" in m and "train/loss" in m for m in messages) >= 1  # progress while it trains
+    record = json.loads((ckpt.parent.parent / "run.json").read_text())  # an ordinary run's record
+    assert (record["status"], record["family"]) == ("completed", "ar")
+    assert record["config"]["experiment_name"] == "reference_policy"
 
 
 # ---- distributed and mixed precision ------------------------------------------------------------

@@ -8,8 +8,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from divlab.alignment.reference import load_reference_policy  # noqa: E402
 from divlab.lightning_modules.dpo import DPO  # noqa: E402
+from divlab.lightning_modules.reference_policy import load_reference_policy  # noqa: E402
 from divlab.lightning_modules.sequence import sequence_log_prob  # noqa: E402
 from tests.test_alignment_family import PAIRS, one_dpo_step, preference_batch  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""The bag-of-words Bradley–Terry reward model (divlab/alignment/bag_of_words.py), alone and as PPO's reward model.
+"""The bag-of-words Bradley–Terry reward model (divlab/lightning_modules/bag_of_words.py), alone and as PPO's reward
+model.
 
 Its weights are checked against the optimality condition of the objective written out here (the gradient of the
 regularised Bradley–Terry log-likelihood vanishes at the fit), its scores against counts by hand.
@@ -8,7 +9,7 @@ import json
 import pytest
 import torch
 
-from divlab.alignment.bag_of_words import BagOfWordsRewardModel, masked_texts, words
+from divlab.lightning_modules.bag_of_words import BagOfWordsRewardModel, masked_texts, words
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz'"
 

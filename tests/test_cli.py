@@ -8,7 +8,7 @@ import torch
 
 import divlab
 from divlab import cli, config_dir
-from divlab.tracking.run_record import read_run_record
+from divlab.run_files import read_run_record
 from divlab.tracking.runs import RunSelectionError
 
 TINY_RUN = ["experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=csv"]

@@ -23,6 +23,7 @@ import hydra
 import lightning as L
 import pytest
 import torch
+from test_alignment_family import TINY_POLICY_OVERRIDE
 
 from divlab.lightning_modules.sequence import sequence_log_prob
 from divlab.saved_runs import build_data_and_model
@@ -37,8 +38,6 @@ BACKBONES = {
     "mamba": ["experiment=char_mamba", "model.backbone.n_layer=1", "model.backbone.n_embd=16",
               "model.backbone.d_state=4"],
 }
-TINY_POLICY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 48, "batch_size": 16, "steps": 40,
-               "lr": 3.0e-3, "seed": 0}
 PAIRS = [
     {"prompt": "KING: ", "chosen": "my good lord", "rejected": "thou vile wretch"},
     {"prompt": "Enter ", "chosen": "sweet love", "rejected": "bloody death"},
@@ -88,7 +87,7 @@ def test_preference_families_match_on_one_and_two_processes(train_with, tmp_path
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in PAIRS * 4) + "\n")
     overrides = [f"experiment={experiment}", "data=preferences", f"data.path={path}", "data.val_fraction=0.25",
-                 "debug=tiny", "test=false", *(f"policy.default.{k}={v}" for k, v in TINY_POLICY.items())]
+                 "debug=tiny", "test=false", TINY_POLICY_OVERRIDE]
     if experiment == "align_dpo":
         overrides.append("callbacks.alignment.n_prompts=8")
     one, two = one_and_two_processes(train_with, tmp_path, overrides, "data.batch_size", 4)
@@ -130,7 +129,7 @@ def policy_log_likelihood(cfg, run_dir) -> float:
     return torch.cat(values).mean().item()
 
 
-TINY_PPO = ["experiment=align_ppo", *(f"policy.default.{k}={v}" for k, v in TINY_POLICY.items()),
+TINY_PPO = ["experiment=align_ppo", TINY_POLICY_OVERRIDE,
             "data.n_prompts=48", "data.drop_ties=false", "data.prompt_length=6", "data.completion_length=10"]
 STOCHASTIC = {
     "vae": (["experiment=vae_ring8"], validation_loss, 64),

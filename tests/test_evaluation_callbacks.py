@@ -264,7 +264,7 @@ def compose_eval(tmp_path, overrides):
 
 def test_eval_py_tests_a_checkpoint_and_writes_eval_json(train_with, tmp_path):
     import eval as divlab_eval
-    from divlab.tracking.run_record import decode_non_finite
+    from divlab.run_files import decode_non_finite
 
     run_dir, eval_dir = tmp_path / "run", tmp_path / "eval"
     train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=csv", "test=false", out=run_dir)

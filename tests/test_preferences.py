@@ -8,7 +8,6 @@ from divlab.alignment.controlled_task import (
     bradley_terry_labels,
     bradley_terry_probability,
     controlled_preference_records,
-    corpus_prefixes,
     label_accuracy_ceiling,
     sentiment_reward,
 )
@@ -18,6 +17,7 @@ from divlab.datamodules.preferences import (
     load_preference_records,
     tokenize_record,
 )
+from divlab.datamodules.prompts import corpus_prefixes
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

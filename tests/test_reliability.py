@@ -456,7 +456,7 @@ def test_run_directories_of_launches_in_the_same_second_differ(tmp_path):
 def test_run_json_is_readable_by_others_and_strict_json(tmp_path):
     import math
 
-    from divlab.tracking.run_record import read_run_record, write_json_atomic
+    from divlab.run_files import read_run_record, write_json_atomic
 
     write_json_atomic(tmp_path / "run.json", {"metrics": {"a": float("inf"), "b": float("nan"), "c": 1.0}})
     umask = os.umask(0)
@@ -720,8 +720,8 @@ def test_a_policy_checkpoint_that_fails_to_load_is_named_with_its_key(tmp_path):
     junk = tmp_path / "run" / "checkpoints" / "last.ckpt"
     junk.parent.mkdir(parents=True)
     torch.save({"state_dict": {}, "x": _system_payload(tmp_path / "pwned")}, junk)
-    config = {"_target_": "divlab.alignment.reference.preference_file", "path": str(tmp_path / "pairs.jsonl"),
-              "policy": {"ckpt_path": str(junk), "data_dir": str(tmp_path)}}
+    config = {"_target_": "divlab.lightning_modules.reference_policy.preference_file",
+              "path": str(tmp_path / "pairs.jsonl"), "policy": {"ckpt_path": str(junk), "data_dir": str(tmp_path)}}
     with pytest.raises(Exception, match=rf"policy.ckpt_path='{junk}': checkpoint '{junk}' refused, not loaded"):
         hydra.utils.instantiate(config)
     junk.write_bytes(b"not a checkpoint")

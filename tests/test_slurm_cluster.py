@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_ddp_equivalence import PAIRS, STOCHASTIC, TINY_POLICY, TOLERANCE
+from test_ddp_equivalence import PAIRS, STOCHASTIC, TINY_POLICY_OVERRIDE, TOLERANCE
 
 from conftest import ROOT
 
@@ -160,7 +160,7 @@ def test_dpo_on_two_nodes_matches_one_process(slurm_cluster, train_with, tmp_pat
     path.write_text("\n".join(json.dumps(r) for r in PAIRS * 4) + "\n")
     overrides = ["experiment=align_dpo", "data=preferences", f"data.path={path}", "data.val_fraction=0.25",
                  "debug=tiny", "test=false", "callbacks.alignment.n_prompts=8", f"paths.data_dir={tmp_path / 'data'}",
-                 *(f"policy.default.{k}={v}" for k, v in TINY_POLICY.items())]
+                 TINY_POLICY_OVERRIDE]
     train_with(*overrides, "trainer=ddp_spawn", "trainer.devices=1", "data.batch_size=4", "logger=csv",
                out=tmp_path / "one")  # trains and caches π_ref first: both nodes then load it
     one = record(tmp_path / "one")

@@ -18,9 +18,7 @@ sweep sample them once. The pairs become a plain `PreferenceDataModule`.
 import hashlib
 import itertools
 import json
-import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -28,9 +26,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from divlab.alignment.reference import ReferencePolicy, load_reference_policy
 from divlab.atomic_files import write_text_atomic
 from divlab.datamodules.preferences import PreferenceDataModule
+from divlab.datamodules.prompts import token_prefixes
+from divlab.lightning_modules.reference_policy import load_reference_policy
 from divlab.lightning_modules.sequence import decode_completions, rollout
 from divlab.validation import check_positive
 
@@ -77,40 +76,6 @@ def bradley_terry_labels(
     """
     p = bradley_terry_probability(r1.float(), r2.float(), temperature)
     return torch.rand(p.shape, generator=generator) < p
-
-
-# ---- prompts ---------------------------------------------------------------------------------
-
-
-def corpus_prefixes(text: str, n: int, length: int, generator: torch.Generator | None = None) -> list[str]:
-    """`n` prompts: the first `length` characters after a random word boundary of `text`."""
-    starts = [match.start() for match in re.finditer(r"(?<!\S)\S", text[: max(len(text) - length + 1, 0)])]
-    if not starts:
-        raise ValueError(f"text of {len(text)} characters has no word start {length} characters before its end")
-    picks = torch.randint(len(starts), (n,), generator=generator).tolist()
-    return [text[starts[i] : starts[i] + length] for i in picks]
-
-
-def token_prefixes(text, corpus: str, n: int, length: int, seed: int) -> Tensor:
-    """[n, length] token ids of prefixes at word starts of `corpus`, tokenised by `text`.
-
-    Cut from `length` characters at character level; a subword tokenizer's prefixes are cut from
-    4× its mean characters per token (`text.chars_per_token`), then to `length` tokens.
-    """
-    ratio = getattr(text, "chars_per_token", 1.0)
-    chars = length if ratio == 1 else math.ceil(4 * ratio * length)
-    prefixes = corpus_prefixes(corpus, n, chars, torch.Generator().manual_seed(seed))
-    prompts = [text.encode(p)[:length] for p in prefixes]
-    if min(len(p) for p in prompts) < length:
-        raise ValueError(f"a prompt of {chars} characters has fewer than {length} tokens; use a shorter prompt_length")
-    return torch.stack(prompts)
-
-
-def eval_prompts(reference: ReferencePolicy, n: int, length: int, seed: int = 0) -> Tensor:
-    """`n` fixed prompts of `length` tokens: prefixes at word starts of the policy's validation text."""
-    return token_prefixes(
-        reference.text, reference.text.decode(reference.text.tokens["val"][:200_000]), n, length, seed
-    )
 
 
 # ---- the task's pairs -------------------------------------------------------------------------

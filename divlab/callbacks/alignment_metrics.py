@@ -7,10 +7,12 @@ same prompts: the frontier's baseline) and a text sample table; and, for a modul
 learned reward model, that model's held-out pair accuracy `val/reward_model_accuracy`.
 
 It reads only the alignment family's contract: `policy` (the `ar` model being trained),
-`reference_policy` (π_ref with its tokenizer and corpus, `alignment/reference.py`) and, where there is
-one, `reward_model` (a module with `pair_rewards(batch)`, or None). Modules without `policy` and
-`reference_policy` (the reward model alone) are skipped.
+`reference_policy` (π_ref with its tokenizer and corpus, `lightning_modules/reference_policy.py`) and, where
+there is one, `reward_model` (a module with `pair_rewards(batch)`, or None). Modules without `policy` and
+`reference_policy` (the reward model alone) are skipped. The true reward is the task's, given by the config
+(`callbacks.alignment.true_reward`: the controlled task's `sentiment_reward`).
 """
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,9 +21,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from divlab.alignment.controlled_task import eval_prompts, sentiment_reward
 from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.media import log_text_samples
+from divlab.datamodules.prompts import token_prefixes
 from divlab.lightning_modules.alignment_objectives import pair_accuracy, sequence_kl_estimate
 from divlab.lightning_modules.sequence import decode_completions, rollout
 from divlab.validation import check_positive
@@ -31,6 +33,15 @@ class PolicyEvaluation(NamedTuple):
     true_reward: float  # mean r*(x, y) over fresh samples y ∼ π
     kl_to_ref: float  # mean Σ_t log π/π_ref over the same samples: KL(π ‖ π_ref) per sequence, in nats
     texts: list[str]  # prompt + completion, as text
+
+
+TrueReward = Callable[[Sequence[str]], Tensor]  # completions' texts → r*(x, y) [N]
+
+
+def eval_prompts(reference, n: int, length: int, seed: int = 0) -> Tensor:
+    """`n` fixed prompts of `length` tokens: prefixes at word starts of the policy's validation text."""
+    text = reference.text
+    return token_prefixes(text, text.decode(text.tokens["val"][:200_000]), n, length, seed)
 
 
 @torch.no_grad()
@@ -44,20 +55,22 @@ def seeded_rollout(policy, prompts: Tensor, max_new_tokens: int, seed: int = 0) 
 
 
 @torch.no_grad()
-def evaluate_policy(policy, reference, prompts: Tensor, max_new_tokens: int, decode, seed: int = 0) -> PolicyEvaluation:
+def evaluate_policy(policy, reference, prompts: Tensor, max_new_tokens: int, decode, true_reward: TrueReward,
+                    seed: int = 0) -> PolicyEvaluation:
     """True reward and KL(π‖π_ref) of fresh samples of `policy` on fixed prompts (`seeded_rollout`)."""
     tokens, mask = seeded_rollout(policy, prompts, max_new_tokens, seed)
     kl = sequence_kl_estimate(policy.token_log_likelihoods(tokens), reference.token_log_likelihoods(tokens), mask)
     completions = decode_completions(decode, tokens, prompts.shape[1])
     texts = [decode(row) for row in tokens.cpu()]
-    return PolicyEvaluation(sentiment_reward(completions).mean().item(), kl.mean().item(), texts)
+    return PolicyEvaluation(true_reward(completions).mean().item(), kl.mean().item(), texts)
 
 
 @torch.no_grad()
-def true_reward_of(policy, prompts: Tensor, max_new_tokens: int, decode, seed: int = 0) -> float:
+def true_reward_of(policy, prompts: Tensor, max_new_tokens: int, decode, true_reward: TrueReward,
+                   seed: int = 0) -> float:
     """The mean true reward of `seeded_rollout`'s completions alone (for π_ref, whose KL to itself is 0)."""
     tokens, _ = seeded_rollout(policy, prompts, max_new_tokens, seed)
-    return sentiment_reward(decode_completions(decode, tokens, prompts.shape[1])).mean().item()
+    return true_reward(decode_completions(decode, tokens, prompts.shape[1])).mean().item()
 
 
 class AlignmentMetrics(L.Callback):
@@ -65,8 +78,10 @@ class AlignmentMetrics(L.Callback):
 
     name = "alignment"  # its key under callbacks: in the configs
 
-    def __init__(self, n_prompts: int = 128, prompt_length: int = 8, completion_length: int = 32,
-                 n_texts: int = 8, seed: int = 0):
+    def __init__(self, true_reward: TrueReward, n_prompts: int = 128, prompt_length: int = 8,
+                 completion_length: int = 32, n_texts: int = 8, seed: int = 0):
+        """`true_reward`: the task's r*(x, y) of completions' texts (a partial: `_partial_: true` in the config)."""
+        self.true_reward = true_reward
         for key in ("n_prompts", "prompt_length", "completion_length"):
             check_positive(f"callbacks.alignment.{key}", locals()[key])
         self.n_prompts, self.prompt_length, self.completion_length = n_prompts, prompt_length, completion_length
@@ -99,14 +114,15 @@ class AlignmentMetrics(L.Callback):
         result = self.evaluate(pl_module.policy, reference)
         if self._reference_reward is None:
             self._reference_reward = true_reward_of(reference.model.to(pl_module.device), self.prompts,
-                                                    self.completion_length, reference.text.decode, self.seed)
+                                                    self.completion_length, reference.text.decode, self.true_reward,
+                                                    self.seed)
         pl_module.log_dict({"val/true_reward": result.true_reward, "val/kl_to_ref": result.kl_to_ref,
                             "val/ref_true_reward": self._reference_reward}, prog_bar=True, sync_dist=True)
         write_text_samples(trainer, "val/samples", result.texts[: self.n_texts])
 
     def evaluate(self, policy, reference) -> PolicyEvaluation:
         return evaluate_policy(policy, reference.model, self.prompts, self.completion_length,
-                               reference.text.decode, self.seed)
+                               reference.text.decode, self.true_reward, self.seed)
 
 
 @rank_zero_only

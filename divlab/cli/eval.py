@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from divlab.checkpoints import check_matches, check_readable
 from divlab.cli.hydra_app import run_command_line
 from divlab.cli.trainer_parts import callbacks_and_loggers
+from divlab.run_files import write_json_atomic
 from divlab.saved_runs import build_data_and_model, saved_config
-from divlab.tracking.run_record import write_json_atomic
 
 log = logging.getLogger("divlab.eval")
 EVAL_FILE = "eval.json"

@@ -20,8 +20,9 @@ from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
 from divlab.divergence_choice import check_budget_is_read, check_divergence_is_read
 from divlab.resume_config import check_resume_config
+from divlab.run_files import read_run_record
 from divlab.saved_runs import build_data_and_model
-from divlab.tracking.run_record import RunRecord, read_run_record
+from divlab.tracking.run_record import RunRecord
 from divlab.validation import check_int, check_positive
 
 log = logging.getLogger("divlab.train")

@@ -18,7 +18,6 @@ are measured by the `alignment` callback (`callbacks/alignment_metrics.py`), thr
 import lightning as L
 import torch
 
-from divlab.alignment.reference import load_reference_policy, trainable_copy
 from divlab.lightning_modules.alignment_objectives import (
     check_label_smoothing,
     check_preference_loss,
@@ -26,6 +25,7 @@ from divlab.lightning_modules.alignment_objectives import (
     pair_accuracy,
 )
 from divlab.lightning_modules.optim import make_optimizer
+from divlab.lightning_modules.reference_policy import load_reference_policy, trainable_copy
 from divlab.lightning_modules.sequence import sequence_log_prob
 from divlab.validation import check_positive, optimizer_lr
 
@@ -50,13 +50,6 @@ class DPO(L.LightningModule):
         self.policy = trainable_copy(self.reference_policy)
         self.optimizer = optimizer
         self._reference_cache: dict[int, torch.Tensor] = {}
-
-    @property
-    def reference(self):
-        return self.reference_policy.model
-
-    def on_fit_start(self) -> None:
-        self.reference.to(self.device)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.preference_step(batch, "train")
@@ -100,3 +93,10 @@ class DPO(L.LightningModule):
 
     def configure_optimizers(self):
         return make_optimizer(self.optimizer, self.policy.parameters(), self.device)
+
+    @property
+    def reference(self):
+        return self.reference_policy.model
+
+    def on_fit_start(self) -> None:
+        self.reference.to(self.device)

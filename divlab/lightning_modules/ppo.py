@@ -3,16 +3,16 @@
 Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 2019; Stiennon
 et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
 run's preference pairs before training (`reward_model: fit`), a bag-of-words Bradley–Terry model
-fitted on them likewise (`reward_model: bag_of_words`, `divlab/alignment/bag_of_words.py`), or read from a
-checkpoint — or, with `reward_model: null`, with the true reward (the "PPO-GT" oracle of the DPO paper); a
-reward model's score is normalised to mean 0, std 1 on reference completions (`reward_normalization`); per-token rewards
-r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`kl_penalized_rewards`); a value head over the
-policy's backbone gives V_t and GAE(γ, λ) the advantages; then `ppo_epochs` passes over the
-rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the clipped value loss.
-β is fixed or adapted towards a target KL (`kl_controller`). Manual optimisation
+fitted on them likewise (`reward_model: bag_of_words`, `bag_of_words.py`), or read from a checkpoint —
+or, with `reward_model: null`, with the task's true reward (`true_reward`, given by the config: the
+"PPO-GT" oracle of the DPO paper); a reward model's score is normalised to mean 0, std 1 on reference
+completions (`reward_normalization`); per-token rewards r_t = −β(log π − log π_ref) + r(x, y)·1[t last]
+(`kl_penalized_rewards`); a value head over the policy's backbone gives V_t and GAE(γ, λ) the advantages;
+then `ppo_epochs` passes over the rollouts in minibatches minimise the clipped surrogate plus `vf_coef` ×
+the clipped value loss. β is fixed or adapted towards a target KL (`kl_controller`). Manual optimisation
 (`manual_backward`), so precision plugins and DDP apply.
 
-The reward model is PPO's submodule, fitted by manual optimisation at the start of fit (its own
+The reward model is PPO's submodule, fitted at the start of fit (`reward_model.fit_reward_model`: its own
 optimiser, `manual_backward`, the precision plugin's autocast); the checkpoint keeps its weights and the
 KL controller's state and the score's normalisation, so a resumed run continues with the same r_φ and β
 instead of refitting.
@@ -22,24 +22,19 @@ rollouts), train/kl_coef, the two losses, train/clip_fraction, train/approx_kl. 
 fresh samples, and the reward model's held-out pair accuracy, are measured by the `alignment` callback
 (`callbacks/alignment_metrics.py`) through `policy`, `reference_policy` and `reward_model`.
 """
-import contextlib
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from divlab.alignment.bag_of_words import BagOfWordsRewardModel
-from divlab.alignment.controlled_task import sentiment_reward
-from divlab.alignment.reference import freeze, load_reference_policy, trainable_copy
 from divlab.eval_mode import eval_mode
 from divlab.lightning_modules.alignment_objectives import (
     AdaptiveKLController,
     FixedKLController,
-    bradley_terry_loss,
     gae,
     kl_penalized_rewards,
     masked_mean,
@@ -48,14 +43,19 @@ from divlab.lightning_modules.alignment_objectives import (
     ppo_value_loss,
     sequence_kl_estimate,
 )
+from divlab.lightning_modules.bag_of_words import BagOfWordsRewardModel
 from divlab.lightning_modules.likelihoods import token_log_likelihoods
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer
-from divlab.lightning_modules.reward_model import READOUTS, RewardModel
+from divlab.lightning_modules.reference_policy import freeze, load_reference_policy, trainable_copy
+from divlab.lightning_modules.reward_model import READOUTS, RewardModel, fit_reward_model, load_reward_model
 from divlab.lightning_modules.sequence import decode_completions, read_sequence, rollout
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
 KL_CONTROLLERS = {"fixed": FixedKLController, "adaptive": AdaptiveKLController}
+REWARD_NORMALIZATIONS = ("reference", "none")
+FIT, BAG_OF_WORDS = "fit", "bag_of_words"  # reward models fitted on the run's pairs before PPO starts
+PPO_STATS = ("train/policy_loss", "train/value_loss", "train/clip_fraction", "train/approx_kl")
 
 
 class PPO(L.LightningModule):
@@ -65,37 +65,21 @@ class PPO(L.LightningModule):
     # logged at every validation as val/<name> (a checkpoint's monitor is checked against them before training)
     validation_metrics = ()  # the alignment callback measures the policy
 
-    def __init__(
-        self,
-        data_shape,
-        policy: dict,
-        optimizer,
-        kl_coef: float = 0.1,
-        kl_controller: str = "fixed",
-        kl_target: float = 6.0,
-        kl_horizon: int = 10_000,
-        reward_model: str | None = None,
-        reward_model_epochs: int = 3,
-        reward_model_lr: float = 3.0e-4,
-        reward_model_readout: str = "last",
-        reward_model_words: int = 3000,
-        completion_length: int = 32,
-        ppo_epochs: int = 4,
-        minibatch_size: int = 16,
-        clip_eps: float = 0.2,
-        value_clip_eps: float = 0.2,
-        vf_coef: float = 0.1,
-        gamma: float = 1.0,
-        lam: float = 0.95,
-        max_grad_norm: float = 1.0,
-        reward_normalization: str = "reference",
-        reward_normalization_samples: int = 256,
-    ):
+    def __init__(self, data_shape, policy: dict, optimizer,
+                 kl_coef: float = 0.1, kl_controller: str = "fixed", kl_target: float = 6.0, kl_horizon: int = 10_000,
+                 reward_model: str | None = None, true_reward: Callable[[Sequence[str]], torch.Tensor] | None = None,
+                 reward_model_epochs: int = 3, reward_model_lr: float = 3.0e-4, reward_model_readout: str = "last",
+                 reward_model_words: int = 3000,
+                 completion_length: int = 32, ppo_epochs: int = 4, minibatch_size: int = 16, clip_eps: float = 0.2,
+                 value_clip_eps: float = 0.2, vf_coef: float = 0.1, gamma: float = 1.0, lam: float = 0.95,
+                 max_grad_norm: float = 1.0,
+                 reward_normalization: str = "reference", reward_normalization_samples: int = 256):
         """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: `fit` (on the
         run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, read out as
         `reward_model_readout` says, before PPO starts), `bag_of_words` (logistic regression on the
         training pairs' counts of their `reward_model_words` most frequent words, before PPO starts),
-        a checkpoint of a `model=reward_model` run, or null for the true reward.
+        a checkpoint of a `model=reward_model` run, or null for the true reward; `true_reward`: the task's
+        r*(x, y) of completions' texts (a partial from the config), PPO-GT's score.
 
         `reward_normalization`: `reference` scores PPO with (r_φ − μ)/σ, μ and σ the reward model's mean and
         standard deviation on `reward_normalization_samples` completions of the reference policy, measured once
@@ -114,7 +98,10 @@ class PPO(L.LightningModule):
             check_positive(f"model.{key}", locals()[key])
         for key in ("vf_coef", "gamma", "lam"):
             check_positive(f"model.{key}", locals()[key], allow_zero=True)
-        self.save_hyperparameters(ignore=["optimizer"])
+        if reward_model is None and true_reward is None:
+            raise ValueError("model.reward_model=null scores PPO with the true reward, and model.true_reward is null; "
+                             "give the task's (configs/model/ppo.yaml: the controlled task's sentiment_reward)")
+        self.save_hyperparameters(ignore=["optimizer", "true_reward"])
         # RLHF proper scores with a reward model; the true-reward oracle is its own curve on the frontier.
         self.divergence = "ppo" if reward_model is not None else "ppo_gt"
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
@@ -122,93 +109,21 @@ class PPO(L.LightningModule):
         self.reference_policy = load_reference_policy(**policy)  # a tuple: its model is no submodule, never trained
         self.policy = trainable_copy(self.reference_policy)
         self.value_head = ScalarHead(self.reference.hparams.vocab_size)
-        if reward_model == "fit":  # a frozen submodule: saved in the checkpoint, outside DDP's gradient sync
+        if reward_model == FIT:  # a frozen submodule: saved in the checkpoint, outside DDP's gradient sync
             reward_model = freeze(RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr),
-                                            readout=reward_model_readout))
+                                              readout=reward_model_readout))
         elif reward_model == BAG_OF_WORDS:  # fitted at the start of fit; its vocabulary and weights are saved
             reward_model = BagOfWordsRewardModel(self.reference_policy.text.decode, reward_model_words)
-        else:
-            reward_model = load_reward_model(reward_model)
+        elif reward_model is not None:
+            reward_model = load_reward_model(reward_model, f"neither {FIT}, {BAG_OF_WORDS} nor")
         self.reward_model = reward_model
-        self.reward_model_fitted = self.hparams.reward_model not in ("fit", BAG_OF_WORDS)
+        self.true_reward = true_reward
+        self.reward_model_fitted = self.hparams.reward_model not in (FIT, BAG_OF_WORDS)
         # (μ, σ) of r_φ on reference completions; NaN until measured (a buffer: saved in the checkpoint)
         self.register_buffer("reward_stats", torch.full((2,), math.nan))
         self.kl_control = (FixedKLController(kl_coef) if kl_controller == "fixed"
                            else AdaptiveKLController(kl_coef, kl_target, kl_horizon))
         self.optimizer = optimizer
-
-    @property
-    def reference(self):
-        return self.reference_policy.model
-
-    def on_fit_start(self) -> None:
-        self.reference.to(self.device)
-        if not self.reward_model_fitted:  # the full training split on every rank: the same r_φ everywhere
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                loader = self.trainer.datamodule.train_dataloader()
-                if isinstance(self.reward_model, BagOfWordsRewardModel):
-                    self.reward_model.fit(loader)
-                else:
-                    self.fit_reward_model(loader, self.hparams.reward_model_epochs)
-            self.reward_model_fitted = True
-        if self.normalizes_rewards and self.reward_stats.isnan().any():  # same prompts and seed on every rank
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                self.reward_stats = self.reference_reward_stats(self.trainer.datamodule.train_dataloader(),
-                                                                self.hparams.reward_normalization_samples)
-            mean, std = self.reward_stats.tolist()
-            rank_zero_info(f"reward model on {self.hparams.reward_normalization_samples} reference completions: mean "
-                           f"{mean:.4g}, std {std:.4g}; PPO is scored with (r - mean) / std")
-
-    @property
-    def normalizes_rewards(self) -> bool:
-        return self.reward_model is not None and self.hparams.reward_normalization == "reference"
-
-    @torch.no_grad()
-    def reference_reward_stats(self, loader, n: int) -> torch.Tensor:
-        """(mean, std) of r_φ on completions the reference policy samples for the first prompts of `loader`."""
-        scores, count = [], 0
-        for batch in loader:
-            prompts = equal_length_prompts(batch).to(self.device)[: n - count]
-            tokens, mask = rollout(self.reference, prompts, self.hparams.completion_length)
-            with eval_mode(self.reward_model):
-                scores.append(self.reward_model.rewards(tokens, mask).float())
-            count += len(prompts)
-            if count >= n:
-                break
-        scores = torch.cat(scores)
-        if len(scores) < 2:
-            raise ValueError("model.reward_normalization=reference needs at least 2 training prompts, "
-                             f"got {len(scores)}")
-        return torch.stack([scores.mean(), scores.std().clamp_min(1e-8)])
-
-    def fit_reward_model(self, loader, epochs: int) -> None:
-        """`epochs` of the Bradley–Terry loss over `loader` with the reward model's own optimiser, through
-        Lightning's precision plugin; gradients stay local (every rank fits the same r_φ on the same pairs)."""
-        model, optimizer = self.reward_model, self.optimizers()[1]
-        precision, strategy = self.trainer.precision_plugin, self.trainer.strategy
-        model.train().requires_grad_(True)
-        for _ in range(epochs):
-            for batch in loader:
-                batch = {key: value.to(self.device) for key, value in batch.items()}
-                with precision.forward_context():
-                    loss = bradley_terry_loss(*model.pair_rewards(batch))
-                optimizer.zero_grad(set_to_none=True)
-                with getattr(strategy, "block_backward_sync", contextlib.nullcontext)():
-                    self.manual_backward(loss)
-                optimizer.step()
-        freeze(model)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["ppo"] = {"reward_model_fitted": self.reward_model_fitted,
-                             "kl_control": dataclasses.asdict(self.kl_control)}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("ppo") or {}
-        self.reward_model_fitted = state.get("reward_model_fitted", self.reward_model_fitted)
-        for key, value in (state.get("kl_control") or {}).items():
-            setattr(self.kl_control, key, value)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         prompts = equal_length_prompts(batch)
@@ -242,11 +157,6 @@ class PPO(L.LightningModule):
         optimizer.step()
         return policy.loss.detach(), value_loss.detach(), policy.clip_fraction, policy.approx_kl
 
-    def policy_optimizer(self):
-        """The optimiser of π and the value head (the reward model, when fitted here, has the second)."""
-        optimizers = self.optimizers()
-        return optimizers[0] if isinstance(optimizers, list) else optimizers
-
     def logprobs_and_values(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log π(tokens_t | tokens_<t) and V_t (the value of the state before token t), both [B, T], one forward."""
         logits = read_sequence(self.policy, tokens)[:, :-1]
@@ -263,7 +173,7 @@ class PPO(L.LightningModule):
                 score = (score - mean) / std
             return score
         completions = decode_completions(self.reference_policy.text.decode, tokens, prompt_length)
-        return sentiment_reward(completions).to(self.device)
+        return self.true_reward(completions).to(self.device)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Nothing of PPO's own to validate on the pairs; the `alignment` callback measures the policy (true
@@ -274,12 +184,71 @@ class PPO(L.LightningModule):
 
     def configure_optimizers(self):
         policy = make_optimizer(self.optimizer, [*self.policy.parameters(), *self.value_head.parameters()], self.device)
-        return [policy, self.reward_model.configure_optimizers()] if self.hparams.reward_model == "fit" else policy
+        return [policy, self.reward_model.configure_optimizers()] if self.hparams.reward_model == FIT else policy
 
+    def policy_optimizer(self):
+        """The optimiser of π and the value head (the reward model, when fitted here, has the second)."""
+        optimizers = self.optimizers()
+        return optimizers[0] if isinstance(optimizers, list) else optimizers
 
-REWARD_NORMALIZATIONS = ("reference", "none")
-BAG_OF_WORDS = "bag_of_words"
-PPO_STATS = ("train/policy_loss", "train/value_loss", "train/clip_fraction", "train/approx_kl")
+    # ---- before the first iteration: π_ref on the device, r_φ fitted and normalised ------------------------------
+
+    @property
+    def reference(self):
+        return self.reference_policy.model
+
+    @property
+    def normalizes_rewards(self) -> bool:
+        return self.reward_model is not None and self.hparams.reward_normalization == "reference"
+
+    def on_fit_start(self) -> None:
+        self.reference.to(self.device)
+        if not self.reward_model_fitted:  # the full training split on every rank: the same r_φ everywhere
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                loader = self.trainer.datamodule.train_dataloader()
+                if isinstance(self.reward_model, BagOfWordsRewardModel):
+                    self.reward_model.fit(loader)
+                else:
+                    fit_reward_model(self, self.reward_model, self.optimizers()[1], loader,
+                                     self.hparams.reward_model_epochs)
+            self.reward_model_fitted = True
+        if self.normalizes_rewards and self.reward_stats.isnan().any():  # same prompts and seed on every rank
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                self.reward_stats = self.reference_reward_stats(self.trainer.datamodule.train_dataloader(),
+                                                                self.hparams.reward_normalization_samples)
+            mean, std = self.reward_stats.tolist()
+            rank_zero_info(f"reward model on {self.hparams.reward_normalization_samples} reference completions: mean "
+                           f"{mean:.4g}, std {std:.4g}; PPO is scored with (r - mean) / std")
+
+    @torch.no_grad()
+    def reference_reward_stats(self, loader, n: int) -> torch.Tensor:
+        """(mean, std) of r_φ on completions the reference policy samples for the first prompts of `loader`."""
+        scores, count = [], 0
+        for batch in loader:
+            prompts = equal_length_prompts(batch).to(self.device)[: n - count]
+            tokens, mask = rollout(self.reference, prompts, self.hparams.completion_length)
+            with eval_mode(self.reward_model):
+                scores.append(self.reward_model.rewards(tokens, mask).float())
+            count += len(prompts)
+            if count >= n:
+                break
+        scores = torch.cat(scores)
+        if len(scores) < 2:
+            raise ValueError("model.reward_normalization=reference needs at least 2 training prompts, "
+                             f"got {len(scores)}")
+        return torch.stack([scores.mean(), scores.std().clamp_min(1e-8)])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["ppo"] = {"reward_model_fitted": self.reward_model_fitted,
+                             "kl_control": dataclasses.asdict(self.kl_control)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("ppo") or {}
+        self.reward_model_fitted = state.get("reward_model_fitted", self.reward_model_fitted)
+        for key, value in (state.get("kl_control") or {}).items():
+            setattr(self.kl_control, key, value)
 
 
 def equal_length_prompts(batch: dict) -> torch.Tensor:
@@ -289,16 +258,3 @@ def equal_length_prompts(batch: dict) -> torch.Tensor:
         raise ValueError(f"PPO rollouts need prompts of one token length per batch, got lengths {lengths}; "
                          "use the controlled task's fixed-length prompts or data.batch_size=1")
     return batch["prompt_ids"]
-
-
-def load_reward_model(ckpt_path: str | None) -> RewardModel | None:
-    """A frozen reward model from a `model=reward_model` run's checkpoint, or None for the true reward."""
-    if ckpt_path is None:
-        return None
-    if not Path(ckpt_path).expanduser().is_file():
-        raise FileNotFoundError(f"model.reward_model={ckpt_path!r} is neither fit, {BAG_OF_WORDS} nor an existing "
-                                "checkpoint; train one with experiment=align_reward_model, or leave it null for "
-                                "the true reward")
-    model = RewardModel.load_from_checkpoint(Path(ckpt_path).expanduser(), map_location="cpu", optimizer=None,
-                                             init_from=None, weights_only=True)
-    return freeze(model)

@@ -7,38 +7,25 @@ the controlled task's VADER, a normalised sum of word valences); training minimi
 −log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). Logged: the loss
 and the pair accuracy, held out as `val/reward_model_accuracy`. A checkpoint of this module is
 what PPO's `model.reward_model=` reads; PPO with `model.reward_model=fit` fits one as its own
-submodule on its run's pairs first (`PPO.fit_reward_model`). `init_from` starts r_φ from another reward
+submodule on its run's pairs first (`fit_reward_model`, below). `init_from` starts r_φ from another reward
 model's weights (a fresh optimiser and schedule: a second stage, e.g. one epoch of cosine decay to zero
 after training at a constant rate).
 """
+import contextlib
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from divlab.alignment.reference import load_reference_policy, trainable_copy
 from divlab.checkpoints import check_readable
 from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, last_token_index, pair_accuracy
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer, with_scheduler
+from divlab.lightning_modules.reference_policy import freeze, load_reference_policy, trainable_copy
 from divlab.lightning_modules.sequence import read_sequence
 from divlab.validation import check_choice, optimizer_lr
 
 READOUTS = ("last", "sum")
-
-
-def read_reward(position_scores: torch.Tensor, mask: torch.Tensor, readout: str = "last") -> torch.Tensor:
-    """r per sequence [B] from a scalar per output position [B, T + 1] of `read_sequence` on tokens [B, T]
-    (position i has read BOS and tokens[:, :i]) and the completion mask [B, T]:
-
-    - `last`: the score at the position that has read the last completion token;
-    - `sum`:  Σ_t mask_t · score at position t + 1, each completion token's score once it is read.
-    """
-    if readout == "last":
-        last = last_token_index(mask) + 1
-        return position_scores[torch.arange(len(mask), device=mask.device), last]
-    check_choice("model.readout", readout, READOUTS)
-    return (position_scores[:, 1:] * mask).sum(-1)
 
 
 class RewardModel(L.LightningModule):
@@ -63,23 +50,6 @@ class RewardModel(L.LightningModule):
         if init_from is not None:
             self.load_weights(init_from)
 
-    def load_weights(self, ckpt_path: str) -> None:
-        """r_φ's weights from a reward model checkpoint of the same readout and backbone shape (strict)."""
-        path = Path(ckpt_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"model.init_from={ckpt_path!r} does not exist; pass a checkpoint of an "
-                                    "experiment=align_reward_model run, or null to start from the policy")
-        checkpoint = check_readable(path)
-        readout = checkpoint.get("hyper_parameters", {}).get("readout", self.hparams.readout)
-        if readout != self.hparams.readout:
-            raise ValueError(f"model.init_from={ckpt_path!r} was trained with readout={readout!r}, this run has "
-                             f"model.readout={self.hparams.readout!r}; set model.readout={readout}")
-        self.load_state_dict(checkpoint["state_dict"])
-
-    def rewards(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """r_φ(x, y) per sequence [B], read from the backbone's outputs as `readout` says."""
-        return read_reward(self.head(read_sequence(self.backbone, tokens)), mask, self.hparams.readout)
-
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.preference_step(batch, "train")
 
@@ -103,3 +73,61 @@ class RewardModel(L.LightningModule):
     def configure_optimizers(self):
         return with_scheduler(make_optimizer(self.optimizer, self.parameters(), self.device), self.scheduler)
 
+    def rewards(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """r_φ(x, y) per sequence [B], read from the backbone's outputs as `readout` says."""
+        return read_reward(self.head(read_sequence(self.backbone, tokens)), mask, self.hparams.readout)
+
+    def load_weights(self, ckpt_path: str) -> None:
+        """r_φ's weights from a reward model checkpoint of the same readout and backbone shape (strict)."""
+        path = Path(ckpt_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"model.init_from={ckpt_path!r} does not exist; pass a checkpoint of an "
+                                    "experiment=align_reward_model run, or null to start from the policy")
+        checkpoint = check_readable(path)
+        readout = checkpoint.get("hyper_parameters", {}).get("readout", self.hparams.readout)
+        if readout != self.hparams.readout:
+            raise ValueError(f"model.init_from={ckpt_path!r} was trained with readout={readout!r}, this run has "
+                             f"model.readout={self.hparams.readout!r}; set model.readout={readout}")
+        self.load_state_dict(checkpoint["state_dict"])
+
+
+def read_reward(position_scores: torch.Tensor, mask: torch.Tensor, readout: str = "last") -> torch.Tensor:
+    """r per sequence [B] from a scalar per output position [B, T + 1] of `read_sequence` on tokens [B, T]
+    (position i has read BOS and tokens[:, :i]) and the completion mask [B, T]:
+
+    - `last`: the score at the position that has read the last completion token;
+    - `sum`:  Σ_t mask_t · score at position t + 1, each completion token's score once it is read.
+    """
+    if readout == "last":
+        last = last_token_index(mask) + 1
+        return position_scores[torch.arange(len(mask), device=mask.device), last]
+    check_choice("model.readout", readout, READOUTS)
+    return (position_scores[:, 1:] * mask).sum(-1)
+
+
+def load_reward_model(ckpt_path: str, other_choices: str = "not") -> RewardModel:
+    """A frozen reward model from a `model=reward_model` run's checkpoint (PPO's `model.reward_model=<ckpt>`)."""
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"model.reward_model={ckpt_path!r} is {other_choices} an existing checkpoint; train "
+                                "one with experiment=align_reward_model, or leave it null for the true reward")
+    return freeze(RewardModel.load_from_checkpoint(path, map_location="cpu", optimizer=None, init_from=None,
+                                                   weights_only=True))
+
+
+def fit_reward_model(module: L.LightningModule, reward_model: RewardModel, optimizer, loader, epochs: int) -> None:
+    """`epochs` of the Bradley–Terry loss over `loader` for `reward_model`, a submodule of `module` (PPO's r_φ
+    with `model.reward_model=fit`) with its own `optimizer`, through `module`'s Trainer: its precision plugin's
+    autocast and `manual_backward`; gradients stay local (every rank fits the same r_φ on the same pairs)."""
+    precision, strategy = module.trainer.precision_plugin, module.trainer.strategy
+    reward_model.train().requires_grad_(True)
+    for _ in range(epochs):
+        for batch in loader:
+            batch = {key: value.to(module.device) for key, value in batch.items()}
+            with precision.forward_context():
+                loss = bradley_terry_loss(*reward_model.pair_rewards(batch))
+            optimizer.zero_grad(set_to_none=True)
+            with getattr(strategy, "block_backward_sync", contextlib.nullcontext)():
+                module.manual_backward(loss)
+            optimizer.step()
+    freeze(reward_model)

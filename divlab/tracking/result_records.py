@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from divlab.tracking.run_record import write_json_atomic
+from divlab.run_files import write_json_atomic
 from divlab.tracking.runs import load_runs
 
 KEPT = ("family", "divergence", "data", "seed", "status", "config", "git_commit", "finished_at")

@@ -2,7 +2,7 @@
 from collections import Counter
 from pathlib import Path
 
-from divlab.tracking.run_record import RUN_FILE, read_run_record_or_none
+from divlab.run_files import RUN_FILE, read_run_record_or_none
 
 
 class RunSelectionError(ValueError):

@@ -9,10 +9,9 @@ Hugging Face cache; a local directory (`save_pretrained`) never touches the netw
 import functools
 from pathlib import Path
 
-import hydra
 import torch
 
-from divlab.alignment.default_policy import DEFAULT_TEXT
+from divlab.datamodules.text import TextDataModule
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
 from divlab.lightning_modules.networks.hf_causal_lm import HFCausalLM, context_size, import_transformers, load_causal_lm
 
@@ -59,7 +58,7 @@ def load_hf_policy(name_or_path: str, data_dir: str) -> tuple[AutoregressiveMode
     if block_size is None:
         raise ValueError(f"policy.hf_model={name_or_path!r}: its config gives no context length "
                          "(n_positions or max_position_embeddings)")
-    chars = hydra.utils.instantiate({**DEFAULT_TEXT, "data_dir": data_dir})
+    chars = TextDataModule(tokenizer="char", data_dir=data_dir)  # the default policy's corpus, as text
     corpus = {split: chars.decode(chars.tokens[split][:CORPUS_CHARS]) for split in ("train", "val")}
     model = AutoregressiveModel((block_size,), functools.partial(HFCausalLM, lm), optimizer=None,
                                 vocab_size=vocab_size)

@@ -4,10 +4,12 @@
 `policy.ckpt_path=<run>/checkpoints/<name>.ckpt`, whose run's `run.json` (written by train.py beside
 `checkpoints/`) says which backbone and which text data (and so which tokenizer) it was trained with;
 or a Hugging Face causal LM, `policy.hf_model=` (`hf_policy.py`); or, when neither is given, the
-default policy that train.py's setup step trained and cached (`default_policy.py`).
+default policy: the run of `experiment=reference_policy` (with `policy.overrides`), which the alignment
+presets' setup step trains once and caches under `<data_dir>/alignment/` (`divlab/cli/reference_policy.py`).
 """
 import copy
 import functools
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -15,12 +17,45 @@ from typing import NamedTuple
 
 import hydra
 import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from divlab.alignment.default_policy import default_policy_checkpoint, prepare_reference_policy
-from divlab.checkpoints import CheckpointError, check_readable, check_targets
+from divlab.checkpoints import LAST, CheckpointError, check_readable, check_targets
+from divlab.config_dir import compose_train
 from divlab.datamodules.preferences import PreferenceDataModule
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
-from divlab.tracking.run_record import RUN_FILE
+from divlab.run_files import RUN_FILE
+
+# The experiment preset (configs/experiment/) whose run is the default reference policy.
+REFERENCE_PRESET = "reference_policy"
+# What decides the default policy's weights, and so names its cache: everything else (callbacks, loggers) does not.
+WEIGHT_DEFINING_KEYS = ("data", "model", "trainer", "seed")
+
+
+def reference_run_config(data_dir: str, overrides=()) -> DictConfig:
+    """The train config of `python train.py experiment=reference_policy OVERRIDES`, reading its data from `data_dir`,
+    without a logger (the cached policy is data for other runs, not an experiment to follow); its output
+    directory is for the caller to set."""
+    cfg = compose_train([f"experiment={REFERENCE_PRESET}", *overrides, "~logger"])
+    with open_dict(cfg):
+        cfg.paths.data_dir = str(data_dir)
+    return cfg
+
+
+@functools.lru_cache(maxsize=8)
+def default_policy_dir(data_dir: str, overrides: tuple[str, ...] = ()) -> Path:
+    """Where the default policy of `overrides` is cached, trained or not: `<data_dir>/alignment/reference_policy-<key>`,
+    the key a hash of the resolved settings that decide its weights (a changed preset is a new policy)."""
+    cfg = reference_run_config(".", overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = "."
+    settings = {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig) else cfg[key]
+                for key in WEIGHT_DEFINING_KEYS}
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(data_dir).expanduser() / "alignment" / f"{REFERENCE_PRESET}-{key}"
+
+
+def default_policy_checkpoint(data_dir: str, overrides=()) -> Path:
+    return default_policy_dir(str(Path(data_dir).expanduser()), tuple(str(o) for o in overrides)) / "checkpoints" / LAST
 
 
 class ReferencePolicy(NamedTuple):
@@ -30,35 +65,24 @@ class ReferencePolicy(NamedTuple):
 
 
 def load_reference_policy(ckpt_path: str | None = None, data_dir: str = "~/.cache/divlab/data",
-                          default: dict | None = None, hf_model: str | None = None) -> ReferencePolicy:
+                          hf_model: str | None = None, overrides=()) -> ReferencePolicy:
     """π_ref from `ckpt_path`, a Hugging Face causal LM `hf_model` (`hf_policy.py`), or the cached default policy."""
     data_dir = str(Path(data_dir).expanduser())
     if hf_model is not None:
         if ckpt_path is not None:
             raise ValueError("give policy.ckpt_path or policy.hf_model, not both")
-        from divlab.alignment.hf_policy import load_hf_policy  # needs the optional transformers
+        from divlab.lightning_modules.hf_policy import load_hf_policy  # needs the optional transformers
 
         model, text, source = load_hf_policy(str(hf_model), data_dir)
         return ReferencePolicy(freeze(model), text, source)
     if ckpt_path is None:
-        ckpt_path = default_policy_checkpoint(data_dir, default)
+        ckpt_path = default_policy_checkpoint(data_dir, overrides)
         if not ckpt_path.is_file():
             raise FileNotFoundError(
                 f"the default reference policy is not trained yet (no {ckpt_path}); train.py trains it in its "
                 "setup step (configs/policy/default.yaml: setup.reference_policy), or call "
-                "divlab.alignment.default_policy.prepare_reference_policy(**policy) first")
+                "divlab.cli.reference_policy.prepare_reference_policy(**policy) first")
     return _load(str(Path(ckpt_path).expanduser()), data_dir)
-
-
-def setup_reference_policy(**policy) -> None:
-    """The setup step of every alignment run (configs/policy/default.yaml), before its data and model are built:
-    forgets the policies an earlier run of this process loaded (`forget_loaded_policies`), then trains and caches
-    the default policy if it is needed and missing (`prepare_reference_policy`, which takes the `policy` keys).
-    Building π_ref draws from the seeded global stream (a fresh backbone's initialisation, before the checkpoint's
-    weights replace it), so a sweep's later jobs,
-    finding it cached, trained on other draws than the same job run alone."""
-    forget_loaded_policies()
-    prepare_reference_policy(**policy)
 
 
 def forget_loaded_policies() -> None:
@@ -66,7 +90,8 @@ def forget_loaded_policies() -> None:
     again, drawing from the global stream as a first load does. Every run's setup step calls it, so each job of a
     sweep sees the draws of the same job run alone."""
     _load.cache_clear()
-    hf_policy = sys.modules.get("divlab.alignment.hf_policy")  # imported only with the optional transformers
+    default_policy_dir.cache_clear()
+    hf_policy = sys.modules.get("divlab.lightning_modules.hf_policy")  # imported only with the optional transformers
     if hf_policy is not None:
         hf_policy.load_hf_policy.cache_clear()
 
