@@ -50,7 +50,13 @@ def disagreements(node, target: str) -> list[str]:
     parameters = inspect.signature(get_object(target)).parameters
     return [f"{key}: yaml {node[key]!r} vs signature {parameters[key].default!r}" for key in node
             if key in parameters and parameters[key].default is not inspect.Parameter.empty
-            and not OmegaConf.is_interpolation(node, key) and node[key] != parameters[key].default]
+            and not OmegaConf.is_interpolation(node, key) and not _builds_an_object(node[key])
+            and node[key] != parameters[key].default]
+
+
+def _builds_an_object(value) -> bool:
+    """A nested `_target_` (a network, a partial): the config builds what the default, None, leaves out."""
+    return OmegaConf.is_dict(value) and "_target_" in value
 
 
 # Where a model config deliberately chooses other than its constructor's default (to be resolved by moving the
