@@ -32,18 +32,21 @@ ppo=("++trainer.limit_train_batches=${PPO_BATCHES:-160}" ++trainer.val_check_int
 echo "[frontier] reference policy and pairs"
 OMP_NUM_THREADS=2 python scripts/preference_signal.py "${task[@]}" "$@"
 
-dpo=(align_member=dpo ++trainer.val_check_interval=260 "model.optimizer.lr=$lr")
+# The command line names each lane's method (model and its loss or reward model), so it runs instead of the
+# frontier's members; β is the method's KL coefficient: DPO's model.beta, PPO's model.kl_coef.
+dpo=(model=dpo model.loss=dpo ++trainer.val_check_interval=260 "model.optimizer.lr=$lr")
+ppo+=(model=ppo data.batch_size=32)
 
 echo "[frontier] DPO | DPO, PPO, PPO-GT: one thread each; runs under $sweeps"
 mkdir -p "$(dirname "$sweeps")"
-OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${dpo[@]}" "align_beta=${DPO_BETAS_1:-0.1,0.3}" \
+OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${dpo[@]}" "model.beta=${DPO_BETAS_1:-0.1,0.3}" \
     hydra.sweep.dir="$sweeps/dpo_1" "$@" > "$sweeps.lane1.log" 2>&1 &
 lane1=$!
-( OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${dpo[@]}" "align_beta=${DPO_BETAS_2:-0.05}" \
+( OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${dpo[@]}" "model.beta=${DPO_BETAS_2:-0.05}" \
       hydra.sweep.dir="$sweeps/dpo_2" "$@" \
-  && OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${ppo[@]}" align_member=ppo align_reward_model=bag_of_words \
-      "align_beta=${PPO_BETAS:-0.03,0.1,0.3}" "model.optimizer.lr=$lr" hydra.sweep.dir="$sweeps/ppo" "$@" \
-  && OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${ppo[@]}" align_member=ppo_gt align_beta=0.01 \
+  && OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${ppo[@]}" model.reward_model=bag_of_words \
+      "model.kl_coef=${PPO_BETAS:-0.03,0.1,0.3}" "model.optimizer.lr=$lr" hydra.sweep.dir="$sweeps/ppo" "$@" \
+  && OMP_NUM_THREADS=1 python train.py -m "${runs[@]}" "${ppo[@]}" model.reward_model=null model.kl_coef=0.01 \
       model.optimizer.lr=1e-4 hydra.sweep.dir="$sweeps/ppo_gt" "$@" ) > "$sweeps.lane2.log" 2>&1 &
 lane2=$!
 status=0

@@ -26,7 +26,8 @@ def test_the_one_command_frontier_runs_every_method_and_draws_their_curves(tmp_p
                                      ("ppo", "ppo", {0.03, 0.1, 0.3}), ("ppo_gt", "ppo_gt", {0.01})):
         records = [json.loads(path.read_text()) for path in (tmp_path / "runs" / sweep).glob("*/run.json")]
         assert {(r["status"], r["divergence"]) for r in records} == {("completed", divergence)}, sweep
-        assert {r["config"]["align_beta"] for r in records} == betas, sweep
+        beta = "kl_coef" if divergence.startswith("ppo") else "beta"  # the KL coefficient of the method's model
+        assert {r["config"]["model"][beta] for r in records} == betas, sweep
     for ppo_config in (tmp_path / "runs" / "ppo").glob("*/.hydra/config.yaml"):
         assert "reward_model: bag_of_words" in ppo_config.read_text()
 

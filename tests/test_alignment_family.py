@@ -90,13 +90,13 @@ def one_dpo_step(model, batch):
     return loss, before, logps()
 
 
-@pytest.mark.parametrize("divergence, length_normalize", [("dpo", False), ("ipo", False), ("ipo", True),
-                                                          ("hinge", False)])
+@pytest.mark.parametrize("loss, length_normalize", [("dpo", False), ("ipo", False), ("ipo", True), ("slic", False)])
 @pytest.mark.parametrize("pair", PAIRS)
-def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, divergence, length_normalize, pair):
+def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, loss, length_normalize, pair):
     # One plain gradient step on one pair: the change follows the gradient (Adam's first step would not).
     sgd = functools.partial(torch.optim.SGD, lr=1e-3)
-    model = DPO((48,), policy_spec, sgd, divergence=divergence, beta=0.5, length_normalize=length_normalize)
+    model = DPO((48,), policy_spec, sgd, loss=loss, beta=0.5, length_normalize=length_normalize)
+    assert model.hparams.divergence == loss  # the run record's divergence is the preference loss's name
     batch = preference_batch(load_reference_policy(**policy_spec), [pair])
     loss, (chosen0, rejected0), (chosen1, rejected1) = one_dpo_step(model, batch)
     assert torch.isfinite(loss)
@@ -107,10 +107,11 @@ def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, diverge
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"divergence": "kto"}, "'kto'; valid choices: dpo, hinge, ipo"),
-    ({"divergence": None}, "divergence None; valid choices: dpo, hinge, ipo"),
+    ({"loss": "kto"}, "unknown model.loss 'kto'; valid choices: dpo, ipo, slic"),
+    ({"loss": None}, "unknown model.loss None; valid choices: dpo, ipo, slic"),
+    ({"loss": "hinge"}, "model.loss='hinge' is SLiC-HF's hinge on the log-ratio margin, now named model.loss=slic"),
     ({"label_smoothing": 0.7}, "model.label_smoothing must be in [0, 0.5), got 0.7"),
-    ({"divergence": "hinge", "label_smoothing": 0.1}, "applies to divergence=dpo only, not 'hinge'"),
+    ({"loss": "slic", "label_smoothing": 0.1}, "applies to model.loss=dpo only, not 'slic'"),
     ({"beta": -0.1}, "model.beta must be > 0, got -0.1"),
 ])
 def test_dpo_bad_settings_name_the_value(policy_spec, kwargs, fragment):
@@ -164,7 +165,7 @@ def test_align_dpo_experiment_trains_and_logs_the_frontier_metrics(train_with, t
                         lambda *args: evaluations.append(1) or evaluate(*args))
     monkeypatch.setattr(alignment_metrics, "true_reward_of",
                         lambda *args: reference_rewards.append(1) or true_reward_of(*args))
-    cfg, metrics = train_with("experiment=align_dpo", "divergence=ipo", TINY_EVALUATION, *TINY_OVERRIDES)
+    cfg, metrics = train_with("experiment=align_dpo", "model.loss=ipo", TINY_EVALUATION, *TINY_OVERRIDES)
     # π at every validation and π_ref's reward once; none at the sanity check, whose metrics Lightning drops
     assert "num_sanity_val_steps" not in cfg.trainer  # Lightning's default, 2: a sanity check runs
     assert len(evaluations) == cfg.trainer.max_epochs and len(reference_rewards) == 1
@@ -498,39 +499,27 @@ def test_dpo_trains_on_a_users_jsonl_pairs(train_with, tmp_path):
                    TINY_EVALUATION, *policy, out=tmp_path / "bad")
 
 
-@pytest.mark.parametrize("member, target", [("dpo", "DPO"), ("ipo", "DPO"), ("hinge", "DPO"), ("ppo", "PPO"),
-                                            ("ppo_gt", "PPO")])
-def test_frontier_members_compose_with_beta_as_the_kl_coefficient(tmp_path, member, target):
+def test_frontier_sweeps_dpo_ipo_ppo_and_ppo_gt_over_beta_as_the_kl_coefficient(tmp_path):
     from tests.conftest import compose_config
+    from tests.test_configs import study_jobs
 
-    cfg = compose_config(tmp_path, ["experiment=align_frontier", f"align_member={member}", "align_beta=0.3"])
-    assert cfg.model._target_.endswith(target)
-    assert (cfg.model.kl_coef if target == "PPO" else cfg.model.beta) == 0.3
-    if target == "DPO":
-        assert cfg.model.divergence == member
-    else:
-        assert cfg.model.reward_model == ("fit" if member == "ppo" else None)
-    # one trained reward model for the whole sweep: PPO reads it, PPO-GT keeps the true reward
-    cfg = compose_config(tmp_path, ["experiment=align_frontier", f"align_member={member}",
-                                    "align_reward_model=rm/last.ckpt"])
-    if target == "PPO":
-        assert cfg.model.reward_model == ("rm/last.ckpt" if member == "ppo" else None)
-    else:
-        assert "reward_model" not in cfg.model
-
-
-def test_frontier_sweeps_dpo_ipo_and_ppo_over_beta():
-    from omegaconf import OmegaConf
-
-    from tests.conftest import CONFIG_DIR
-
-    params = OmegaConf.load(CONFIG_DIR / "experiment" / "align_frontier.yaml").hydra.sweeper.params
-    assert set(params.align_member.split(",")) == {"dpo", "ipo", "ppo", "ppo_gt"}
-    assert len({float(beta) for beta in params.align_beta.split(",")}) >= 3
+    jobs = study_jobs("align_frontier")
+    methods = {}
+    for job in jobs:
+        cfg = compose_config(tmp_path, ["experiment=align_frontier", *job])
+        if cfg.model._target_.endswith("DPO"):
+            method, beta = cfg.model.loss, cfg.model.beta
+            assert "reward_model" not in cfg.model
+        else:
+            method, beta = ("ppo" if cfg.model.reward_model == "fit" else "ppo_gt"), cfg.model.kl_coef
+            assert cfg.model.reward_model in ("fit", None) and cfg.data.batch_size == 32
+        methods.setdefault(method, []).append(beta)
+    assert set(methods) == {"dpo", "ipo", "ppo", "ppo_gt"} and len(jobs) == 16
+    assert all(len(set(betas)) == len(betas) >= 3 for betas in methods.values())
 
 
 def test_a_frontier_member_fits_its_reward_model_then_runs_ppo(train_with, tmp_path):
-    _, metrics = train_with("experiment=align_frontier", "align_member=ppo", "model.ppo_epochs=1",
+    _, metrics = train_with("experiment=align_frontier", "model=ppo", "data.batch_size=32", "model.ppo_epochs=1",
                             "model.reward_model_epochs=1", TINY_EVALUATION, *TINY_OVERRIDES)
     assert {"val/true_reward", "val/kl_to_ref", "val/reward_model_accuracy"} <= set(metrics)
     assert json.loads((tmp_path / "run.json").read_text())["divergence"] == "ppo"

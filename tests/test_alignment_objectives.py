@@ -19,7 +19,7 @@ REF_CHOSEN, REF_REJECTED = [-1.5, -2.0], [-2.5, -2.0]
 MARGINS = [1.0, -0.5]
 
 
-def _dpo(variant: str, beta: float, policy_chosen=None, policy_rejected=None):
+def _dpo(loss: str, beta: float, policy_chosen=None, policy_rejected=None):
     t = torch.tensor
     return ao.dpo_loss(
         t(POLICY_CHOSEN) if policy_chosen is None else policy_chosen,
@@ -27,22 +27,22 @@ def _dpo(variant: str, beta: float, policy_chosen=None, policy_rejected=None):
         t(REF_CHOSEN),
         t(REF_REJECTED),
         beta=beta,
-        variant=variant,
+        loss=loss,
     )
 
 
 CLOSED_FORMS = {
     "dpo": lambda h, beta: -math.log(_sigmoid(beta * h)),
     "ipo": lambda h, beta: (h - 1.0 / (2.0 * beta)) ** 2,
-    "hinge": lambda h, beta: max(0.0, 1.0 - beta * h),
+    "slic": lambda h, beta: max(0.0, 1.0 - beta * h),
 }
 
 
-@pytest.mark.parametrize("variant", sorted(CLOSED_FORMS))
+@pytest.mark.parametrize("loss", sorted(CLOSED_FORMS))
 @pytest.mark.parametrize("beta", [0.1, 0.5, 3.0])
-def test_preference_losses_match_closed_forms(variant, beta):
-    out = _dpo(variant, beta)
-    expected = sum(CLOSED_FORMS[variant](h, beta) for h in MARGINS) / len(MARGINS)
+def test_preference_losses_match_closed_forms(loss, beta):
+    out = _dpo(loss, beta)
+    expected = sum(CLOSED_FORMS[loss](h, beta) for h in MARGINS) / len(MARGINS)
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
     assert out.chosen_rewards.tolist() == pytest.approx([beta * 0.5, 0.0])
     assert out.rejected_rewards.tolist() == pytest.approx([beta * -0.5, beta * 0.5])
@@ -50,42 +50,44 @@ def test_preference_losses_match_closed_forms(variant, beta):
     assert margin == pytest.approx([beta * h for h in MARGINS])
 
 
-@pytest.mark.parametrize("variant", sorted(CLOSED_FORMS))
-def test_length_normalised_losses_use_per_token_log_ratios(variant):
+@pytest.mark.parametrize("loss", sorted(CLOSED_FORMS))
+def test_length_normalised_losses_use_per_token_log_ratios(loss):
     beta = 0.5
     t = torch.tensor
     chosen_lengths, rejected_lengths = t([2.0, 4.0]), t([5.0, 1.0])
-    out = ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), beta, variant,
+    out = ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), beta, loss,
                       chosen_lengths, rejected_lengths)
     chosen_ratios = [(p - r) / n for p, r, n in zip(POLICY_CHOSEN, REF_CHOSEN, [2, 4])]
     rejected_ratios = [(p - r) / n for p, r, n in zip(POLICY_REJECTED, REF_REJECTED, [5, 1])]
     margins = [c - r for c, r in zip(chosen_ratios, rejected_ratios)]
     assert margins != pytest.approx(MARGINS)  # normalising changes these margins
-    expected = sum(CLOSED_FORMS[variant](h, beta) for h in margins) / len(margins)
+    expected = sum(CLOSED_FORMS[loss](h, beta) for h in margins) / len(margins)
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
     assert out.chosen_rewards.tolist() == pytest.approx([beta * c for c in chosen_ratios])
     with pytest.raises(ValueError, match="both"):
-        ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), beta, variant, chosen_lengths)
+        ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), beta, loss, chosen_lengths)
 
 
-@pytest.mark.parametrize("variant", sorted(CLOSED_FORMS))
-def test_preference_gradient_raises_chosen_and_lowers_rejected(variant):
+@pytest.mark.parametrize("loss", sorted(CLOSED_FORMS))
+def test_preference_gradient_raises_chosen_and_lowers_rejected(loss):
     chosen = torch.tensor(POLICY_CHOSEN, requires_grad=True)
     rejected = torch.tensor(POLICY_REJECTED, requires_grad=True)
-    beta = 0.1  # β·h < 1 and h < 1/(2β) on both pairs: no variant is saturated
-    _dpo(variant, beta, chosen, rejected).loss.backward()
+    beta = 0.1  # β·h < 1 and h < 1/(2β) on both pairs: no loss is saturated
+    _dpo(loss, beta, chosen, rejected).loss.backward()
     # Gradient descent moves logp by −grad: chosen up, rejected down.
     assert (chosen.grad < 0).all() and (rejected.grad > 0).all()
     # DPO's weight on a pair is β·σ(−β h) / B: larger for the pair the policy ranks wrongly.
-    if variant == "dpo":
+    if loss == "dpo":
         expected = [-beta * _sigmoid(-beta * h) / 2 for h in MARGINS]
         assert chosen.grad.tolist() == pytest.approx(expected, rel=1e-6)
         assert rejected.grad.tolist() == pytest.approx([-g for g in expected], rel=1e-6)
 
 
 def test_preference_loss_rejects_unknown_variant_and_bad_beta():
-    with pytest.raises(ValueError, match="dpo, hinge, ipo"):
+    with pytest.raises(ValueError, match="dpo, ipo, slic"):
         _dpo("kto", 0.1)
+    with pytest.raises(ValueError, match="model.loss=slic"):
+        _dpo("hinge", 0.1)
     with pytest.raises(ValueError, match="beta"):
         _dpo("dpo", 0.0)
 
@@ -103,7 +105,7 @@ def test_conservative_dpo_matches_its_closed_form_on_fixed_numbers():
     assert torch.equal(plain.loss, _dpo("dpo", 0.5).loss)
     with pytest.raises(ValueError, match=r"model.label_smoothing must be in \[0, 0.5\), got 0.5"):
         ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), 0.5, label_smoothing=0.5)
-    with pytest.raises(ValueError, match="applies to divergence=dpo only, not 'ipo'"):
+    with pytest.raises(ValueError, match="applies to model.loss=dpo only, not 'ipo'"):
         ao.dpo_loss(t(POLICY_CHOSEN), t(POLICY_REJECTED), t(REF_CHOSEN), t(REF_REJECTED), 0.5, "ipo",
                     label_smoothing=0.1)
 

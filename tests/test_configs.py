@@ -2,6 +2,7 @@
 constructors' defaults, a top-level divergence that is read or refused, experiments that inherit."""
 import inspect
 import os
+import re
 import subprocess
 import sys
 
@@ -40,8 +41,8 @@ def test_the_image_networks_bring_their_settings_and_an_unknown_choice_lists_the
     assert "networks/unet" in str(error.value) and "conv" in str(error.value) and "mlp" in str(error.value)
 
 
-# The families whose configs/model/<name>.yaml this project's signature checks cover.
-MIRRORED_MODELS = ["gan", "vae", "ar", "ddpm", "score"]
+# The families whose configs/model/<name>.yaml this project's signature checks cover: every model config.
+MIRRORED_MODELS = ["gan", "vae", "ar", "ddpm", "score", "dpo", "ppo", "reward_model"]
 
 
 def disagreements(node, target: str) -> list[str]:
@@ -49,13 +50,36 @@ def disagreements(node, target: str) -> list[str]:
     parameters = inspect.signature(get_object(target)).parameters
     return [f"{key}: yaml {node[key]!r} vs signature {parameters[key].default!r}" for key in node
             if key in parameters and parameters[key].default is not inspect.Parameter.empty
-            and not OmegaConf.is_interpolation(node, key) and node[key] != parameters[key].default]
+            and not OmegaConf.is_interpolation(node, key) and not _builds_an_object(node[key])
+            and node[key] != parameters[key].default]
+
+
+def _builds_an_object(value) -> bool:
+    """A nested `_target_` (a network, a partial): the config builds what the default, None, leaves out."""
+    return OmegaConf.is_dict(value) and "_target_" in value
+
+
+# Where a model config deliberately chooses other than its constructor's default (to be resolved by moving the
+# constructor's default: both files are being moved by the alignment-layer work of issue 44).
+CONFIG_CHOOSES = {
+    # the config fits a reward model to the run's pairs; PPO(...) in Python scores with the true reward
+    "ppo": ["reward_model: yaml 'fit' vs signature None"],
+    # the best measured readout (configs/model/reward_model.yaml's header); RewardModel(...) reads the last token
+    "reward_model": ["readout: yaml 'sum' vs signature 'last'"],
+}
 
 
 @pytest.mark.parametrize("model", MIRRORED_MODELS)
 def test_a_family_config_mirrors_its_constructors_defaults(model):
     node = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml")
-    assert disagreements(node, node._target_) == []
+    assert disagreements(node, node._target_) == CONFIG_CHOOSES.get(model, [])
+    # and names only arguments the constructor takes (nested groups and Hydra's own keys aside)
+    parameters = inspect.signature(get_object(node._target_)).parameters
+    assert [key for key in node if key not in parameters and key not in ("_target_", "defaults", "backbone")] == []
+
+
+def test_every_model_config_is_mirrored():
+    assert sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml")) == sorted(MIRRORED_MODELS)
 
 
 def test_the_callback_configs_mirror_their_constructors_defaults():
@@ -72,8 +96,7 @@ def test_a_signature_check_sees_a_changed_default():
 
 @pytest.mark.parametrize("experiment", ["vae_ring8", "ddpm_ring8", "score_ring8", "char_gpt"])
 def test_a_divergence_the_model_does_not_read_fails_before_training(train_with, tmp_path, experiment):
-    with pytest.raises(ValueError, match=r"divergence='js' is not read by the model .*model=gan: hinge, js, .*"
-                                         r"model=dpo: dpo, hinge, ipo"):
+    with pytest.raises(ValueError, match=r"divergence='js' is not read by the model .*model=gan: hinge, js, "):
         train_with(f"experiment={experiment}", "divergence=js", "debug=fdr", "trainer=cpu", "logger=csv")
     assert not (tmp_path / "run.json").exists() and not (tmp_path / "checkpoints").exists()
 
@@ -81,9 +104,52 @@ def test_a_divergence_the_model_does_not_read_fails_before_training(train_with, 
 def test_a_model_divergence_that_replaces_the_top_level_one_is_named(tmp_path):
     from divlab.divergence_choice import check_divergence_is_read
 
-    cfg = compose_config(tmp_path, ["experiment=align_dpo", "model.divergence=ipo"])  # the experiment says dpo
-    with pytest.raises(ValueError, match=r"divergence='dpo' and model.divergence='ipo' disagree.*divergence=ipo"):
+    cfg = compose_config(tmp_path, ["experiment=gan_ring8", "model.divergence=js"])  # the preset: non_saturating
+    with pytest.raises(ValueError, match=r"divergence='non_saturating' and model.divergence='js' disagree.*"
+                                         r"divergence=js"):
         check_divergence_is_read(cfg)
+
+
+@pytest.mark.parametrize("divergence, fix", [("hinge", "use model.loss=slic"), ("ipo", "use model.loss=ipo"),
+                                             ("js", "model.loss=dpo|ipo|slic and drop divergence=")])
+def test_dpo_refuses_the_divergence_that_named_its_loss_and_names_the_loss_key(tmp_path, divergence, fix):
+    from divlab.divergence_choice import check_divergence_is_read
+
+    cfg = compose_config(tmp_path, ["experiment=align_dpo", f"divergence={divergence}"])
+    with pytest.raises(ValueError, match=rf"divergence='{divergence}' is not read by model=dpo.*{re.escape(fix)}"):
+        check_divergence_is_read(cfg)
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["experiment=ddpm_ring8", "++budget.sample_steps=10"],
+     "its own model.sample_steps is 100 (set model.sample_steps="),
+    (["experiment=vae_ring8", "++budget.ode_steps=8"], "the model has no ode_steps"),
+    (["experiment=score_ring8", "++budget.sample_steps=10"], "its own model.sample_steps is 300"),
+])
+def test_a_budget_the_model_does_not_read_is_refused(tmp_path, overrides, fragment):
+    from divlab.divergence_choice import check_budget_is_read
+
+    cfg = compose_config(tmp_path, [*overrides, "debug=tiny"])
+    check_budget_is_read(cfg, [])  # debug=tiny's caps apply where they are read
+    with pytest.raises(ValueError, match=rf"{overrides[1].split('=')[0].lstrip('+')}=\d+ is not read by the model .*"
+                                         rf"{re.escape(fragment)}"):
+        check_budget_is_read(cfg, overrides)
+
+
+def test_a_budget_the_model_reads_passes(tmp_path):
+    from divlab.divergence_choice import check_budget_is_read
+
+    overrides = ["~experiment", "model=score", "networks=mlp", "data=ring8", "++budget.sample_steps=10"]
+    cfg = compose_config(tmp_path, overrides)
+    check_budget_is_read(cfg, overrides)
+    assert cfg.model.sample_steps == 10
+
+
+def test_no_preference_loss_shares_a_name_with_a_gan_divergence():
+    from divlab.lightning_modules.alignment_objectives import PREFERENCE_LOSSES
+    from divlab.lightning_modules.divergences import DIVERGENCES
+
+    assert not set(PREFERENCE_LOSSES) & set(DIVERGENCES)
 
 
 def test_the_gan_reads_the_divergence_and_keeps_its_losses_under_another_name(tmp_path):
@@ -98,35 +164,86 @@ def test_the_gan_reads_the_divergence_and_keeps_its_losses_under_another_name(tm
     assert gan.objective.name == "hinge" and gan.objective.needs_critic
 
 
-def sweep_params(experiment: str) -> dict:
+def sweeper(experiment: str, *overrides: str):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
-    return dict(cfg.hydra.sweeper.params)
+        cfg = compose("train", overrides=[f"experiment={experiment}", *overrides], return_hydra_config=True)
+    return cfg.hydra.sweeper
+
+
+def study_jobs(experiment: str, command_line: tuple[str, ...] = ()) -> list[list[str]]:
+    """The overrides of every job `python train.py -m experiment=<experiment> <command_line>` runs."""
+    from hydra_plugins.divlab_study_sweeper import study_jobs as jobs
+
+    sweep = sweeper(experiment)
+    return jobs(list(sweep.members), dict(sweep.params), list(command_line))
+
+
+def member_rows(experiment: str, command_line: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Each job's overrides without the seed, once per member row, in sweep order."""
+    rows = [tuple(o for o in job if not o.startswith("seed=")) for job in study_jobs(experiment, command_line)]
+    return list(dict.fromkeys(rows))
 
 
 def test_the_studies_sweep_one_member_list():
-    members = sweep_params("study_ring8")["study_member"].split(",")
-    assert len(members) == 15 and members[:3] == ["vae", "ddpm", "score"]
-    assert sweep_params("study_grid25") == sweep_params("study_fashion_mnist") == sweep_params("study_ring8")
-    assert sweep_params("study_ring8_packing")["model.packing"] == "1,4"
+    rows = member_rows("study_ring8")
+    assert len(rows) == 15 and [row[0] for row in rows[:3]] == ["model=vae", "model=ddpm", "model=score"]
+    assert rows[3:] == [("model=gan", f"divergence={d}") for d in ("non_saturating", "minimax", "kl", "reverse_kl",
+                        "js", "pearson", "squared_hellinger", "total_variation", "wasserstein", "hinge",
+                        "least_squares", "mmd")]
+    assert len(study_jobs("study_ring8")) == 45  # 15 members × seeds 0, 1, 2, the seeds innermost
+    assert [job[-1] for job in study_jobs("study_ring8")[:4]] == ["seed=0", "seed=1", "seed=2", "seed=0"]
+    assert study_jobs("study_fashion_mnist") == study_jobs("study_ring8")
+    packing = study_jobs("study_ring8_packing")
+    assert len(packing) == 11 * 3 * 2 and {job[-1] for job in packing} == {"model.packing=1", "model.packing=4"}
+    # on the grid: the same jobs with data=grid25, in every job's overrides
+    assert study_jobs("study_ring8", ("data=grid25",)) == [[*job, "data=grid25"] for job in study_jobs("study_ring8")]
 
 
-@pytest.mark.parametrize("study", ["study_ring8_reference", "study_grid25_reference"])
-def test_reference_study_members_train_the_divergence_and_recipe_they_name(tmp_path, study):
+def test_a_command_line_that_chooses_a_member_key_runs_its_choice_instead_of_the_members():
+    jobs = study_jobs("study_ring8_reference", ("model=gan", "recipe=sngan_hinge", "divergence=hinge,wasserstein"))
+    assert [(job[0], job[-1]) for job in jobs] == [(f"seed={s}", f"divergence={d}") for s in (0, 1, 2)
+                                                   for d in ("hinge", "wasserstein")]
+    assert len(study_jobs("study_ring8", ("trainer.max_epochs=50",))) == 45  # other keys run with every member
+
+
+def test_a_study_sweep_runs_each_member_it_lists_through_hydra(tmp_path):
+    import json
+
+    sweep = tmp_path / "sweep"
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "experiment=study_ring8", "debug=fdr",
+                             "trainer=cpu", "logger=csv", "extras.print_config=false", "hydra.sweeper.params.seed=0",
+                             "hydra.sweeper.members=[{model:vae},{model:gan,divergence:js}]",
+                             f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={sweep}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads((sweep / f"{job}_study_ring8" / "run.json").read_text()) for job in (0, 1)]
+    assert [(r["family"], r["divergence"], r["seed"], r["status"]) for r in records] == [
+        ("vae", "elbo", 0, "completed"), ("gan", "js", 0, "completed")]
+
+
+@pytest.mark.parametrize("data", ["ring8", "grid25"])
+def test_reference_study_members_train_the_divergence_and_recipe_they_name(tmp_path, data):
     recipes = {"pacgan_nets": ("batch_size", 100), "wgan_gp": ("n_critic", 5), "sngan_hinge": ("n_critic", 5),
                "fgan": ("batch_size", 4096), "lsgan": ("batch_size", 512)}
-    for member in sweep_params(study)["study_member"].split(","):
-        cfg = compose_config(tmp_path, [f"experiment={study}", f"study_member={member}"])
-        if not member.startswith("gan_"):
+    reference = {"js": "pacgan_nets", "minimax": "pacgan_nets", "non_saturating": "pacgan_nets",
+                 "wasserstein": "wgan_gp", "hinge": "sngan_hinge", "kl": "fgan", "reverse_kl": "fgan",
+                 "pearson": "fgan", "squared_hellinger": "fgan", "total_variation": "fgan",
+                 "least_squares": "lsgan", "mmd": None}
+    rows = member_rows("study_ring8_reference", (f"data={data}",))
+    assert len(rows) == 15
+    for row in rows:
+        cfg = compose_config(tmp_path, ["experiment=study_ring8_reference", *row])
+        assert cfg.data.name == data
+        if "model=gan" not in row:
             continue
-        name = member.removeprefix("gan_")
-        recipe = next((r for r in recipes if name.endswith("_" + r)), None)
-        assert cfg.model.divergence == (name.removesuffix("_" + recipe) if recipe else name), member
+        recipe = next((o.split("=")[1] for o in row if o.startswith("recipe=")), None)
+        assert recipe == reference[cfg.model.divergence], row
         if recipe:
             key, value = recipes[recipe]
-            assert (cfg.data.batch_size if key == "batch_size" else cfg.model[key]) == value, member
+            assert (cfg.data.batch_size if key == "batch_size" else cfg.model[key]) == value, row
 
 
 def resolved_without(cfg, *keys: str) -> dict:
@@ -145,8 +262,9 @@ def test_presets_that_repeat_another_differ_from_it_only_where_they_say(tmp_path
     assert (bpe.data.tokenizer, bpe.data.bpe_vocab_size, bpe.experiment_name) == ("bpe", 2048, "bpe_gpt")
     keys = ("data.tokenizer", "data.bpe_vocab_size", "experiment_name")
     assert resolved_without(bpe, *keys) == resolved_without(char, *keys)
-    ring8, grid25 = (compose_config(tmp_path, [f"experiment={name}"]) for name in ("study_ring8", "study_grid25"))
-    assert grid25.data.name == "grid25"
+    ring8, grid25 = (compose_config(tmp_path, ["experiment=study_ring8", *data]) for data in ([], ["data=grid25"]))
+    assert (grid25.data.name, grid25.experiment_name) == ("grid25", "study_grid25")
+    assert ring8.experiment_name == "study_ring8"
     assert resolved_without(grid25, "data", "experiment_name") == resolved_without(ring8, "data", "experiment_name")
 
 

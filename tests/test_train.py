@@ -52,6 +52,20 @@ def test_every_experiment_runs_with_fast_dev_run(train_with, tmp_path, experimen
     check_smoke_metrics(experiment, metrics)
 
 
+# The grid-25 versions of the ring presets are `data=grid25` on them (they were presets of their own): each keeps
+# its recorded smoke metrics.
+ON_THE_GRID = {"gan_grid25": "gan_ring8", "study_grid25": "study_ring8", "study_grid25_packing": "study_ring8_packing",
+               "study_grid25_reference": "study_ring8_reference"}
+
+
+@pytest.mark.parametrize("recorded, experiment", ON_THE_GRID.items())
+def test_every_grid_version_runs_with_fast_dev_run_as_its_recorded_preset(train_with, tmp_path, recorded, experiment):
+    cfg, metrics = train_with(f"experiment={experiment}", "data=grid25", "debug=fdr", "trainer=cpu")
+    assert cfg.experiment_name == recorded and cfg.data.name == "grid25"
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "completed"
+    check_smoke_metrics(recorded, metrics)
+
+
 def test_tiny_run_leaves_checkpoint_samples_record_and_readable_wandb_run(train_with, tmp_path):
     cfg, metrics = train_with("experiment=vae_ring8", "debug=tiny", "trainer=cpu", "logger=wandb", "seed=3")
     record = json.loads((tmp_path / "run.json").read_text())
@@ -185,10 +199,11 @@ def test_offline_reader_waits_for_the_exit_record_and_ignores_a_half_written_tai
     assert run.summary == {"val/nll": 1.5}
 
 
-@pytest.mark.parametrize("study, generator", [("study_ring8", "mlp.MLP"), ("study_grid25", "mlp.MLP"),
+@pytest.mark.parametrize("study, generator", [("study_ring8", "mlp.MLP"), ("study_ring8 data=grid25", "mlp.MLP"),
                                               ("study_fashion_mnist", "dcgan.DCGANGenerator")])
 def test_study_members_get_networks_for_the_studys_data(tmp_path, study, generator):
-    cfg = compose_config(tmp_path, [f"experiment={study}", "study_member=gan_js"])
+    experiment, *data = study.split()
+    cfg = compose_config(tmp_path, [f"experiment={experiment}", *data, "model=gan", "divergence=js"])
     assert cfg.model.generator._target_.endswith(generator) and cfg.model.divergence == "js"
 
 

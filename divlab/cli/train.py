@@ -18,7 +18,7 @@ from divlab.cli.run_exit import recorded_exit
 from divlab.cli.trainer_parts import ALWAYS_ON_CALLBACKS, build_trainer
 from divlab.config_dir import config_dir
 from divlab.config_tree import check_tags, show_config
-from divlab.divergence_choice import check_divergence_is_read
+from divlab.divergence_choice import check_budget_is_read, check_divergence_is_read
 from divlab.resume_config import check_resume_config
 from divlab.run_files import read_run_record
 from divlab.saved_runs import build_data_and_model
@@ -27,7 +27,7 @@ from divlab.validation import check_int, check_positive
 
 log = logging.getLogger("divlab.train")
 # Groups whose choice on the command line makes a run no longer the experiment preset it started from.
-RUN_DEFINING_GROUPS = ("data", "model", "networks", "study_member")
+RUN_DEFINING_GROUPS = ("data", "model", "networks")
 # The seeds numpy (and so `seed_everything`) accepts are 0 .. 2**32 - 1.
 MAX_SEED = 2**32 - 1
 
@@ -100,7 +100,7 @@ def describe_run(cfg: DictConfig, datamodule, model, overrides: list[str] = ()) 
     interpolate it and every run's config carries the same top-level keys whatever its family.
 
     The group is the experiment preset's name only while the run is that preset: choosing another data set,
-    model or study member on the command line makes it `family-divergence-data` (what actually runs).
+    model (a study's member) on the command line makes it `family-divergence-data` (what actually runs).
     """
     family, divergence = model.hparams.get("family"), model.hparams.get("divergence")
     rechosen = any(o.split("=", 1)[0].lstrip("+~") in RUN_DEFINING_GROUPS for o in overrides if "=" in o)
@@ -133,6 +133,7 @@ def run(cfg: DictConfig) -> dict:
     """
     validate(cfg)
     check_networks_are_read(command_line_overrides())
+    check_budget_is_read(cfg, command_line_overrides())
     output_dir = Path(cfg.paths.output_dir)
     previous = read_run_record(output_dir)
     config_changes = check_continuation(previous, cfg, output_dir)

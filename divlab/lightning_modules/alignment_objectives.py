@@ -77,11 +77,15 @@ def _ipo(h: Tensor, beta: float) -> Tensor:
     return (h - 1.0 / (2.0 * beta)) ** 2
 
 
-def _hinge(h: Tensor, beta: float) -> Tensor:
+def _slic(h: Tensor, beta: float) -> Tensor:
     return F.relu(1.0 - beta * h)
 
 
-PREFERENCE_LOSSES: dict[str, Callable[[Tensor, float], Tensor]] = {"dpo": _dpo, "ipo": _ipo, "hinge": _hinge}
+# The preference losses by name (DPO's `model.loss`). SLiC-HF's is a hinge on the log-ratio margin; it is named
+# `slic`, not `hinge`, because `divergence=hinge` is the GAN's hinge loss.
+PREFERENCE_LOSSES: dict[str, Callable[[Tensor, float], Tensor]] = {"dpo": _dpo, "ipo": _ipo, "slic": _slic}
+# Earlier names of the preference losses (they were the top-level `divergence`), refused with the one to use now.
+RENAMED_PREFERENCE_LOSSES = {"hinge": "slic"}
 
 
 def dpo_loss(
@@ -90,7 +94,7 @@ def dpo_loss(
     ref_chosen_logps: Tensor,
     ref_rejected_logps: Tensor,
     beta: float,
-    variant: str = "dpo",
+    loss: str = "dpo",
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
     label_smoothing: float = 0.0,
@@ -108,13 +112,13 @@ def dpo_loss(
               conservative DPO of labels flipped with probability ε (cDPO, Mitchell 2023; TRL's
               `label_smoothing`): −(1 − ε) log σ(β·h) − ε log σ(−β·h), ε ∈ [0, 0.5);
     - `ipo`   (h − 1/(2β))²          (Azar et al. 2023, eq. 17; β is their τ, the KL strength);
-    - `hinge` max(0, 1 − β·h)        (SLiC-HF, Zhao et al. 2023, with 1/β as the margin δ).
+    - `slic`  max(0, 1 − β·h)        (SLiC-HF's hinge, Zhao et al. 2023, with 1/β as the margin δ).
 
     The reference log-probabilities are constants (computed without gradients).
     """
-    loss_fn = PREFERENCE_LOSSES[check_choice("preference loss variant", variant, PREFERENCE_LOSSES)]
+    loss_fn = PREFERENCE_LOSSES[check_preference_loss(loss)]
     check_positive("beta", beta)
-    check_label_smoothing(label_smoothing, variant)
+    check_label_smoothing(label_smoothing, loss)
     if label_smoothing:
         loss_fn = partial(_dpo, label_smoothing=label_smoothing)
     if (chosen_lengths is None) != (rejected_lengths is None):
@@ -128,12 +132,20 @@ def dpo_loss(
     return DPOOutput(loss, beta * chosen_logratio.detach(), beta * rejected_logratio.detach())
 
 
-def check_label_smoothing(label_smoothing: float, variant: str) -> float:
+def check_preference_loss(loss: str) -> str:
+    """A name of PREFERENCE_LOSSES; an earlier name is refused with the one to use now."""
+    if loss in RENAMED_PREFERENCE_LOSSES:
+        raise ValueError(f"model.loss={loss!r} is SLiC-HF's hinge on the log-ratio margin, now named "
+                         f"model.loss={RENAMED_PREFERENCE_LOSSES[loss]} (divergence=hinge is the GAN's hinge loss)")
+    return check_choice("model.loss", loss, PREFERENCE_LOSSES)
+
+
+def check_label_smoothing(label_smoothing: float, loss: str) -> float:
     """ε of conservative DPO: in [0, 0.5) (at 0.5 the labels are coin flips), and only for `dpo`."""
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"model.label_smoothing must be in [0, 0.5), got {label_smoothing!r}")
-    if label_smoothing and variant != "dpo":
-        raise ValueError(f"model.label_smoothing={label_smoothing!r} applies to divergence=dpo only, not {variant!r}")
+    if label_smoothing and loss != "dpo":
+        raise ValueError(f"model.label_smoothing={label_smoothing!r} applies to model.loss=dpo only, not {loss!r}")
     return label_smoothing
 
 

@@ -3,12 +3,12 @@
 RLHF's optimum π*(y|x) ∝ π_ref(y|x)·exp(r(x, y)/β) turns a reward into a log-ratio,
 r = β log π/π_ref + const, so the Bradley–Terry likelihood of the pairs becomes a loss on π alone
 (Rafailov et al. 2023): L = −log σ(β·h), h = log π(y_w|x)/π_ref(y_w|x) − log π(y_l|x)/π_ref(y_l|x).
-`divergence=ipo|hinge` swap −log σ for IPO's squared loss or SLiC's hinge
-(`alignment_objectives.dpo_loss`); `label_smoothing=ε` makes DPO conservative (labels trusted with
-probability 1 − ε, cDPO). `length_normalize=true` divides each log-ratio by its
-completion's token count (TRL's IPO); the default, false, uses summed log-probabilities (the DPO
-and IPO papers' sequence-level form). π starts at π_ref; π_ref's log-probabilities are computed
-without gradients and cached by record (the pairs are fixed).
+`model.loss=ipo|slic` swap −log σ for IPO's squared loss or SLiC-HF's hinge
+(`alignment_objectives.dpo_loss`); the run record's `divergence` is the loss's name (dpo | ipo | slic).
+`label_smoothing=ε` makes DPO conservative (labels trusted with probability 1 − ε, cDPO).
+`length_normalize=true` divides each log-ratio by its completion's token count (TRL's IPO); the default,
+false, uses summed log-probabilities (the DPO and IPO papers' sequence-level form). π starts at π_ref;
+π_ref's log-probabilities are computed without gradients and cached by record (the pairs are fixed).
 
 Logged: the loss and DPO's implicit rewards β·log π/π_ref of chosen and rejected completions,
 their margin and pair accuracy (train/ and val/). The true reward and KL(π‖π_ref) of fresh samples
@@ -19,8 +19,8 @@ import lightning as L
 import torch
 
 from divlab.lightning_modules.alignment_objectives import (
-    PREFERENCE_LOSSES,
     check_label_smoothing,
+    check_preference_loss,
     dpo_loss,
     pair_accuracy,
 )
@@ -28,7 +28,7 @@ from divlab.lightning_modules.contracts import AlignmentModule, FamilyModule, Ge
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.lightning_modules.reference_policy import load_reference_policy, trainable_copy
 from divlab.lightning_modules.sequence import sequence_log_prob
-from divlab.validation import check_choice, check_positive, optimizer_lr
+from divlab.validation import check_positive, optimizer_lr
 
 
 class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
@@ -38,16 +38,16 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
     draws_training_noise = False
     reward_model = None  # its reward is implicit, β·log π/π_ref
 
-    def __init__(self, data_shape, policy: dict, optimizer, divergence: str = "dpo", beta: float = 0.1,
+    def __init__(self, data_shape, policy: dict, optimizer, loss: str = "dpo", beta: float = 0.1,
                  length_normalize: bool = False, label_smoothing: float = 0.0):
-        """`policy`: the reference policy spec (`load_reference_policy`); `divergence`: the top-level
-        `divergence` (dpo | ipo | hinge)."""
+        """`policy`: the reference policy spec (`load_reference_policy`); `loss`: the preference loss,
+        dpo | ipo | slic (`alignment_objectives.PREFERENCE_LOSSES`), which the run records as its divergence."""
         super().__init__()
-        check_choice("divergence", divergence, PREFERENCE_LOSSES)
+        check_preference_loss(loss)
         check_positive("model.beta", beta)
-        check_label_smoothing(label_smoothing, divergence)
+        check_label_smoothing(label_smoothing, loss)
         self.save_hyperparameters(ignore=["optimizer"])
-        self.divergence = divergence
+        self.divergence = loss  # the run record's `divergence` column names the preference loss
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
         self.reference_policy = load_reference_policy(**policy)  # a tuple: its model is no submodule, never trained
         self.policy = trainable_copy(self.reference_policy)
@@ -62,7 +62,7 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         ref_chosen, ref_rejected = self.reference_logprobs(batch).unbind(-1)
         lengths = ((batch["chosen_mask"].sum(-1), batch["rejected_mask"].sum(-1)) if self.hparams.length_normalize
                    else (None, None))
-        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.divergence, *lengths,
+        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.loss, *lengths,
                        label_smoothing=self.hparams.label_smoothing)
         self.log(f"{split}/loss", out.loss.detach(), prog_bar=True, sync_dist=split != "train", batch_size=len(chosen))
         self.log_dict({

@@ -21,7 +21,7 @@ REWARD, KL, REFERENCE = "val/true_reward", "val/kl_to_ref", "val/ref_true_reward
 
 class FrontierPoint(NamedTuple):
     method: str  # run label, e.g. align/dpo
-    beta: float | None  # the KL coefficient: align_beta, else the model's beta (DPO) or kl_coef (PPO)
+    beta: float | None  # the KL coefficient: model.beta (DPO) or model.kl_coef (PPO); align_beta in earlier records
     kl: float
     reward: float
     seed: int | None

@@ -37,14 +37,13 @@ GROUP_TEXT = {
                   "families and divergences with `-m`.",
     "debug": "Small, fast variants of any run, for checking that it works.",
     "recipe": "A GAN's training recipe from a paper (or divlab's best), on top of an experiment.",
-    "study_member": "One member (family + divergence) of a study; the `study_*` experiments sweep this group.",
-    "align_member": "One member (method) of the alignment frontier (`experiment=align_frontier` sweeps it).",
     "policy": "The frozen reference policy π_ref of the alignment family.",
     "hparams_search": "Hyperparameter searches with Hydra's Optuna sweeper (`pip install 'divlab[optuna]'`).",
     "paths": "Where runs and datasets go.",
     "hydra": "Run directories and Hydra callbacks.",
     "hydra/launcher": "Launchers for `-m` sweeps (`pip install 'divlab[slurm]'`).",
-    "hydra/sweeper": "Sweepers for `-m` sweeps.",
+    "hydra/sweeper": "Sweepers for `-m` sweeps; `study` runs a study's members, each a row of `model`/`divergence`/"
+                     "`recipe` overrides, at every seed (`hydra_plugins/divlab_study_sweeper`).",
     "local": "Machine-specific settings kept out of git (`configs/local/*.yaml` is ignored), e.g. `paths.data_dir`.",
 }
 
