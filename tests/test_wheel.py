@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "divlab", "configs")
+BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "divlab", "configs", "hydra_plugins")
 NOT_SOURCES = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
@@ -43,6 +43,7 @@ def test_the_wheel_ships_every_config_and_the_divlab_command(wheel):
     assert configs <= names
     assert not [name for name in names if name.startswith("divlab/configs/local/")]
     assert {"divlab/cli/__init__.py", "divlab/cli/train.py", "divlab/config_dir.py"} <= names
+    assert "hydra_plugins/divlab_study_sweeper/__init__.py" in names  # the studies' sweeper (configs/hydra/sweeper)
     (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
     assert "divlab = divlab.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
