@@ -106,6 +106,32 @@ def test_dpo_step_raises_chosen_and_lowers_rejected_logprob(policy_spec, loss, l
     assert torch.allclose(ref, chosen0, atol=1e-5) and set(model._reference_cache) == {0}
 
 
+def test_dpo_logs_training_scalars_on_logging_steps_only_and_writes_what_logging_every_step_wrote(policy_spec,
+                                                                                                   monkeypatch):
+    import lightning as L
+
+    from divlab.lightning_modules import dpo as dpo_module
+    from tests.test_benchmarks_logging_steps import RecordingLogger
+
+    batch = preference_batch(load_reference_policy(**policy_spec), PAIRS)
+
+    def train() -> tuple[list, dict, int]:
+        torch.manual_seed(0)
+        model, logger, calls = DPO((48,), policy_spec, ADAM), RecordingLogger(), []
+        log = model.log
+        monkeypatch.setattr(model, "log", lambda name, *a, **k: (calls.append(name), log(name, *a, **k))[1])
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=logger, log_every_n_steps=4, limit_val_batches=0,
+                            enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False)
+        trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch] * 9, batch_size=None))
+        return logger.rows, {k: float(v) for k, v in trainer.logged_metrics.items()}, calls.count("train/loss")
+
+    rows, final, logged_steps = train()
+    monkeypatch.setattr(dpo_module, "is_logging_step", lambda module, batch_idx: True)
+    every_step_rows, every_step_final, every_step = train()
+    assert [step for step, _ in rows] == [3, 7] and rows == every_step_rows and final == every_step_final
+    assert (logged_steps, every_step) == (3, 9)  # steps 3 and 7 (log_every_n_steps) and the epoch's last batch
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"loss": "kto"}, "unknown model.loss 'kto'; valid choices: dpo, ipo, slic"),
     ({"loss": None}, "unknown model.loss None; valid choices: dpo, ipo, slic"),

@@ -121,3 +121,22 @@ def test_align_dpo_runs_on_an_hf_policy_through_train(train_with, hf_dir):
                             "data.n_prompts=16", "data.drop_ties=false", "data.prompt_length=4",
                             "data.completion_length=6", TINY_EVALUATION)
     assert {"val/true_reward", "val/kl_to_ref", "val/implicit_reward_accuracy"} <= set(metrics)
+
+
+def test_the_corpus_is_tokenised_on_first_use_only():
+    from divlab.lightning_modules.hf_policy import HFText
+
+    calls = []
+
+    class CountingTokenizer:
+        def __call__(self, text, add_special_tokens=False):
+            calls.append(text)
+            return {"input_ids": [ord(c) % 7 for c in text]}
+
+        def __len__(self):
+            return 7
+
+    text = HFText(CountingTokenizer(), {"train": "abcdef", "val": "xyz"})
+    assert calls == []  # building the policy's text tokenises nothing
+    assert text.tokens["val"].tolist() == [ord(c) % 7 for c in "xyz"] and len(calls) == 2
+    assert text.tokens["train"].tolist() == [ord(c) % 7 for c in "abcdef"] and len(calls) == 2  # once

@@ -28,6 +28,7 @@ from divlab.lightning_modules.contracts import AlignmentModule, FamilyModule, Ge
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.lightning_modules.reference_policy import load_reference_policy, trainable_copy
 from divlab.lightning_modules.sequence import sequence_log_prob
+from divlab.lightning_modules.step_logging import is_logging_step
 from divlab.validation import check_positive, optimizer_lr
 
 
@@ -55,15 +56,17 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         self._reference_cache: dict[int, torch.Tensor] = {}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self.preference_step(batch, "train")
+        return self.preference_step(batch, "train", log=is_logging_step(self, batch_idx))
 
-    def preference_step(self, batch: dict, split: str) -> torch.Tensor:
+    def preference_step(self, batch: dict, split: str, log: bool = True) -> torch.Tensor:
         chosen, rejected = self.policy_logprobs(batch).chunk(2)
         ref_chosen, ref_rejected = self.reference_logprobs(batch).unbind(-1)
         lengths = ((batch["chosen_mask"].sum(-1), batch["rejected_mask"].sum(-1)) if self.hparams.length_normalize
                    else (None, None))
         out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.loss, *lengths,
                        label_smoothing=self.hparams.label_smoothing)
+        if not log:  # training scalars go out on logging steps only (step_logging.py)
+            return out.loss
         self.log(f"{split}/loss", out.loss.detach(), prog_bar=True, sync_dist=split != "train", batch_size=len(chosen))
         self.log_dict({
             f"{split}/implicit_reward_chosen": out.chosen_rewards.mean(),

@@ -24,7 +24,13 @@ class HFText:
 
     def __init__(self, tokenizer, corpus: dict[str, str]):
         self.tokenizer = tokenizer
-        self.tokens = {split: self.encode(text).numpy() for split, text in corpus.items()}
+        self._corpus = corpus
+
+    @functools.cached_property
+    def tokens(self) -> dict:
+        """The corpus splits as token ids, tokenised on first use: 1M characters a split took 5–7 s of every HF run's
+        start-up, also in runs that never read them (DPO on a preference file without the alignment callback)."""
+        return {split: self.encode(text).numpy() for split, text in self._corpus.items()}
 
     @property
     def vocab_size(self) -> int:
