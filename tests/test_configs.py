@@ -23,6 +23,9 @@ from conftest import CONFIG_DIR, EXPERIMENTS, ROOT, compose_config
     ("ddpm", "conv", "net", "networks.unet.UNet"),
     ("score", "mlp", "net", "networks.time_mlp.TimeMLP"),
     ("score", "conv", "net", "networks.unet.UNet"),
+    ("ar", "gpt", "backbone", "networks.gpt.GPT"),
+    ("ar", "s4d", "backbone", "networks.s4d.S4D"),
+    ("ar", "mamba", "backbone", "networks.mamba.Mamba"),
 ])
 def test_every_family_takes_its_networks_from_the_one_networks_choice(tmp_path, family, networks, role, target):
     cfg = compose_config(tmp_path, ["~experiment", f"model={family}", f"networks={networks}"])
@@ -270,14 +273,28 @@ def test_presets_that_repeat_another_differ_from_it_only_where_they_say(tmp_path
 
 def test_networks_given_to_a_model_without_networks_choices_fails_before_training(tmp_path):
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=char_gpt", "networks=conv",
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=align_dpo", "networks=conv",
                              "extras.print_config=false", f"hydra.run.dir={run_dir}"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "WANDB_MODE": "disabled"})
     assert result.returncode == 1
-    assert ("networks=conv is not read by model=ar, which would ignore it; the models with a networks choice: "
-            "ddpm, gan, score, vae") in result.stderr
+    assert ("networks=conv is not read by model=dpo, which would ignore it; the models with a networks choice: "
+            "ar, ddpm, gan, score, vae") in result.stderr
     assert not (run_dir / "run.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_a_family_refuses_networks_it_does_not_have_naming_its_own(tmp_path):
+    with pytest.raises((MissingConfigException, ConfigCompositionException)) as error:
+        compose_config(tmp_path, ["experiment=char_gpt", "networks=conv"])
+    assert "networks/ar/conv" in str(error.value)
+    assert all(name in str(error.value) for name in ("gpt", "s4d", "mamba"))
+
+
+def test_a_group_by_its_old_name_is_refused_naming_the_new_one(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=char_gpt", "model/backbone=mamba"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "the group model/backbone is now networks; use networks=mamba" in result.stderr
 
 
 # the evaluation callbacks that run on one kind of data only (their `applies`)

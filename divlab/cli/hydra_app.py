@@ -11,6 +11,18 @@ from typing import Any, Callable
 
 from divlab.config_dir import config_dir
 
+# Config groups that were renamed: the old name on a command line is refused with the new one.
+RENAMED_GROUPS = {"model/backbone": "networks"}
+
+
+def refuse_renamed_groups(overrides: list[str]) -> None:
+    """Refuse an override of a group by its old name (Hydra would only say it matches nothing), naming the new one."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        new = RENAMED_GROUPS.get(key.lstrip("+~"))
+        if new:
+            raise ValueError(f"{override!r}: the group {key.lstrip('+~')} is now {new}; use {new}={value}")
+
 
 def run_command_line(task_function: Callable, config_name: str, argv: list[str] | None = None) -> None:
     """What `@hydra.main(config_path=<divlab configs>, config_name=...)` does with `argv` (default:
@@ -18,7 +30,12 @@ def run_command_line(task_function: Callable, config_name: str, argv: list[str] 
     from hydra._internal.utils import _run_hydra, get_args_parser
 
     parser = get_args_parser()
-    _run_hydra(args=parser.parse_args(sys.argv[1:] if argv is None else argv), args_parser=parser,
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        refuse_renamed_groups(args.overrides)
+    except ValueError as error:
+        sys.exit(f"Error: {error}")
+    _run_hydra(args=args, args_parser=parser,
                task_function=task_function, config_path=str(config_dir()), config_name=config_name)
 
 
@@ -29,6 +46,7 @@ def run_once(task_function: Callable, config_name: str, overrides: list[str]) ->
     from hydra._internal.utils import create_config_search_path
     from hydra.core.global_hydra import GlobalHydra
 
+    refuse_renamed_groups(overrides)
     task_name = task_function.__module__.rsplit(".", 1)[-1]
     hydra = Hydra.create_main_hydra2(task_name=task_name,
                                      config_search_path=create_config_search_path(str(config_dir())))

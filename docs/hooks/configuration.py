@@ -20,11 +20,12 @@ GROUP_TEXT = {
     "data": "The dataset and its loader: a LightningDataModule (`divlab/datamodules/`, `divlab/alignment/`).",
     "model": "The family: a LightningModule whose `training_step` implements its divergence "
              "(`divlab/lightning_modules/`, one file per family; the values mirror the constructor's signature).",
-    "model/backbone": "The sequence network of `model=ar` (and of the default reference policy): "
-                      "`model/backbone=gpt|s4d|mamba` (`divlab/lightning_modules/networks/`).",
-    "networks": "The networks of whichever family runs: `mlp` (2-D points) or `conv` (images). Each family's "
+    "networks": "The networks of whichever family runs: `mlp` (2-D points) or `conv` (images); for `model=ar`, "
+                "`gpt`, `s4d` or `mamba`. Each family's "
                 "part is `configs/networks/<family>/<choice>.yaml`, included by `configs/model/<family>.yaml`; "
                 "choosing data of the other kind means choosing networks too (`data=ring8 model=gan networks=mlp`).",
+    "networks/ar": "The autoregressive family's sequence network, the backbone (included by `networks=gpt|s4d|mamba`; "
+                   "also the default reference policy's).",
     "networks/ddpm": "DDPM's networks (included by `networks=`; not chosen on the command line).",
     "networks/gan": "The GAN's generator and critic (included by `networks=`; not chosen on the command line).",
     "networks/score": "The score SDE's networks (included by `networks=`; not chosen on the command line).",

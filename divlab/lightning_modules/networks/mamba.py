@@ -115,6 +115,6 @@ class Mamba(RecurrentLM):
                  n_layer: int = 4, n_embd: int = 128, d_state: int = 16, expand: int = 2, d_conv: int = 4,
                  dt_rank: int | None = None, chunk_size: int = 64, mlp_ratio: int = 0, dropout: float = 0.0):
         """block_size and n_head are accepted and unused: any length runs, and presets written for GPT
-        (which set n_head) also run with `model/backbone=mamba`."""
+        (which set n_head) also run with `networks=mamba`."""
         mixers = [SelectiveSSM(n_embd, d_state, expand, d_conv, dt_rank, chunk_size) for _ in range(n_layer)]
         super().__init__(vocab_size, n_embd, mixers, mlp_ratio, dropout)

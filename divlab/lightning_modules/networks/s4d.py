@@ -114,6 +114,6 @@ class S4D(RecurrentLM):
                  n_layer: int = 4, n_embd: int = 128, d_state: int = 64, init: str = "lin", mlp_ratio: int = 4,
                  dropout: float = 0.0, dt_min: float = 1e-3, dt_max: float = 1e-1):
         """block_size and n_head are accepted and unused: any length runs, and presets written for GPT
-        (which set n_head) also run with `model/backbone=s4d`."""
+        (which set n_head) also run with `networks=s4d`."""
         mixers = [S4DLayer(n_embd, d_state, init, dt_min, dt_max) for _ in range(n_layer)]
         super().__init__(vocab_size, n_embd, mixers, mlp_ratio, dropout)
