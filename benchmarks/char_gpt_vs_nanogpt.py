@@ -44,6 +44,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.provenance import Provenance  # noqa: E402
+
 BATCH, BLOCK, WARMUP = 12, 64, 5
 DATASET = "divlab_shakespeare_char"
 NANOGPT_SIZES = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1", f"--block_size={BLOCK}",
@@ -150,6 +152,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/char_gpt_vs_nanogpt.json")
     args = parser.parse_args(argv)
+    started = Provenance.now(__file__, argv)
     checkout = nanogpt_checkout(args.nanogpt)
     if checkout is None:
         print(f"skipped: --nanogpt {args.nanogpt} is not a nanoGPT checkout (needs train.py, model.py, "
@@ -176,8 +179,9 @@ def main(argv=None) -> int:
     median = lambda arm, key: statistics.median(r[arm][key] for r in rows)  # noqa: E731
     tokens = BATCH * BLOCK
     summary = {
-        "steps": args.steps, "threads": args.threads, "repeats": args.repeats, "precision": "float32",
-        "compile": False, "torch": torch.__version__, "windows": len(windows),
+        **started.finished(args.threads),
+        "steps": args.steps, "repeats": args.repeats, "precision": "float32", "compile": False,
+        "tokens_per_step": tokens, "windows": len(windows),
         "nanogpt_tokens_per_s": 1e3 * tokens / median("nanogpt", "ms_per_step"),
         "divlab_tokens_per_s": 1e3 * tokens / median("divlab", "ms_per_step"),
         "wall_ratio_divlab_over_nanogpt": median("divlab", "wall_s") / median("nanogpt", "wall_s"),

@@ -52,6 +52,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.provenance import Provenance  # noqa: E402
+
 SPECIAL = "<|endoftext|>"
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 CHOSEN, REJECTED = ALPHABET[:13], ALPHABET[13:]
@@ -246,16 +248,6 @@ def trl_arm(args) -> None:
     (out / "times.json").write_text(json.dumps(times))
 
 
-def machine() -> str:
-    """The CPU's model name (Linux) or its architecture, and the core count."""
-    import platform
-
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
-             if line.startswith("model name")]
-    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} CPUs"
-
-
 def score(policy, reference, tokenizer, train: list[dict], held_out: list[dict], beta: float) -> dict:
     return {"train_loss": dpo_loss(policy, reference, tokenizer, train, beta),
             "heldout_loss": dpo_loss(policy, reference, tokenizer, held_out, beta)}
@@ -324,6 +316,7 @@ def main(argv=None) -> int:
     if args.trl_arm:
         trl_arm(args)
         return 0
+    started = Provenance.now(__file__, argv)
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -356,9 +349,8 @@ def main(argv=None) -> int:
             rows.append(row)
     import trl
 
-    summary = {"steps": args.steps, "batch_size": args.batch_size, "threads": args.threads, "repeats": args.repeats,
-               "precision": "float32", "torch": torch.__version__, "trl": trl.__version__,
-               "machine": machine(),
+    summary = {**started.finished(args.threads), "trl": trl.__version__,
+               "steps": args.steps, "batch_size": args.batch_size, "repeats": args.repeats, "precision": "float32",
                "arms": args.arms, "train_pairs": len(train), "heldout_pairs": len(held_out), "beta": args.beta,
                "lr": args.lr, "step0_loss": step0, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
