@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.provenance import Provenance  # noqa: E402
+from divlab.tracking.benchmark_tables import tables  # noqa: E402
 
 BATCH, BLOCK, WARMUP = 12, 64, 5
 DATASET = "divlab_shakespeare_char"
@@ -191,6 +192,7 @@ def main(argv=None) -> int:
     summary["tokens_per_s_ratio"] = summary["divlab_tokens_per_s"] / summary["nanogpt_tokens_per_s"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
+    print(tables("char_gpt_vs_nanogpt", summary))
     print(f"divlab / nanoGPT tokens/s: {summary['tokens_per_s_ratio']:.3f} (goal ≥ 1.10); whole-run wall "
           f"{summary['wall_ratio_divlab_over_nanogpt']:.3f} (goal ≤ 1.0); held-out loss gap "
           f"{summary['loss_gap_divlab_minus_nanogpt']:+.4f} nats (goal ≤ +0.01); written to {args.out}")

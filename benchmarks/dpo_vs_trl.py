@@ -36,7 +36,6 @@ and the loss is log 2 for both.
 """
 import argparse
 import json
-import math
 import os
 import random
 import statistics
@@ -53,6 +52,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.provenance import Provenance  # noqa: E402
+from divlab.tracking.benchmark_tables import tables  # noqa: E402
 
 SPECIAL = "<|endoftext|>"
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
@@ -253,34 +253,6 @@ def score(policy, reference, tokenizer, train: list[dict], held_out: list[dict],
             "heldout_loss": dpo_loss(policy, reference, tokenizer, held_out, beta)}
 
 
-ARM_NAMES = {"divlab": "divlab", "trl_precomputed": "TRL, π_ref precomputed", "trl_default": "TRL default"}
-
-
-def table(summary: dict) -> str:
-    """The markdown table of the arms that ran (medians over repeats), with divlab against TRL precomputed."""
-    arms = summary["arms"]
-    median = lambda arm, key: statistics.median(r[arm][key] for r in summary["rows"])  # noqa: E731
-    compare = "divlab" in arms and "trl_precomputed" in arms
-    lines = [f"DPO, divlab vs TRL {summary['trl']}: {summary['steps']} steps of {summary['batch_size']} pairs, "
-             f"float32, {summary['threads']} thread(s), torch {summary['torch']}, {summary['machine']}, "
-             f"{summary['repeats']} repeat(s), medians",
-             "", "| | " + " | ".join([ARM_NAMES[a] for a in arms] + ["divlab vs TRL precomputed"] * compare) + " |",
-             "|---|" + "---|" * (len(arms) + compare)]
-    rows = [("ms per step", "s_per_step", 1e3, "{:.1f}"), ("whole run, start to exit (s)", "wall_s", 1, "{:.1f}"),
-            (f"held-out DPO loss after {summary['steps']} steps", "heldout_loss", 1, "{:.4f}"),
-            (f"training-pairs DPO loss after {summary['steps']} steps", "train_loss", 1, "{:.4f}")]
-    for label, key, scale, fmt in rows:
-        values = {arm: median(arm, key) * scale for arm in arms}
-        cells = [fmt.format(values[arm]) for arm in arms]
-        if compare:
-            ours, theirs = values["divlab"], values["trl_precomputed"]
-            cells.append(f"{ours / theirs:.3f}×" if key in ("s_per_step", "wall_s") else f"{ours - theirs:+.4f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"Every arm starts from the same π = π_ref: held-out DPO loss at step 0 {summary['step0_loss']:.4f} "
-                  f"(log 2 = {math.log(2):.4f})."]
-    return "\n".join(lines)
-
-
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
@@ -355,7 +327,7 @@ def main(argv=None) -> int:
                "lr": args.lr, "step0_loss": step0, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
-    print(table(summary))
+    print(tables("dpo_vs_trl", summary))
     print(f"goal: divlab's step ≤ 1.0× TRL's (π_ref precomputed) at equal loss; written to {args.out}")
     return 0
 

@@ -92,10 +92,12 @@ def test_a_tiny_run_prints_divlab_s_and_trl_s_rows(tmp_path, capsys):
     assert bench.main(["--steps", "3", "--repeats", "1", "--warmup", "0", "--pairs", "20", "--batch-size", "16",
                        "--lr", "1e-3", "--arms", "divlab", "trl_precomputed", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| | divlab | TRL, π_ref precomputed | divlab vs TRL precomputed |" in printed
-    for row in ("| ms per step |", "| whole run, start to exit (s) |", "| held-out DPO loss after 3 steps |"):
+    assert "| arm | ms per step | whole run (s) | held-out DPO loss | training-pairs DPO loss |" in printed
+    for row in ("| divlab |", "| TRL, π_ref precomputed |", "| throughput: TRL, π_ref precomputed ms/step ÷ divlab"):
         assert row in printed
     # a full batch of the 16 training pairs: data order cannot differ, so equal math gives equal losses
-    summary = json.loads(out.read_text())["rows"][0]
+    written = json.loads(out.read_text())
+    assert "python benchmarks/dpo_vs_trl.py --steps 3" in written["command"] and written["wall_s"] > 0
+    summary = written["rows"][0]
     assert summary["divlab"]["train_loss"] == pytest.approx(summary["trl_precomputed"]["train_loss"], abs=1e-5)
     assert summary["divlab"]["train_loss"] < math.log(2) - 0.05

@@ -34,3 +34,9 @@ def rebuild(text: str, generator: Callable[[str], Callable[[], str]], page: str 
         return match.group(1) + make().rstrip("\n") + "\n" + match.group(4)
 
     return BLOCK.sub(body, text)
+
+
+def markdown_table(header, rows) -> str:
+    """A Markdown table: the header, its rule, one line per row (cells as `str` gives them)."""
+    line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"  # noqa: E731
+    return "\n".join([line(header), line(["---"] * len(header)), *(line(r) for r in rows)])

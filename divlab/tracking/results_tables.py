@@ -12,6 +12,8 @@ Block names (see `doc_blocks`), resolved by `generator(name)`:
 - `frontier/<set>`: the reward–KL frontier on measured points (seed means of every validation), each method's
   best measured point within a KL and the two-SE verdict between methods there, with the concave envelope beside
   it, labelled as what it is;
+- `benchmark/<record>`: a peer benchmark's committed summary `docs/results/records/benchmarks/<record>.json`:
+  its provenance, each arm's medians and divlab against the like-for-like arm (see `benchmark_tables`);
 - `headline`: the README's table of headline results, one row per results page.
 """
 import csv
@@ -20,6 +22,8 @@ from functools import partial
 from pathlib import Path
 
 from divlab.tracking import frontier as fr
+from divlab.tracking.benchmark_tables import benchmark
+from divlab.tracking.doc_blocks import markdown_table as _table
 from divlab.tracking.published import TOY_TABLES
 from divlab.tracking.result_records import commits, read_record_set
 from divlab.tracking.runs import run_label
@@ -50,14 +54,6 @@ def _values(runs: list[dict], metric: str) -> list[float]:
 def _estimates(runs: list[dict], metrics) -> dict[str, Estimate]:
     values = {metric: _values(runs, metric) for metric in metrics}
     return {metric: estimate(v) for metric, v in values.items() if v}
-
-
-def _row(cells) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
-def _table(header, rows) -> str:
-    return "\n".join([_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)])
 
 
 def provenance(name: str) -> str:
@@ -320,6 +316,7 @@ PREFIXED = {
     "compare": compare_csv,
     "frontier": frontier_verdicts,
     "frontier-points": frontier_points_table,
+    "benchmark": benchmark,
 }
 
 

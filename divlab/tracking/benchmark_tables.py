@@ -1,0 +1,154 @@
+"""The performance page's blocks, `benchmark/<name>`: a committed benchmark summary as provenance and tables.
+
+`<name>` is a file `docs/results/records/benchmarks/<name>.json` written by a peer benchmark's `--out` (its
+kind, the part of the name before any suffix such as `_1thread`, says which benchmark wrote it). Shown: how it
+was made (command, commit, machine, date, wall time), each arm's medians over repeats, divlab against the
+like-for-like arm (throughput as the peer's ms/step ÷ divlab's, so > 1 means divlab is faster; the median and
+range of the per-repeat ratios, each repeat running the arms back to back) with a ✓ only where the median meets
+its goal, and every repeat's values. A planned record not yet committed renders as the command that makes it.
+"""
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from divlab.tracking.doc_blocks import markdown_table
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARK_RECORDS = ROOT / "docs" / "results" / "records" / "benchmarks"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    arms: dict[str, str]  # arm key in the summary's rows → its name on the page, in table order
+    peer: str  # the like-for-like arm divlab is judged against
+    throughput_goal: float  # peer ms/step ÷ divlab ms/step, at least
+    losses: dict[str, str]  # loss key → its name on the page
+    wall_goal: float | None = None  # peer whole run ÷ divlab's, at least (None: shown without a goal)
+    loss_goals: dict[str, float] = field(default_factory=dict)  # divlab − peer, at most
+    tokens_per_s: bool = False  # also show tokens/s (the summary's `tokens_per_step`)
+
+
+BENCHMARKS = {
+    "char_gpt_vs_nanogpt": Benchmark(
+        arms={"nanogpt": "nanoGPT", "divlab": "divlab"}, peer="nanogpt", throughput_goal=1.10,
+        wall_goal=1.0, losses={"heldout_loss": "held-out loss (nats/char)"}, loss_goals={"heldout_loss": 0.01},
+        tokens_per_s=True),
+    "dpo_vs_trl": Benchmark(
+        arms={"divlab": "divlab", "trl_precomputed": "TRL, π_ref precomputed", "trl_default": "TRL default"},
+        peer="trl_precomputed", throughput_goal=1.0,
+        losses={"heldout_loss": "held-out DPO loss", "train_loss": "training-pairs DPO loss"}),
+}
+# The records the pages show, and the command that makes each (its `--out` is the record's path).
+PLANNED = {
+    "char_gpt_vs_nanogpt_1thread":
+        "python benchmarks/char_gpt_vs_nanogpt.py --nanogpt ../nanoGPT --steps 400 --repeats 2 --threads 1",
+    "char_gpt_vs_nanogpt_2threads":
+        "python benchmarks/char_gpt_vs_nanogpt.py --nanogpt ../nanoGPT --steps 400 --repeats 2 --threads 2",
+    "dpo_vs_trl": "OMP_NUM_THREADS=1 python benchmarks/dpo_vs_trl.py --steps 30 --repeats 3",
+}
+
+
+def kind(name: str) -> str:
+    """The benchmark that writes record `name`: the longest kind its name starts with."""
+    kinds = [k for k in BENCHMARKS if name == k or name.startswith(k + "_")]
+    if not kinds:
+        raise KeyError(f"benchmark record {name!r} names no known benchmark ({', '.join(BENCHMARKS)})")
+    return max(kinds, key=len)
+
+
+def benchmark(name: str) -> str:
+    """Block `benchmark/<name>`: the record's provenance and tables, or how to make a planned record."""
+    kind(name)
+    path = BENCHMARK_RECORDS / f"{name}.json"
+    shown = f"docs/results/records/benchmarks/{name}.json"
+    if not path.exists():
+        if name not in PLANNED:
+            raise FileNotFoundError(f"no benchmark record {path}; write it with the benchmark's --out {shown}")
+        return f"Not measured yet: run `{PLANNED[name]} --out {shown}` and commit its JSON to {shown}."
+    summary = json.loads(path.read_text())
+    return provenance(name, summary) + "\n\n" + tables(kind(name), summary)
+
+
+def provenance(name: str, summary: dict) -> str:
+    missing = "not recorded"
+    versions = ", ".join(f"{tool} {summary[key]}" for tool, key in (("torch", "torch"), ("TRL", "trl"))
+                         if summary.get(key))
+    date = summary.get("date")
+    wall = summary.get("wall_s")
+    return "\n".join([
+        f"- **Command:** `{summary.get('command', missing)}`",
+        f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json) "
+        f"({len(summary['rows'])} repeat(s) of {summary['steps']} steps, the arms alternated in each)",
+        f"- **Commit:** `{summary.get('commit', missing)}`",
+        f"- **Machine:** {summary.get('machine', missing)}; {versions}; {summary['threads']} thread(s) a process",
+        f"- **Date:** {date[:16].replace('T', ' ') + ' UTC' if date else missing}",
+        f"- **Wall time:** {f'{wall / 60:.1f} min, the whole benchmark' if wall is not None else missing}",
+    ])
+
+
+def ms_per_step(result: dict) -> float:
+    """One arm's milliseconds per step in one repeat (the benchmarks record ms or s)."""
+    return result["ms_per_step"] if "ms_per_step" in result else 1e3 * result["s_per_step"]
+
+
+def tables(kind_name: str, summary: dict) -> str:
+    """The arms' medians, divlab against the like-for-like arm, and every repeat (the benchmarks print this too)."""
+    spec = BENCHMARKS[kind_name]
+    rows = summary["rows"]
+    arms = [arm for arm in spec.arms if arm in rows[0]]
+    parts = [f"Medians over {len(rows)} repeat(s) of {summary['steps']} steps, {summary.get('precision', 'float32')}:",
+             markdown_table(_arm_header(spec), [[spec.arms[arm], *_arm_cells(spec, summary, [r[arm] for r in rows])]
+                                                for arm in arms])]
+    if "divlab" in arms and spec.peer in arms:
+        parts += [comparison(spec, rows),
+                  "Repeats rerun one seed, so their spread is timing noise, not a seed's: no two-SE verdict is "
+                  "drawn; the range shows the lowest and highest repeat."]
+    if "step0_loss" in summary:
+        parts.append(f"Every arm starts from the same π = π_ref: held-out DPO loss at step 0 "
+                     f"{summary['step0_loss']:.4f} (log 2 = 0.6931).")
+    repeats = [[r.get("repeat", i), spec.arms[arm], *_arm_cells(spec, summary, [r[arm]])]
+               for i, r in enumerate(rows) for arm in arms]
+    parts.append("<details><summary>Per repeat</summary>\n\n" + markdown_table(["repeat", *_arm_header(spec)],
+                                                                                repeats) + "\n\n</details>")
+    return "\n\n".join(parts)
+
+
+def _arm_header(spec: Benchmark) -> list[str]:
+    return ["arm", "ms per step", *["tokens/s"] * spec.tokens_per_s, "whole run (s)", *spec.losses.values()]
+
+
+def _arm_cells(spec: Benchmark, summary: dict, results: list[dict]) -> list[str]:
+    """One arm's medians over `results` (its repeats)."""
+    ms = statistics.median(ms_per_step(r) for r in results)
+    tokens = [f"{1e3 * summary['tokens_per_step'] / ms:,.0f}"] if spec.tokens_per_s else []
+    return [f"{ms:.1f}", *tokens, f"{statistics.median(r['wall_s'] for r in results):.1f}",
+            *(f"{statistics.median(r[key] for r in results):.4f}" for key in spec.losses)]
+
+
+def comparison(spec: Benchmark, rows: list[dict]) -> str:
+    """divlab against the peer: the median and range of each per-repeat ratio or gap, its goal, ✓ where met."""
+    peer = spec.arms[spec.peer]
+    lines = [[f"throughput: {peer} ms/step ÷ divlab's", *_judged([ms_per_step(r[spec.peer]) / ms_per_step(r["divlab"])
+                                                                 for r in rows], RATIO, spec.throughput_goal)],
+             [f"whole run: {peer} ÷ divlab", *_judged([r[spec.peer]["wall_s"] / r["divlab"]["wall_s"] for r in rows],
+                                                      RATIO, spec.wall_goal)]]
+    for key, label in spec.losses.items():
+        gaps = [r["divlab"][key] - r[spec.peer][key] for r in rows]
+        lines.append([f"{label}: divlab − {peer}", *_judged(gaps, GAP, spec.loss_goals.get(key), at_most=True)])
+    return markdown_table([f"divlab against {peer}", "median", "range over repeats", "goal", "met"], lines)
+
+
+RATIO, GAP = ("{:.3f}×", "{:.2f}×"), ("{:+.4f}", "{:+.2f}")  # (a value's format, a goal's)
+
+
+def _judged(values: list[float], formats: tuple[str, str], goal: float | None, at_most: bool = False) -> list[str]:
+    """[median, range, goal, ✓ or `not met`] of per-repeat values against a goal (at least it, or at most)."""
+    fmt, goal_fmt = formats
+    median = statistics.median(values)
+    low, high = min(values), max(values)
+    spread = fmt.format(low) if low == high else f"{fmt.format(low)} – {fmt.format(high)}"
+    if goal is None:
+        return [fmt.format(median), spread, "–", "–"]
+    met = median <= goal if at_most else median >= goal
+    return [fmt.format(median), spread, ("≤ " if at_most else "≥ ") + goal_fmt.format(goal), "✓" if met else "not met"]
