@@ -239,7 +239,7 @@ def test_reward_model_separates_a_separable_preference_set(policy_spec):
     reference = load_reference_policy(**policy_spec)
     data = PreferenceDataModule(reference.text.encode, records=synthetic_pairs(160), max_length=16,
                                 val_fraction=0.25, batch_size=16)
-    model = RewardModel((16,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3))
+    model = RewardModel((16,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3), readout="last")
     trainer = L.Trainer(max_steps=40, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=data)
@@ -306,7 +306,7 @@ def test_ppo_iteration_moves_the_policy_with_finite_losses(policy_spec):
     reference = load_reference_policy(**policy_spec)
     model = PPO((48,), policy_spec, functools.partial(torch.optim.AdamW, lr=3e-3), kl_coef=0.05,
                 kl_controller="adaptive", kl_target=1.0, completion_length=8, ppo_epochs=2, minibatch_size=4,
-                true_reward=sentiment_reward)
+                reward_model=None, true_reward=sentiment_reward)
     before = [p.detach().clone() for p in model.policy.parameters()]
     trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
@@ -359,7 +359,7 @@ def test_reward_model_scores_are_normalised_on_reference_completions(policy_spec
     for name, (gain, offset, normalization) in {"raw": (1.0, 0.0, "reference"), "affine": (10.0, -66.0, "reference"),
                                                 "unnormalised": (10.0, -66.0, "none")}.items():
         model = PPO((48,), policy_spec, ADAM, completion_length=8, reward_normalization=normalization,
-                    reward_normalization_samples=40, true_reward=sentiment_reward)
+                    reward_normalization_samples=40, reward_model=None, true_reward=sentiment_reward)
         model.reward_model = SumOfTokensReward(gain, offset)
         assert model.normalizes_rewards == (normalization == "reference")
         torch.manual_seed(0)
@@ -383,19 +383,19 @@ def test_ppo_rejects_prompts_of_different_lengths_and_bad_settings(policy_spec):
     with pytest.raises(ValueError, match=r"one token length per batch, got lengths \[2, 3\]"):
         equal_length_prompts(batch)
     with pytest.raises(ValueError, match="unknown model.kl_controller 'pid'; valid choices: adaptive, fixed"):
-        PPO((48,), policy_spec, ADAM, kl_controller="pid", true_reward=sentiment_reward)
+        PPO((48,), policy_spec, ADAM, kl_controller="pid", reward_model=None, true_reward=sentiment_reward)
     with pytest.raises(ValueError, match="model.kl_coef must be >= 0, got -1"):
-        PPO((48,), policy_spec, ADAM, kl_coef=-1, true_reward=sentiment_reward)
+        PPO((48,), policy_spec, ADAM, kl_coef=-1, reward_model=None, true_reward=sentiment_reward)
     with pytest.raises(ValueError, match="unknown model.reward_model_readout 'mean'; valid choices: last, sum"):
         PPO((48,), policy_spec, ADAM, reward_model="fit", reward_model_readout="mean")
     with pytest.raises(ValueError, match="unknown model.reward_normalization 'batch'; valid choices: none, reference"):
-        PPO((48,), policy_spec, ADAM, reward_normalization="batch", true_reward=sentiment_reward)
+        PPO((48,), policy_spec, ADAM, reward_normalization="batch", reward_model=None, true_reward=sentiment_reward)
     with pytest.raises(FileNotFoundError, match="model.reward_model='/no/rm.ckpt' is neither fit, bag_of_words nor an "
                                                 "existing checkpoint"):
         PPO((48,), policy_spec, ADAM, reward_model="/no/rm.ckpt")
     with pytest.raises(ValueError, match="model.reward_model=null scores PPO with the true reward, and "
                                          "model.true_reward is null"):
-        PPO((48,), policy_spec, ADAM)
+        PPO((48,), policy_spec, ADAM, reward_model=None)
 
 
 @pytest.mark.parametrize("reward_model", ["fit", "bag_of_words"])

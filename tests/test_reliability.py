@@ -72,7 +72,7 @@ def test_eval_refuses_a_payload_checkpoint(tmp_path):
 
 
 def test_reward_model_and_reference_policy_load_weights_only(tmp_path):
-    from divlab.lightning_modules.ppo import load_reward_model
+    from divlab.lightning_modules.reward_model import load_reward_model
 
     marker = tmp_path / "pwned"
     ckpt = write_payload(tmp_path / "run" / "checkpoints" / "x.ckpt", marker)

@@ -9,21 +9,13 @@ r = β log π/π_ref + const, so the Bradley–Terry likelihood of the pairs bec
 `length_normalize=true` divides each log-ratio by its completion's token count (TRL's IPO); the default,
 false, uses summed log-probabilities (the DPO and IPO papers' sequence-level form). π starts at π_ref;
 π_ref's log-probabilities are computed without gradients and cached by record (the pairs are fixed).
-
-Logged: the loss and DPO's implicit rewards β·log π/π_ref of chosen and rejected completions,
-their margin and pair accuracy (train/ and val/). The true reward and KL(π‖π_ref) of fresh samples
-are measured by the `alignment` callback (`callbacks/alignment_metrics.py`), through `policy` and
-`reference_policy`.
+The true reward and KL(π‖π_ref) of fresh samples are measured by the `alignment` callback
+(`callbacks/alignment_metrics.py`).
 """
 import lightning as L
 import torch
 
-from divlab.lightning_modules.alignment_objectives import (
-    check_label_smoothing,
-    check_preference_loss,
-    dpo_loss,
-    pair_accuracy,
-)
+from divlab.lightning_modules import alignment_objectives as objectives
 from divlab.lightning_modules.contracts import AlignmentModule, FamilyModule, GenerativeModule
 from divlab.lightning_modules.optim import make_optimizer
 from divlab.lightning_modules.reference_policy import load_reference_policy, trainable_copy
@@ -44,9 +36,9 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         """`policy`: the reference policy spec (`load_reference_policy`); `loss`: the preference loss,
         dpo | ipo | slic (`alignment_objectives.PREFERENCE_LOSSES`), which the run records as its divergence."""
         super().__init__()
-        check_preference_loss(loss)
+        objectives.check_preference_loss(loss)
         check_positive("model.beta", beta)
-        check_label_smoothing(label_smoothing, loss)
+        objectives.check_label_smoothing(label_smoothing, loss)
         self.save_hyperparameters(ignore=["optimizer"])
         self.divergence = loss  # the run record's `divergence` column names the preference loss
         self.hparams.update(family=self.family, divergence=self.divergence, lr=optimizer_lr(optimizer))
@@ -59,12 +51,14 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         return self.preference_step(batch, "train", log=is_logging_step(self, batch_idx))
 
     def preference_step(self, batch: dict, split: str, log: bool = True) -> torch.Tensor:
+        """The loss; logs it and DPO's implicit rewards β·log π/π_ref of chosen and rejected completions, their
+        margin and pair accuracy (`split`/...)."""
         chosen, rejected = self.policy_logprobs(batch).chunk(2)
         ref_chosen, ref_rejected = self.reference_logprobs(batch).unbind(-1)
         lengths = ((batch["chosen_mask"].sum(-1), batch["rejected_mask"].sum(-1)) if self.hparams.length_normalize
                    else (None, None))
-        out = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.loss, *lengths,
-                       label_smoothing=self.hparams.label_smoothing)
+        out = objectives.dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.hparams.beta, self.hparams.loss,
+                                  *lengths, label_smoothing=self.hparams.label_smoothing)
         if not log:  # training scalars go out on logging steps only (step_logging.py)
             return out.loss
         self.log(f"{split}/loss", out.loss.detach(), prog_bar=True, sync_dist=split != "train", batch_size=len(chosen))
@@ -72,7 +66,7 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
             f"{split}/implicit_reward_chosen": out.chosen_rewards.mean(),
             f"{split}/implicit_reward_rejected": out.rejected_rewards.mean(),
             f"{split}/implicit_reward_margin": (out.chosen_rewards - out.rejected_rewards).mean(),
-            f"{split}/implicit_reward_accuracy": pair_accuracy(out.chosen_rewards, out.rejected_rewards),
+            f"{split}/implicit_reward_accuracy": objectives.pair_accuracy(out.chosen_rewards, out.rejected_rewards),
         }, sync_dist=split != "train", batch_size=len(chosen))
         return out.loss
 

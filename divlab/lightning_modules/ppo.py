@@ -1,61 +1,42 @@
 """RLHF with PPO: maximise E_{y∼π(·|x)}[r(x, y)] − β·KL(π(·|x) ‖ π_ref(·|x)) by policy gradients.
 
 Each training step is one PPO iteration on a batch of prompts x (Ziegler et al. 2019; Stiennon
-et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a Bradley–Terry reward model — fitted on this
-run's preference pairs before training (`reward_model: fit`), a bag-of-words Bradley–Terry model
-fitted on them likewise (`reward_model: bag_of_words`, `bag_of_words.py`), or read from a checkpoint —
-or, with `reward_model: null`, with the task's true reward (`true_reward`, given by the config: the
-"PPO-GT" oracle of the DPO paper); a reward model's score is normalised to mean 0, std 1 on reference
-completions (`reward_normalization`); per-token rewards r_t = −β(log π − log π_ref) + r(x, y)·1[t last]
-(`kl_penalized_rewards`); a value head over the policy's backbone gives V_t and GAE(γ, λ) the advantages;
-then `ppo_epochs` passes over the rollouts in minibatches minimise the clipped surrogate plus `vf_coef` ×
-the clipped value loss. β is fixed or adapted towards a target KL (`kl_controller`). Manual optimisation
-(`manual_backward`), so precision plugins and DDP apply.
+et al. 2020): roll out y ∼ π(·|x); score r(x, y) with a reward model (`reward_model.ppo_reward_model`:
+fitted on this run's pairs at the start of fit, or read from a checkpoint) normalised on reference
+completions, or with the task's true reward (`reward_model: null`, the DPO paper's "PPO-GT" oracle);
+per-token rewards r_t = −β(log π − log π_ref) + r(x, y)·1[t last] (`objectives.kl_penalized_rewards`); a value head
+over the policy's backbone gives V_t and GAE(γ, λ) the advantages; then `ppo_epochs` passes over the
+rollouts in minibatches minimise the clipped surrogate plus `vf_coef` × the clipped value loss. β is fixed
+or adapted towards a target KL (`kl_controller`). Manual optimisation (`manual_backward`), so precision
+plugins and DDP apply. The checkpoint keeps r_φ, the KL controller's state and the score's normalisation,
+so a resumed run continues with the same r_φ and β instead of refitting.
 
-The reward model is PPO's submodule, fitted at the start of fit (`reward_model.fit_reward_model`: its own
-optimiser, `manual_backward`, the precision plugin's autocast); the checkpoint keeps its weights and the
-KL controller's state and the score's normalisation, so a resumed run continues with the same r_φ and β
-instead of refitting.
-
-Logged: train/score (the score PPO maximises: normalised when a reward model's), train/kl_to_ref (on the
-rollouts), train/kl_coef, the two losses, train/clip_fraction, train/approx_kl. The true reward and KL of
-fresh samples, and the reward model's held-out pair accuracy, are measured by the `alignment` callback
-(`callbacks/alignment_metrics.py`) through `policy`, `reference_policy` and `reward_model`.
+Logged: train/score (the score PPO maximises), train/kl_to_ref (on the rollouts), train/kl_coef, the two
+losses, train/clip_fraction, train/approx_kl. The true reward and KL of fresh samples, and the reward model's
+held-out pair accuracy, are measured by the `alignment` callback (`callbacks/alignment_metrics.py`).
 """
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from divlab.eval_mode import eval_mode
-from divlab.lightning_modules.alignment_objectives import (
-    AdaptiveKLController,
-    FixedKLController,
-    gae,
-    kl_penalized_rewards,
-    masked_mean,
-    masked_whiten,
-    ppo_policy_loss,
-    ppo_value_loss,
-    sequence_kl_estimate,
-)
+from divlab.lightning_modules import alignment_objectives as objectives
 from divlab.lightning_modules.bag_of_words import BagOfWordsRewardModel
 from divlab.lightning_modules.contracts import AlignmentModule, FamilyModule, GenerativeModule
 from divlab.lightning_modules.likelihoods import token_log_likelihoods
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer
-from divlab.lightning_modules.reference_policy import freeze, load_reference_policy, trainable_copy
-from divlab.lightning_modules.reward_model import READOUTS, RewardModel, fit_reward_model, load_reward_model
+from divlab.lightning_modules.reference_policy import load_reference_policy, trainable_copy
+from divlab.lightning_modules.reward_model import FIT, FITTED_ON_THE_RUN, READOUTS, fit_reward_model, ppo_reward_model
 from divlab.lightning_modules.sequence import decode_completions, read_sequence, rollout
 from divlab.validation import check_choice, check_positive, optimizer_lr
 
-KL_CONTROLLERS = {"fixed": FixedKLController, "adaptive": AdaptiveKLController}
+KL_CONTROLLERS = {"fixed": objectives.FixedKLController, "adaptive": objectives.AdaptiveKLController}
 REWARD_NORMALIZATIONS = ("reference", "none")
-FIT, BAG_OF_WORDS = "fit", "bag_of_words"  # reward models fitted on the run's pairs before PPO starts
 PPO_STATS = ("train/policy_loss", "train/value_loss", "train/clip_fraction", "train/approx_kl")
 
 
@@ -66,40 +47,18 @@ class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
 
     def __init__(self, data_shape, policy: dict, optimizer,
                  kl_coef: float = 0.1, kl_controller: str = "fixed", kl_target: float = 6.0, kl_horizon: int = 10_000,
-                 reward_model: str | None = None, true_reward: Callable[[Sequence[str]], torch.Tensor] | None = None,
+                 reward_model: str | None = FIT, true_reward: Callable[[Sequence[str]], torch.Tensor] | None = None,
                  reward_model_epochs: int = 3, reward_model_lr: float = 3.0e-4, reward_model_readout: str = "last",
                  reward_model_words: int = 3000,
                  completion_length: int = 32, ppo_epochs: int = 4, minibatch_size: int = 16, clip_eps: float = 0.2,
                  value_clip_eps: float = 0.2, vf_coef: float = 0.1, gamma: float = 1.0, lam: float = 0.95,
-                 max_grad_norm: float = 1.0,
-                 reward_normalization: str = "reference", reward_normalization_samples: int = 256):
-        """`policy`: the reference policy spec (`load_reference_policy`); `reward_model`: `fit` (on the
-        run's training pairs, `reward_model_epochs` epochs of AdamW at `reward_model_lr`, read out as
-        `reward_model_readout` says, before PPO starts), `bag_of_words` (logistic regression on the
-        training pairs' counts of their `reward_model_words` most frequent words, before PPO starts),
-        a checkpoint of a `model=reward_model` run, or null for the true reward; `true_reward`: the task's
-        r*(x, y) of completions' texts (a partial from the config), PPO-GT's score.
-
-        `reward_normalization`: `reference` scores PPO with (r_φ − μ)/σ, μ and σ the reward model's mean and
-        standard deviation on `reward_normalization_samples` completions of the reference policy, measured once
-        before PPO starts and kept in the checkpoint (Ziegler et al. 2019, §2.1: the reward model normalised to
-        mean 0, variance 1 on the reference policy's samples). A Bradley–Terry model is defined only up to an
-        offset, and a summed readout sits far from 0 (−66 on the controlled task), so unnormalised its offset
-        becomes the value head's target and the value loss, through the shared backbone, swamps the policy
-        gradient. `none`: r_φ as it is. The true reward (PPO-GT) is never normalised."""
+                 max_grad_norm: float = 1.0, reward_normalization: str = "reference",
+                 reward_normalization_samples: int = 256):
+        """`policy`: the reference policy spec (`load_reference_policy`); `reward_model` and its `reward_model_*`
+        settings: `reward_model.ppo_reward_model`, or null to score with `true_reward`, the task's r*(x, y) of
+        completions' texts (a partial from the config); `reward_normalization`: `normalizes_rewards`."""
         super().__init__()
-        check_choice("model.kl_controller", kl_controller, KL_CONTROLLERS)
-        check_choice("model.reward_model_readout", reward_model_readout, READOUTS)
-        check_choice("model.reward_normalization", reward_normalization, REWARD_NORMALIZATIONS)
-        check_positive("model.kl_coef", kl_coef, allow_zero=True)
-        for key in ("reward_model_epochs", "reward_model_lr", "reward_model_words", "completion_length", "ppo_epochs",
-                    "minibatch_size", "clip_eps", "value_clip_eps", "max_grad_norm", "reward_normalization_samples"):
-            check_positive(f"model.{key}", locals()[key])
-        for key in ("vf_coef", "gamma", "lam"):
-            check_positive(f"model.{key}", locals()[key], allow_zero=True)
-        if reward_model is None and true_reward is None:
-            raise ValueError("model.reward_model=null scores PPO with the true reward, and model.true_reward is null; "
-                             "give the task's (configs/model/ppo.yaml: the controlled task's sentiment_reward)")
+        check_ppo_settings(locals())
         self.save_hyperparameters(ignore=["optimizer", "true_reward"])
         # RLHF proper scores with a reward model; the true-reward oracle is its own curve on the frontier.
         self.divergence = "ppo" if reward_model is not None else "ppo_gt"
@@ -108,20 +67,14 @@ class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         self.reference_policy = load_reference_policy(**policy)  # a tuple: its model is no submodule, never trained
         self.policy = trainable_copy(self.reference_policy)
         self.value_head = ScalarHead(self.reference.hparams.vocab_size)
-        if reward_model == FIT:  # a frozen submodule: saved in the checkpoint, outside DDP's gradient sync
-            reward_model = freeze(RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=reward_model_lr),
-                                              readout=reward_model_readout))
-        elif reward_model == BAG_OF_WORDS:  # fitted at the start of fit; its vocabulary and weights are saved
-            reward_model = BagOfWordsRewardModel(self.reference_policy.text.decode, reward_model_words)
-        elif reward_model is not None:
-            reward_model = load_reward_model(reward_model, f"neither {FIT}, {BAG_OF_WORDS} nor")
-        self.reward_model = reward_model
+        self.reward_model = ppo_reward_model(reward_model, data_shape, policy, self.reference_policy.text.decode,
+                                             reward_model_lr, reward_model_readout, reward_model_words)
         self.true_reward = true_reward
-        self.reward_model_fitted = self.hparams.reward_model not in (FIT, BAG_OF_WORDS)
+        self.reward_model_fitted = not self.reward_model_is_fitted_here
         # (μ, σ) of r_φ on reference completions; NaN until measured (a buffer: saved in the checkpoint)
         self.register_buffer("reward_stats", torch.full((2,), math.nan))
-        self.kl_control = (FixedKLController(kl_coef) if kl_controller == "fixed"
-                           else AdaptiveKLController(kl_coef, kl_target, kl_horizon))
+        self.kl_control = (objectives.FixedKLController(kl_coef) if kl_controller == "fixed"
+                           else objectives.AdaptiveKLController(kl_coef, kl_target, kl_horizon))
         self.optimizer = optimizer
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -131,15 +84,15 @@ class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
             logp_old, values_old = self.logprobs_and_values(tokens)
             logp_ref = self.reference.token_log_likelihoods(tokens)
             score = self.score(tokens, mask, prompts.shape[1])
-            rewards = kl_penalized_rewards(logp_old, logp_ref, score, self.kl_control.value, mask)
-            advantages, returns = gae(rewards, values_old, mask, self.hparams.gamma, self.hparams.lam)
-            advantages = masked_whiten(advantages, mask)
+            rewards = objectives.kl_penalized_rewards(logp_old, logp_ref, score, self.kl_control.value, mask)
+            advantages, returns = objectives.gae(rewards, values_old, mask, self.hparams.gamma, self.hparams.lam)
+            advantages = objectives.masked_whiten(advantages, mask)
         stats = [self.ppo_update(tokens[i], mask[i], logp_old[i], values_old[i], advantages[i], returns[i])
                  for _ in range(self.hparams.ppo_epochs)
                  for i in torch.randperm(len(tokens), device=tokens.device).split(self.hparams.minibatch_size)]
-        kl = sequence_kl_estimate(logp_old, logp_ref, mask).mean()
+        kl = objectives.sequence_kl_estimate(logp_old, logp_ref, mask).mean()
         self.log_dict({"train/score": score.mean(), "train/kl_to_ref": kl, "train/kl_coef": self.kl_control.value,
-                       "train/value_mean": masked_mean(values_old, mask),
+                       "train/value_mean": objectives.masked_mean(values_old, mask),
                        **{key: torch.stack(values).mean() for key, values in zip(PPO_STATS, zip(*stats))}},
                       prog_bar=False, batch_size=len(tokens))
         self.kl_control.update(kl.item(), len(tokens))
@@ -147,8 +100,8 @@ class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
     def ppo_update(self, tokens, mask, logp_old, values_old, advantages, returns) -> tuple[torch.Tensor, ...]:
         """One minibatch step of the clipped surrogate + vf_coef × the clipped value loss."""
         logp, values = self.logprobs_and_values(tokens)
-        policy = ppo_policy_loss(logp, logp_old, advantages, self.hparams.clip_eps, mask)
-        value_loss = ppo_value_loss(values, values_old, returns, self.hparams.value_clip_eps, mask)
+        policy = objectives.ppo_policy_loss(logp, logp_old, advantages, self.hparams.clip_eps, mask)
+        value_loss = objectives.ppo_value_loss(values, values_old, returns, self.hparams.value_clip_eps, mask)
         optimizer = self.policy_optimizer()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(policy.loss + self.hparams.vf_coef * value_loss)
@@ -197,7 +150,18 @@ class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         return self.reference_policy.model
 
     @property
+    def reward_model_is_fitted_here(self) -> bool:
+        """Whether r_φ is fitted on this run's pairs at the start of fit (`fit`, `bag_of_words`), not loaded."""
+        return self.hparams.reward_model in FITTED_ON_THE_RUN
+
+    @property
     def normalizes_rewards(self) -> bool:
+        """`reward_normalization=reference` scores PPO with (r_φ − μ)/σ, μ and σ the reward model's mean and standard
+        deviation on `reward_normalization_samples` completions of the reference policy, measured once before PPO
+        starts and kept in the checkpoint (Ziegler et al. 2019, §2.1). A Bradley–Terry model is defined only up to an
+        offset, and a summed readout sits far from 0 (−66 on the controlled task), so unnormalised its offset becomes
+        the value head's target and the value loss, through the shared backbone, swamps the policy gradient. `none`:
+        r_φ as it is. The true reward (PPO-GT) is never normalised."""
         return self.reward_model is not None and self.hparams.reward_normalization == "reference"
 
     def on_fit_start(self) -> None:
@@ -248,6 +212,21 @@ class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         self.reward_model_fitted = state.get("reward_model_fitted", self.reward_model_fitted)
         for key, value in (state.get("kl_control") or {}).items():
             setattr(self.kl_control, key, value)
+
+
+def check_ppo_settings(settings: dict) -> None:
+    """Refuse PPO's bad settings (its constructor's arguments) by name, before anything is built."""
+    check_choice("model.kl_controller", settings["kl_controller"], KL_CONTROLLERS)
+    check_choice("model.reward_model_readout", settings["reward_model_readout"], READOUTS)
+    check_choice("model.reward_normalization", settings["reward_normalization"], REWARD_NORMALIZATIONS)
+    for key in ("reward_model_epochs", "reward_model_lr", "reward_model_words", "completion_length", "ppo_epochs",
+                "minibatch_size", "clip_eps", "value_clip_eps", "max_grad_norm", "reward_normalization_samples"):
+        check_positive(f"model.{key}", settings[key])
+    for key in ("kl_coef", "vf_coef", "gamma", "lam"):
+        check_positive(f"model.{key}", settings[key], allow_zero=True)
+    if settings["reward_model"] is None and settings["true_reward"] is None:
+        raise ValueError("model.reward_model=null scores PPO with the true reward, and model.true_reward is null; "
+                         "give the task's (configs/model/ppo.yaml: the controlled task's sentiment_reward)")
 
 
 def equal_length_prompts(batch: dict) -> torch.Tensor:

@@ -4,14 +4,11 @@ r_φ is a scalar head over a copy of the reference policy's backbone, read after
 completion token (`readout: last`, Stiennon et al. 2020; Ouyang et al. 2022) or added up over the
 completion's tokens (`readout: sum`: a score per token, summed — the shape of a lexicon scorer such as
 the controlled task's VADER, a normalised sum of word valences); training minimises
-−log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). Logged: the loss
-and the pair accuracy, held out as `val/reward_model_accuracy`. A checkpoint of this module is
-what PPO's `model.reward_model=` reads; PPO with `model.reward_model=fit` fits one as its own
-submodule on its run's pairs first (`fit_reward_model`, below). `init_from` starts r_φ from another reward
-model's weights (a fresh optimiser and schedule: a second stage, e.g. one epoch of cosine decay to zero
-after training at a constant rate).
+−log σ(r_φ(x, y_w) − r_φ(x, y_l)) (`alignment_objectives.bradley_terry_loss`). PPO's reward models
+are made below (`ppo_reward_model`, `fit_reward_model`).
 """
 import contextlib
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +16,7 @@ import torch
 
 from divlab.checkpoints import check_readable
 from divlab.lightning_modules.alignment_objectives import bradley_terry_loss, last_token_index, pair_accuracy
+from divlab.lightning_modules.bag_of_words import BagOfWordsRewardModel
 from divlab.lightning_modules.contracts import FamilyModule
 from divlab.lightning_modules.networks.scalar_head import ScalarHead
 from divlab.lightning_modules.optim import make_optimizer, with_scheduler
@@ -27,6 +25,8 @@ from divlab.lightning_modules.sequence import read_sequence
 from divlab.validation import check_choice, optimizer_lr
 
 READOUTS = ("last", "sum")
+FIT, BAG_OF_WORDS = "fit", "bag_of_words"  # PPO's reward models fitted on its run's pairs (`ppo_reward_model`)
+FITTED_ON_THE_RUN = (FIT, BAG_OF_WORDS)
 
 
 class RewardModel(L.LightningModule, FamilyModule):
@@ -35,11 +35,12 @@ class RewardModel(L.LightningModule, FamilyModule):
     validation_metrics = ("loss", "reward_model_accuracy")
     draws_training_noise = False
 
-    def __init__(self, data_shape, policy: dict, optimizer, readout: str = "last", scheduler=None,
+    def __init__(self, data_shape, policy: dict, optimizer, readout: str = "sum", scheduler=None,
                  init_from: str | None = None):
         """`policy`: the reference policy spec (`load_reference_policy`) whose backbone r_φ starts from;
         `readout`: last | sum (`read_reward`); `scheduler`: a partial lr scheduler stepped every step, or
-        None for a constant rate; `init_from`: a reward model checkpoint whose weights r_φ starts from."""
+        None for a constant rate; `init_from`: a reward model checkpoint whose weights r_φ starts from (a fresh
+        optimiser and schedule: a second stage, e.g. one epoch of cosine decay to zero after a constant rate)."""
         super().__init__()
         check_choice("model.readout", readout, READOUTS)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -61,6 +62,7 @@ class RewardModel(L.LightningModule, FamilyModule):
         return self.rewards(ids, mask).chunk(2)
 
     def preference_step(self, batch: dict, split: str) -> torch.Tensor:
+        """The Bradley–Terry loss; logs it and the pair accuracy (`val/reward_model_accuracy` held out)."""
         chosen, rejected = self.pair_rewards(batch)
         loss = bradley_terry_loss(chosen, rejected)
         accuracy_key = "val/reward_model_accuracy" if split == "val" else f"{split}/accuracy"
@@ -114,6 +116,19 @@ def load_reward_model(ckpt_path: str, other_choices: str = "not") -> RewardModel
                                 "one with experiment=align_reward_model, or leave it null for the true reward")
     return freeze(RewardModel.load_from_checkpoint(path, map_location="cpu", optimizer=None, init_from=None,
                                                    weights_only=True))
+
+
+def ppo_reward_model(choice: str | None, data_shape, policy: dict, decode, lr: float, readout: str, words: int):
+    """PPO's r_φ for `model.reward_model=choice`, a frozen submodule (saved in PPO's checkpoint, outside DDP's
+    gradient sync): `fit`, a RewardModel over π_ref's backbone (`policy`) fitted on the run's training pairs by
+    `fit_reward_model` (AdamW at `lr`, read out as `readout` says); `bag_of_words`, logistic regression on the
+    pairs' counts of their `words` most frequent words (`bag_of_words.py`, texts by `decode`); a checkpoint of a
+    `model=reward_model` run; or None (PPO scores with the true reward)."""
+    if choice == FIT:
+        return freeze(RewardModel(data_shape, policy, partial(torch.optim.AdamW, lr=lr), readout=readout))
+    if choice == BAG_OF_WORDS:
+        return BagOfWordsRewardModel(decode, words)
+    return None if choice is None else load_reward_model(choice, f"neither {FIT}, {BAG_OF_WORDS} nor")
 
 
 def fit_reward_model(module: L.LightningModule, reward_model: RewardModel, optimizer, loader, epochs: int) -> None:
