@@ -36,7 +36,7 @@ COMPARE = ROOT / "docs" / "compare"
 TOY_METRICS = ("test/modes_covered", "test/high_quality_percent", "test/mode_reverse_kl")
 TOY_HEADERS = {"test/modes_covered": "modes", "test/high_quality_percent": "high-quality %",
                "test/mode_reverse_kl": "mode reverse KL"}
-HEADLINE_FRONTIER = "frontier_one_command_3beta"
+HEADLINE_FRONTIER = "frontier_5seed"
 FRONTIER_KLS = (1, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22)
 
 
@@ -291,7 +291,7 @@ def headline() -> str:
 
 
 FIGURES = ROOT / "docs" / "results" / "figures"
-FRONTIER_FIGURES = {"frontier_one_command_3beta": "alignment_frontier.png"}
+FRONTIER_FIGURES = {"frontier_5seed": "alignment_frontier.png"}
 
 
 def write_figures() -> list[Path]:
