@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from divlab.checkpoints import LAST, check_matches, check_readable, check_targets
+from divlab.lightning_modules.networks.gpt import with_bias_of_older_runs
 from divlab.run_files import RUN_FILE, read_run_record
 
 SAVED_HYDRA_CONFIG = Path(".hydra") / "config.yaml"
@@ -28,13 +29,21 @@ def saved_config(run_dir: Path) -> DictConfig | None:
     record = read_run_record(run_dir)
     if record and record.get("config"):
         check_targets(record["config"], str(run_dir / RUN_FILE))
-        return OmegaConf.create(record["config"])
+        return _as_trained(record["config"])
     hydra_config = run_dir / SAVED_HYDRA_CONFIG
     if not hydra_config.is_file():
         return None
-    config = OmegaConf.load(hydra_config)
-    check_targets(OmegaConf.to_container(config), str(hydra_config))
-    return config
+    config = OmegaConf.to_container(OmegaConf.load(hydra_config))
+    check_targets(config, str(hydra_config))
+    return _as_trained(config)
+
+
+def _as_trained(config: dict) -> DictConfig:
+    """A saved config with the settings its networks were trained with made explicit (`with_bias_of_older_runs`)."""
+    model = config.get("model") or {}
+    if isinstance(model.get("backbone"), dict):
+        config = {**config, "model": {**model, "backbone": with_bias_of_older_runs(model["backbone"])}}
+    return OmegaConf.create(config)
 
 
 def build_data_and_model(data_cfg, model_cfg) -> tuple:

@@ -221,3 +221,19 @@ def test_compiled_backbone_matches_eager():
     except Exception as error:  # no C++ compiler on this machine: the flag stays documented, untested
         pytest.skip(f"torch.compile unavailable here: {type(error).__name__}")
     assert torch.allclose(eager, compiled, atol=1e-4)
+
+
+def test_a_gpt_run_saved_before_bias_was_a_setting_loads_with_its_biases(tmp_path):
+    # Every GPT had biases before `bias` became a setting (default false); a run saved then names no `bias`.
+    import json
+
+    from divlab.lightning_modules.networks.gpt import with_bias_of_older_runs
+    from divlab.saved_runs import saved_config
+
+    old = {"_target_": "divlab.lightning_modules.networks.gpt.GPT", "_partial_": True, "n_layer": 1}
+    assert with_bias_of_older_runs(old) == {**old, "bias": True}
+    assert with_bias_of_older_runs({**old, "bias": False})["bias"] is False
+    s4d = {"_target_": "divlab.lightning_modules.networks.s4d.S4D", "n_layer": 1}
+    assert with_bias_of_older_runs(s4d) == s4d
+    (tmp_path / "run.json").write_text(json.dumps({"config": {"model": {"backbone": old}, "data": {}}}))
+    assert saved_config(tmp_path).model.backbone.bias is True

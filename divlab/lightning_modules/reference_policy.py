@@ -23,6 +23,7 @@ from divlab.checkpoints import LAST, CheckpointError, check_readable, check_targ
 from divlab.config_dir import compose_train
 from divlab.datamodules.preferences import PreferenceDataModule
 from divlab.lightning_modules.autoregressive import AutoregressiveModel
+from divlab.lightning_modules.networks.gpt import with_bias_of_older_runs
 from divlab.run_files import RUN_FILE
 
 # The experiment preset (configs/experiment/) whose run is the default reference policy.
@@ -122,7 +123,7 @@ def _load(ckpt_path: str, data_dir: str) -> ReferencePolicy:
                          f"missing from {run_json}); train one with model=ar")
     check_targets({"data": config["data"], "backbone": config["model"]["backbone"]}, str(run_json))
     text = hydra.utils.instantiate({**config["data"], "data_dir": data_dir})
-    backbone = hydra.utils.instantiate(config["model"]["backbone"])
+    backbone = hydra.utils.instantiate(with_bias_of_older_runs(config["model"]["backbone"]))
     model = AutoregressiveModel.load_from_checkpoint(path, map_location="cpu", backbone=backbone, optimizer=None,
                                                      weights_only=True)
     if model.hparams.vocab_size != text.vocab_size:

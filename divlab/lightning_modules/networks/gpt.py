@@ -11,6 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def with_bias_of_older_runs(backbone: dict) -> dict:
+    """A GPT's config as a run saved it; one saved before `bias` was a setting (every GPT had biases then) gets
+    `bias: true`, so its checkpoint loads into the network it was trained as."""
+    if str(backbone.get("_target_", "")).endswith("networks.gpt.GPT") and "bias" not in backbone:
+        return {**backbone, "bias": True}
+    return backbone
+
+
 @dataclass
 class KVCache:
     """Keys and values of every layer, preallocated for the whole context: [n_layer, B, H, context, D]."""
@@ -36,11 +44,11 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool = True):
         super().__init__()
         self.n_head = n_head
-        self.qkv = nn.Linear(n_embd, 3 * n_embd)
-        self.proj = nn.Linear(n_embd, n_embd)
+        self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
@@ -69,10 +77,10 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, n_embd: int, dropout: float):
+    def __init__(self, n_embd: int, dropout: float, bias: bool = True):
         super().__init__()
-        self.fc = nn.Linear(n_embd, 4 * n_embd)
-        self.proj = nn.Linear(4 * n_embd, n_embd)
+        self.fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,12 +88,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool = True):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(n_embd)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
-        self.ln_2 = nn.LayerNorm(n_embd)
-        self.mlp = MLP(n_embd, dropout)
+        self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias)
+        self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
+        self.mlp = MLP(n_embd, dropout, bias)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer)
@@ -93,10 +101,13 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Token ids in [0, vocab_size] (id vocab_size = begin-of-sequence) → logits over vocab_size tokens."""
+    """Token ids in [0, vocab_size] (id vocab_size = begin-of-sequence) → logits over vocab_size tokens.
+
+    Without biases in its Linears and LayerNorms by default (`bias=False`, nanoGPT's `train.py` default: fewer
+    tensors to add, differentiate and update); `bias=True` adds them."""
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 128,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, bias: bool = False):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"model.backbone.n_embd ({n_embd}) must be divisible by n_head ({n_head})")
@@ -105,8 +116,8 @@ class GPT(nn.Module):
         self.token_embedding = nn.Embedding(vocab_size + 1, n_embd)
         self.position_embedding = nn.Embedding(block_size, n_embd)
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout) for _ in range(n_layer))
-        self.ln_f = nn.LayerNorm(n_embd)
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd, bias=bias)
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/√(2·n_layer), so the residual stream's variance
         # does not grow with depth.
