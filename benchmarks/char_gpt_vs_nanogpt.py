@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/char_gpt_vs_nanogpt.json")
     args = parser.parse_args(argv)
     started = Provenance.now(__file__, argv)
-    checkout = nanogpt_checkout(args.nanogpt)
+    checkout = nanogpt_checkout(args.nanogpt.resolve() if args.nanogpt else None)  # runs from a temporary dir
     if checkout is None:
         print(f"skipped: --nanogpt {args.nanogpt} is not a nanoGPT checkout (needs train.py, model.py, "
               "configurator.py, config/train_shakespeare_char.py); `git clone https://github.com/karpathy/nanoGPT`")
