@@ -18,7 +18,8 @@ Each repeat runs both, alternated, as separate processes with the same interpret
 - divlab: `python train.py experiment=char_gpt trainer.max_steps=STEPS logger=none`, float32, eager.
 
 Measured: ms per training step (nanoGPT: the median of its printed per-iteration times past the first 5; divlab:
-the median time per step between consecutive progress lines of its train.log, one every 10 steps, so an interval
+the median time per step between consecutive progress lines of its train.log (their logging time stamps, to the
+millisecond), one every 10 steps, so an interval
 holding a validation does not set it), tokens/s (12 × 64 tokens a step), the whole run's wall time from process
 start to exit, and the
 held-out loss after STEPS steps **scored the same way for both**: the mean next-character loss (nats) on divlab's
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +54,9 @@ DATASET = "divlab_shakespeare_char"
 NANOGPT_SIZES = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1", f"--block_size={BLOCK}",
                  f"--batch_size={BATCH}", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0"]
 NANOGPT_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.MULTILINE)
-DIVLAB_PROGRESS = re.compile(r"step (\d+) \(([\d.]+) s\)")
+# A progress line of divlab's train.log: the logging time stamp (to the millisecond) and the step it reports.
+DIVLAB_PROGRESS = re.compile(r"^\[([\d-]+ [\d:]+,\d+)\]\[divlab\.progress\]\[INFO\] - [^\n]*?step (\d+) \(",
+                             re.MULTILINE)
 
 
 def nanogpt_checkout(path: Path | None) -> Path | None:
@@ -105,7 +109,8 @@ def run_divlab(run_dir: Path, steps: int, threads: int, seed: int) -> dict:
     wall = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"divlab's train.py failed ({result.returncode}):\n{result.stderr[-2000:]}")
-    marks = [(int(s), float(t)) for s, t in DIVLAB_PROGRESS.findall((run_dir / "train.log").read_text())]
+    marks = [(int(step), datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp())
+             for stamp, step in DIVLAB_PROGRESS.findall((run_dir / "train.log").read_text())]
     per_step = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(marks, marks[1:]) if s1 > s0]
     return {"wall_s": wall, "ms_per_step": 1e3 * statistics.median(per_step), "run_dir": str(run_dir)}
 

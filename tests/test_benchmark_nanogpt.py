@@ -37,3 +37,13 @@ def test_heldout_loss_averages_every_scored_position():
     # a model whose loss at each scored position is that position's token: the mean of every token but the first
     loss = bench.heldout_loss(lambda x: x[:, 1:].float(), windows, batch=3)
     assert loss == windows[:, 1:].float().mean().item()
+
+
+def test_divlabs_step_times_come_from_the_progress_lines_millisecond_stamps():
+    # The lines' own "(0.5 s)" has 0.1 s resolution, 10 ms a step over 10 steps: the logging stamp is read instead.
+    from benchmarks.char_gpt_vs_nanogpt import DIVLAB_PROGRESS
+
+    log = ("[2026-12-06 14:15:36,111][divlab.progress][INFO] - epoch 0 batch 10/250 step 10 (0.5 s): train/loss 4\n"
+           "[2026-12-06 14:15:36,408][divlab.progress][INFO] - epoch 0 batch 20/250 step 20 (0.8 s): train/loss 3\n"
+           "[2026-12-06 14:15:36,500][divlab.progress][INFO] - epoch 0 step 20 validation: val/loss 3\n")
+    assert DIVLAB_PROGRESS.findall(log) == [("2026-12-06 14:15:36,111", "10"), ("2026-12-06 14:15:36,408", "20")]

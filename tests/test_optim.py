@@ -73,5 +73,7 @@ def test_the_warmup_cosine_schedule_has_nanogpts_rates_at_its_landmarks():
     expected = {0: 1e-3 / 101, 99: 1e-3 * 100 / 101, 100: 1e-3, 250: 1e-4 + 0.5 * 9e-4, 400: 1e-4, 401: 1e-4}
     assert {step: pytest.approx(rates[step], rel=1e-9) for step in expected} == expected
     assert rates[175] == pytest.approx(1e-4 + 0.5 * (1 + math.cos(math.pi * 75 / 300)) * 9e-4, rel=1e-9)
-    with pytest.raises(ValueError, match="warmup_steps=400 must be >= 0 and below total_steps=400"):
-        warmup_cosine(optimizer, warmup_steps=400, total_steps=400)
+    short = warmup_cosine(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1.0), 100, total_steps=30)
+    assert [short.lr_lambdas[0](step) for step in (0, 29, 99, 100)] == [1 / 101, 30 / 101, 100 / 101, 0.1]
+    with pytest.raises(ValueError, match="warmup_steps=-1 must be >= 0 and total_steps=400 >= 1"):
+        warmup_cosine(optimizer, warmup_steps=-1, total_steps=400)

@@ -32,15 +32,18 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
                   min_lr_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
     """The rate × (s + 1)/(w + 1) for steps s < w = `warmup_steps` (a linear warm-up), then a cosine from the rate
     at s = w down to `min_lr_ratio` × the rate at s = `total_steps`, and that floor after: nanoGPT's schedule
-    (`get_lr` in its train.py), as a partial scheduler for `with_scheduler`."""
-    if not 0 <= warmup_steps < total_steps:
-        raise ValueError(f"model.scheduler.warmup_steps={warmup_steps} must be >= 0 and below "
-                         f"total_steps={total_steps}")
+    (`get_lr` in its train.py), as a partial scheduler for `with_scheduler`. A run shorter than the warm-up
+    (`trainer.max_steps=30` for a quick look) warms up throughout, as nanoGPT's does."""
+    if warmup_steps < 0 or total_steps < 1:
+        raise ValueError(f"model.scheduler.warmup_steps={warmup_steps} must be >= 0 and total_steps={total_steps} "
+                         ">= 1")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
-        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        if step >= total_steps:
+            return min_lr_ratio
+        progress = (step - warmup_steps) / (total_steps - warmup_steps)
         return min_lr_ratio + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - min_lr_ratio)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
