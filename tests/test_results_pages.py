@@ -94,3 +94,23 @@ def test_every_results_page_is_in_the_docs_and_names_its_blocks():
     for page in results:
         for name in block_names(page.read_text()):
             generator(name)  # raises KeyError for a block no generator makes
+
+
+def test_means_gives_each_preset_its_n_and_mean_and_se_over_seeds(tmp_path, monkeypatch):
+    # char_gpt at bpc 1.0, 1.2, 1.4 (mean 1.2, SE 0.2/√3·√... = std 0.2 / √3 = 0.11547); vae_fashion_mnist one seed
+    # (no spread: its mean alone) and no bpc ("–").
+    import json
+
+    from divlab.tracking import results_tables
+
+    runs = [{"config": {"experiment_name": "char_gpt"}, "metrics": {"test/bpc": bpc}, "seed": seed}
+            for seed, bpc in enumerate((1.0, 1.2, 1.4))]
+    runs.append({"config": {"experiment_name": "vae_fashion_mnist"}, "metrics": {"test/bpd": 4.5}, "seed": 0})
+    (tmp_path / "likely.json").write_text(json.dumps({"runs": runs}))
+    monkeypatch.setattr(results_tables, "RECORDS", tmp_path)
+    assert generator("means/likely")().splitlines() == [
+        "| experiment | n | bpc ↓ | bpd ↓ |",
+        "| --- | --- | --- | --- |",
+        "| `char_gpt` | 3 | 1.20 ± 0.12 | – |",
+        "| `vae_fashion_mnist` | 1 | – | 4.5 |",
+    ]

@@ -7,6 +7,7 @@ Block names (see `doc_blocks`), resolved by `generator(name)`:
 - `toy-headline/<data>`: divlab's `best_<data>` runs beside every published row of the toy protocol, mean ± SE,
   and the two-SE verdict of divlab's row against each published one;
 - `per-seed/<set>`: a collapsible table of every run's final metrics in a record set;
+- `means/<set>`: each experiment preset of a record set, its n and the mean ± SE over seeds of every metric;
 - `compare/<folder>`: a `compare.py` table committed as `docs/compare/<folder>/table.csv` (aggregates: mean, std
   and n per row), shown as mean ± SE with the best row and every row on par with it in bold;
 - `frontier/<set>`: the reward–KL frontier on measured points (seed means of every validation), each method's
@@ -157,6 +158,21 @@ def per_seed(name: str, metrics=None) -> str:
     rows = [[run_label(run), run.get("seed"), *(_number(run["metrics"].get(m)) for m in metrics),
              "–" if run.get("wall_seconds") is None else f"{run['wall_seconds'] / 60:.1f}"] for run in runs]
     return ("<details><summary>Per seed</summary>\n\n" + _table(header, rows) + "\n\n</details>")
+
+
+def means(name: str) -> str:
+    """One row per experiment preset of a record set (runs grouped by `experiment_name`): n and the mean ± SE over
+    its seeds of every recorded metric ("–" where a preset does not report it)."""
+    runs = record_set(name)["runs"]
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run["config"].get("experiment_name") or run_label(run), []).append(run)
+    metrics = list(dict.fromkeys(m for run in runs for m in run["metrics"]))
+    header = ["experiment", "n", *(f"{base_name(m) if m.startswith('test/') else m} {direction(m)}".rstrip()
+                                   for m in metrics)]
+    rows = [[f"`{group}`", len(members), *(estimate(v).text() if (v := _values(members, m)) else "–"
+                                           for m in metrics)] for group, members in groups.items()]
+    return _table(header, rows)
 
 
 def _number(value) -> str:
@@ -313,6 +329,7 @@ PREFIXED = {
     "toy-headline": toy_headline,
     "toy-reading": toy_reading,
     "per-seed": per_seed,
+    "means": means,
     "compare": compare_csv,
     "frontier": frontier_verdicts,
     "frontier-points": frontier_points_table,
