@@ -152,10 +152,14 @@ def _verdict_text(ours: Estimate | None, theirs: Estimate | None, higher: bool) 
 
 
 def per_seed(name: str, metrics=None) -> str:
+    """Every run's final metrics; runs are named by their preset too where the set holds several presets."""
     runs = record_set(name)["runs"]
     metrics = list(metrics or dict.fromkeys(m for run in runs for m in run["metrics"]))
     header = ["run", "seed", *(base_name(m) if m.startswith("test/") else m for m in metrics), "wall (min)"]
-    rows = [[run_label(run), run.get("seed"), *(_number(run["metrics"].get(m)) for m in metrics),
+    presets = {run["config"].get("experiment_name") for run in runs}
+    label = ((lambda run: f"`{run['config'].get('experiment_name')}` ({run_label(run)})") if len(presets) > 1
+             else run_label)
+    rows = [[label(run), run.get("seed"), *(_number(run["metrics"].get(m)) for m in metrics),
              "–" if run.get("wall_seconds") is None else f"{run['wall_seconds'] / 60:.1f}"] for run in runs]
     return ("<details><summary>Per seed</summary>\n\n" + _table(header, rows) + "\n\n</details>")
 
