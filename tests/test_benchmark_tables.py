@@ -2,6 +2,7 @@
 met only at or past its boundary, a missing record says how to make it, and a committed record's changed digit
 makes the page stale."""
 import json
+import shutil
 
 import pytest
 
@@ -33,6 +34,9 @@ def dpo_summary() -> dict:
                              for arm, s in seconds.items()}} for i in range(3)]
     return {**PROVENANCE, "trl": "0.20.0", "steps": 30, "batch_size": 8, "repeats": 3, "precision": "float32",
             "arms": list(seconds), "step0_loss": 0.6931, "rows": rows}
+
+
+COMMITTED_RECORDS = bt.BENCHMARK_RECORDS
 
 
 @pytest.fixture
@@ -108,13 +112,15 @@ def test_a_missing_planned_record_says_how_to_make_it(records):
         bt.benchmark("resnet_vs_timm")
 
 
-def test_a_committed_record_fills_the_page_and_a_changed_digit_makes_it_stale(records):
+def test_a_changed_record_makes_the_page_stale_until_rebuilt_and_a_changed_digit_is_caught(records):
+    for committed in COMMITTED_RECORDS.glob("*.json"):  # the records the page was built from
+        shutil.copy(committed, records)
     page = ROOT_PAGE.read_text()
     assert "<!-- results:benchmark/dpo_vs_trl -->" in page
-    assert ROOT_PAGE not in results.stale_pages()  # no record: the page shows how to make it
+    assert ROOT_PAGE not in results.stale_pages()
     summary = dpo_summary()
     write(records, "dpo_vs_trl", summary)
-    filled = results.stale_pages()[ROOT_PAGE]  # a record committed without `divlab results build`: stale
+    filled = results.stale_pages()[ROOT_PAGE]  # a record changed without `divlab results build`: stale
     assert "| throughput: TRL, π_ref precomputed ms/step ÷ divlab's | 1.143×" in filled
     assert rebuild(filled, generator) == filled
     summary["rows"][0]["divlab"]["s_per_step"] = 0.030  # one changed digit in the record
