@@ -2,6 +2,7 @@
 choice kept, and the fused update the same as the per-parameter loop's."""
 import functools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,13 +10,24 @@ import torch
 from divlab.lightning_modules.networks.gpt import GPT
 from divlab.lightning_modules.optim import make_optimizer, warmup_cosine
 
-CPU = torch.device("cpu")
+CPU = SimpleNamespace(device=torch.device("cpu"), _trainer=None)  # a module on a CPU, no Trainer attached yet
 
 
 @pytest.mark.parametrize("optimizer", [torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD])
 def test_optimisers_with_a_fused_kernel_are_fused_on_a_cpu(optimizer):
     made = make_optimizer(functools.partial(optimizer, lr=1e-3), [torch.nn.Parameter(torch.ones(3))], CPU)
     assert made.defaults["fused"] is True
+
+
+def test_under_mixed_precision_the_optimiser_is_not_fused_since_lightnings_clipping_refuses_it():
+    # Lightning's MixedPrecision.clip_gradients raises for an optimiser that unscales inside its step (fused).
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    adamw = functools.partial(torch.optim.AdamW, lr=1e-3)
+    for plugin, fused in ((MixedPrecision("bf16-mixed", "cpu"), False), (SimpleNamespace(), True)):
+        module = SimpleNamespace(device=torch.device("cpu"), _trainer=SimpleNamespace(precision_plugin=plugin))
+        assert bool(make_optimizer(adamw, params, module).defaults["fused"]) is fused
 
 
 def test_the_configs_own_implementation_and_optimisers_without_a_fused_kernel_are_left_alone():

@@ -194,4 +194,4 @@ class AutoregressiveModel(L.LightningModule, FamilyModule, GenerativeModule, Lik
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.hparams.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
-        return with_scheduler(make_optimizer(self.optimizer, groups, self.device), self.scheduler)
+        return with_scheduler(make_optimizer(self.optimizer, groups, self), self.scheduler)

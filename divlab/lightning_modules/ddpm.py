@@ -138,4 +138,4 @@ class DDPM(L.LightningModule, FamilyModule, GenerativeModule, LikelihoodModel):
         return -sampled_variational_bound(self.denoiser, self.schedule, x, steps, self.reverse)
 
     def configure_optimizers(self):
-        return make_optimizer(self.optimizer, self.parameters(), self.device)
+        return make_optimizer(self.optimizer, self.parameters(), self)

@@ -92,7 +92,7 @@ class DPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         return self.policy.sample(n)
 
     def configure_optimizers(self):
-        return make_optimizer(self.optimizer, self.policy.parameters(), self.device)
+        return make_optimizer(self.optimizer, self.policy.parameters(), self)
 
     @property
     def reference(self):

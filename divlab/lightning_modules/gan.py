@@ -205,6 +205,6 @@ class GAN(L.LightningModule, FamilyModule, GenerativeModule):
         networks = [(self.generator, self.generator_optimizer, self.generator_scheduler)]
         if self.critic is not None:
             networks.append((self.critic, self.critic_optimizer, self.critic_scheduler))
-        configs = [with_scheduler(make_optimizer(optimizer, network.parameters(), self.device), scheduler)
+        configs = [with_scheduler(make_optimizer(optimizer, network.parameters(), self), scheduler)
                    for network, optimizer, scheduler in networks]
         return [config if isinstance(config, dict) else {"optimizer": config} for config in configs]

@@ -8,16 +8,26 @@ import torch
 FUSED_DEVICES = ("cuda", "cpu")
 
 
-def make_optimizer(optimizer, params, device: torch.device) -> torch.optim.Optimizer:
-    """Call a partial optimiser (Hydra `_partial_: true`) on `params`, fused on CUDA and CPU where the optimiser has
-    a fused implementation and the config chooses no implementation itself (`fused` or `foreach`). On a CPU torch's
-    default is a loop over the parameters; the fused step computes the same update (to float rounding) in one
-    kernel, which shows at small models such as `char_gpt`, where the optimiser is a sizeable share of a step."""
+def make_optimizer(optimizer, params, module) -> torch.optim.Optimizer:
+    """Call a partial optimiser (Hydra `_partial_: true`) on `params` of `module` (a LightningModule), fused on CUDA
+    and CPU where the optimiser has a fused implementation and the config chooses no implementation itself (`fused`
+    or `foreach`). On a CPU torch's default is a loop over the parameters; the fused step computes the same update
+    (to float rounding) in one kernel, which shows at small models such as `char_gpt`, where the optimiser is a
+    sizeable share of a step. Not under Lightning's mixed precision (`16-mixed`, `bf16-mixed`): its gradient
+    clipping refuses an optimiser that unscales gradients inside its step, as fused ones do; torch's default there."""
     func = getattr(optimizer, "func", optimizer)
     chosen = getattr(optimizer, "keywords", {}) or {}
-    fused = (device.type in FUSED_DEVICES and "fused" in inspect.signature(func).parameters
-             and not {"fused", "foreach"} & set(chosen))
+    fused = (module.device.type in FUSED_DEVICES and "fused" in inspect.signature(func).parameters
+             and not {"fused", "foreach"} & set(chosen) and not under_mixed_precision(module))
     return optimizer(params, **({"fused": True} if fused else {}))
+
+
+def under_mixed_precision(module) -> bool:
+    """Whether `module`'s Trainer runs Lightning's mixed-precision plugin (False before a Trainer is attached)."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    trainer = getattr(module, "_trainer", None)
+    return trainer is not None and isinstance(trainer.precision_plugin, MixedPrecision)
 
 
 def with_scheduler(optimizer: torch.optim.Optimizer, scheduler=None):

@@ -135,7 +135,7 @@ class PPO(L.LightningModule, FamilyModule, GenerativeModule, AlignmentModule):
         return self.policy.sample(n)
 
     def configure_optimizers(self):
-        policy = make_optimizer(self.optimizer, [*self.policy.parameters(), *self.value_head.parameters()], self.device)
+        policy = make_optimizer(self.optimizer, [*self.policy.parameters(), *self.value_head.parameters()], self)
         return [policy, self.reward_model.configure_optimizers()] if self.hparams.reward_model == FIT else policy
 
     def policy_optimizer(self):

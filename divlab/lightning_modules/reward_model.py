@@ -74,7 +74,7 @@ class RewardModel(L.LightningModule, FamilyModule):
         self.preference_step(batch, "val")
 
     def configure_optimizers(self):
-        return with_scheduler(make_optimizer(self.optimizer, self.parameters(), self.device), self.scheduler)
+        return with_scheduler(make_optimizer(self.optimizer, self.parameters(), self), self.scheduler)
 
     def rewards(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """r_φ(x, y) per sequence [B], read from the backbone's outputs as `readout` says."""

@@ -144,4 +144,4 @@ class ScoreSDE(L.LightningModule, FamilyModule, GenerativeModule, LikelihoodMode
         return log_p + log_volume
 
     def configure_optimizers(self):
-        return make_optimizer(self.optimizer, self.parameters(), self.device)
+        return make_optimizer(self.optimizer, self.parameters(), self)

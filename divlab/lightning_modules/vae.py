@@ -159,4 +159,4 @@ class VAE(L.LightningModule, FamilyModule, GenerativeModule, LikelihoodModel):
         return importance_weighted_bound(torch.stack(log_w))
 
     def configure_optimizers(self):
-        return make_optimizer(self.optimizer, self.parameters(), self.device)
+        return make_optimizer(self.optimizer, self.parameters(), self)
