@@ -59,7 +59,7 @@ def kind(name: str) -> str:
 
 def benchmark(name: str) -> str:
     """Block `benchmark/<name>`: the record's provenance and tables, or how to make a planned record."""
-    kind(name)
+    benchmark_kind = kind(name)  # an unknown kind is refused before any file is read
     path = BENCHMARK_RECORDS / f"{name}.json"
     shown = f"docs/results/records/benchmarks/{name}.json"
     if not path.exists():
@@ -67,7 +67,7 @@ def benchmark(name: str) -> str:
             raise FileNotFoundError(f"no benchmark record {path}; write it with the benchmark's --out {shown}")
         return f"Not measured yet: run `{PLANNED[name]} --out {shown}` and commit its JSON to {shown}."
     summary = json.loads(path.read_text())
-    return provenance(name, summary) + "\n\n" + tables(kind(name), summary)
+    return provenance(name, summary) + "\n\n" + tables(benchmark_kind, summary)
 
 
 def provenance(name: str, summary: dict) -> str:
