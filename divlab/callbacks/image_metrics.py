@@ -4,8 +4,17 @@ density/coverage, every N epochs and at test.
 The feature space is a small classifier shipped per dataset (`divlab.evaluation.feature_nets`),
 so metric names carry its short name and nobody mistakes them for Inception scores:
 `<split>/fid_fmnist`, `<split>/kid_fmnist` (+ `kid_std_fmnist`), `<split>/precision_fmnist`,
-`<split>/recall_fmnist`, `<split>/density_fmnist`, `<split>/coverage_fmnist` (`_digits` on
-digits, `_inception` with `feature_net=inception`); wall times as `time/<split>/<step>_seconds`.
+`<split>/recall_fmnist`, `<split>/density_fmnist`, `<split>/coverage_fmnist`, `<split>/class_kl_fmnist`
+(`_fmnist16` on Fashion-MNIST pooled to 16×16, `_digits` on digits, `_inception` with
+`feature_net=inception`); wall times as `time/<split>/<step>_seconds`.
+
+Per-class coverage, the image analogue of the toys' mode coverage: the classifier labels every
+sample, and `class_kl` is the reverse KL of that label histogram against the uniform one (the
+data's classes are balanced), `divlab.evaluation.toy.mode_histogram_kl`; the histogram goes to the
+run record's `mode_histogram` (no class head, as with Inception: not computed).
+
+Models of pixel sequences (the autoregressive family on `data=fashion_mnist_pixels`) are scored
+too: their data module turns token samples back into images (`samples_as_images`).
 
 The feature network runs once per image, batched; real-data features are cached on disk under
 `cache_dir`, keyed by dataset, split, number of images and the weights' hash. FID and KID are
@@ -21,12 +30,14 @@ from torch import Tensor, nn
 from divlab.atomic_files import atomic_write
 from divlab.callbacks.evaluation_rng import seeded_stream
 from divlab.callbacks.periodic import PeriodicEvaluation
-from divlab.evaluation.feature_nets import FEATURE_SPACES, file_hash, load_feature_net
+from divlab.evaluation.feature_nets import FEATURE_SPACES, feature_space_name, file_hash, load_feature_net
 from divlab.evaluation.frechet import feature_fid_metric, feature_kid_metric, kid_subset_size
 from divlab.evaluation.manifold import density_coverage, precision_recall
+from divlab.evaluation.toy import mode_histogram_kl
+from divlab.tracking.run_record import RunRecord
 from divlab.validation import check_positive
 
-METRICS = ("fid", "kid", "precision_recall", "density_coverage")
+METRICS = ("fid", "kid", "precision_recall", "density_coverage", "class_coverage")
 
 
 class InceptionFeatures(nn.Module):
@@ -50,6 +61,13 @@ class InceptionFeatures(nn.Module):
 def extract_features(net: nn.Module, images: Tensor, device, batch_size: int = 500) -> Tensor:
     net = net.to(device).eval()
     return torch.cat([net(batch.to(device).float()).flatten(1).float().cpu() for batch in images.split(batch_size)])
+
+
+@torch.no_grad()
+def class_histogram(net: nn.Module, features: Tensor) -> Tensor:
+    """How many of the images whose features these are the classifier labels as each class (its argmax)."""
+    logits = net.classify_features(features.to(next(net.parameters()).device))
+    return torch.bincount(logits.argmax(1).cpu(), minlength=logits.shape[1])
 
 
 class ImageFeatureMetrics(PeriodicEvaluation):
@@ -129,17 +147,23 @@ class ImageFeatureMetrics(PeriodicEvaluation):
 
     def logs_metric(self, name: str) -> bool:
         # fid_<net>, kid_<net>, kid_std_<net>, precision_<net>, ... (the feature network's suffix)
-        return name.startswith(("fid_", "kid_", "precision_", "recall_", "density_", "coverage_"))
+        return name.startswith(("fid_", "kid_", "precision_", "recall_", "density_", "coverage_", "class_kl_"))
 
     def applies(self, datamodule, pl_module) -> bool | str:
-        if getattr(datamodule, "kind", None) != "image":
+        if not hasattr(datamodule, "samples_as_images"):
             return ""
-        if self.feature_net == "auto" and datamodule.name not in FEATURE_SPACES:
+        space = self.space_of(datamodule)
+        if self.feature_net == "auto" and space not in FEATURE_SPACES:
             return (
-                f"no shipped feature network for {datamodule.name!r} (shipped: {', '.join(FEATURE_SPACES)}); "
+                f"no shipped feature network for {space!r} (shipped: {', '.join(FEATURE_SPACES)}); "
                 "set callbacks.image_metrics.feature_net=inception and callbacks.image_metrics.inception_weights=PATH"
             )
         return True
+
+    @staticmethod
+    def space_of(datamodule) -> str:
+        """The shipped feature space of a data module's images: `fashion_mnist`, `fashion_mnist_16`, ..."""
+        return feature_space_name(datamodule.name, datamodule.hparams.get("resolution"))
 
     def feature_space(self, dataset: str) -> tuple[nn.Module, str, str]:
         """(network, weights hash, metric-name suffix) for `dataset`, loaded once."""
@@ -155,14 +179,15 @@ class ImageFeatureMetrics(PeriodicEvaluation):
 
     def real_features(self, datamodule, split: str, device) -> Tensor:
         """Features of the first `n_real` images of `split`: from memory, the disk cache, or computed once."""
-        net, digest, suffix = self.feature_space(datamodule.name)
-        key = f"{datamodule.name}_{split}_n{self.n_real}_{suffix}_{digest}"
+        space = self.space_of(datamodule)
+        net, digest, suffix = self.feature_space(space)
+        key = f"{space}_{split}_n{self.n_real}_{suffix}_{digest}"
         if key not in self._real_features:
             path = self.cache_dir / f"{key}.pt" if self.cache_dir else None
             if path is not None and path.is_file():
                 features = torch.load(path, map_location="cpu", weights_only=True)
             else:
-                images = datamodule.real_samples(split, self.n_real)
+                images = datamodule.real_images(split, self.n_real)
                 features = extract_features(net, images, device, self.batch_size)
                 if path is not None:
                     with atomic_write(path) as file:
@@ -172,14 +197,21 @@ class ImageFeatureMetrics(PeriodicEvaluation):
 
     def evaluate(self, trainer, pl_module, split: str, timer) -> dict:
         datamodule = trainer.datamodule
-        net, _, suffix = self.feature_space(datamodule.name)
+        net, _, suffix = self.feature_space(self.space_of(datamodule))
         with timer(f"real_features_{suffix}"):
             real = self.real_features(datamodule, split, pl_module.device)
         with timer("image_samples"):
-            images = self.samples(pl_module, self.n_samples, self.batch_size)
+            images = datamodule.samples_as_images(self.samples(pl_module, self.n_samples, self.batch_size))
         with timer(f"fake_features_{suffix}"):
             fake = self.fake_features(net, images, pl_module.device)
-        return self.score(real, fake, suffix, timer)
+        metrics = self.score(real, fake, suffix, timer)
+        if "class_coverage" in self.metrics and hasattr(net, "classify_features"):
+            counts = class_histogram(net, fake)
+            metrics[f"class_kl_{suffix}"] = mode_histogram_kl(counts).item()
+            for callback in trainer.callbacks:  # evaluate runs on rank 0 only (PeriodicEvaluation)
+                if isinstance(callback, RunRecord):
+                    callback.add_mode_histogram(split, trainer.global_step, counts.tolist())
+        return metrics
 
     def fake_features(self, net: nn.Module, images: Tensor, device) -> Tensor:
         """Features of the model's samples; those of the last call when `samples` handed back the same images."""

@@ -32,9 +32,16 @@ def metric_names(kind: str | None, discrete: bool) -> tuple[str, str | None]:
     return "nll", unit
 
 
+def standard_error(values: torch.Tensor) -> float:
+    """The standard error of the mean of `values`: their sample standard deviation (n − 1) over √n."""
+    return (values.double().std(correction=1) / math.sqrt(len(values))).item()
+
+
 class LikelihoodEvaluator(L.Callback):
     """Logs `<split>/nll` (nats per example) and the kind's bits-per-dimension unit
-    (`<split>/nll_continuous`, `<split>/bpd_continuous` for a density on image data).
+    (`<split>/nll_continuous`, `<split>/bpd_continuous` for a density on image data), and the standard error of that
+    mean over the examples scored, `<split>/<unit>_se` (their std / √n on this process: how far a mean over few
+    images, as the score SDE's ODE likelihood affords, may sit from the whole split's).
 
     Modules that are no `LikelihoodModel` (GANs) are skipped with a one-line notice naming what they lack.
     Validation runs every `every_n_epochs` epochs on the first `max_val_batches` batches (0: never at validation;
@@ -53,6 +60,7 @@ class LikelihoodEvaluator(L.Callback):
         self.every_n_epochs = check_positive("callbacks.likelihood.every_n_epochs", every_n_epochs)
         self._noticed = False
         self._seconds = {"val": 0.0, "test": 0.0}
+        self._per_example = {"val": [], "test": []}  # (unit, per-example values in it) of this epoch's batches
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit" and isinstance(pl_module, LikelihoodModel):
@@ -63,7 +71,8 @@ class LikelihoodEvaluator(L.Callback):
                                                 lambda name: name in names)
 
     # what it may log as <split>/<name>, on some data (checked against checkpoint monitors)
-    metric_names = ("nll", *UNITS.values(), "nll_continuous", "bpd_continuous")
+    metric_names = ("nll", *UNITS.values(), "nll_continuous", "bpd_continuous",
+                    *(f"{unit}_se" for unit in (*UNITS.values(), "bpd_continuous")))
 
     def logs_metric(self, name: str) -> bool:
         return name in self.metric_names
@@ -84,7 +93,8 @@ class LikelihoodEvaluator(L.Callback):
             return
         start = time.perf_counter()
         with seeded_stream(batch_idx, pl_module.device):  # batch i: the same noise at every pass, nothing else moved
-            nll = -pl_module.log_likelihood(batch).mean()
+            per_example = -pl_module.log_likelihood(batch)
+        nll = per_example.mean()
         datamodule = trainer.datamodule
         kind = getattr(datamodule, "kind", None)
         nll_name, unit = metric_names(kind, bool(pl_module.log_likelihood_is_discrete))
@@ -92,12 +102,17 @@ class LikelihoodEvaluator(L.Callback):
         if unit is not None:
             dims = math.prod(datamodule.sample_shape) if kind == "image" else batch.shape[-1]
             pl_module.log(f"{split}/{unit}", bits_per_dim(nll, dims), on_epoch=True, on_step=False, sync_dist=True)
+            self._per_example[split].append((unit, bits_per_dim(per_example.detach().double().cpu(), dims)))
         self._seconds[split] += time.perf_counter() - start
 
     def _log_time(self, split: str, pl_module) -> None:
         if self._seconds[split] > 0:
             pl_module.log(f"time/{split}/likelihood_seconds", self._seconds[split], rank_zero_only=True)
         self._seconds[split] = 0.0
+        scored, self._per_example[split] = self._per_example[split], []
+        values = torch.cat([values for _, values in scored]) if scored else torch.empty(0)
+        if len(values) > 1:
+            pl_module.log(f"{split}/{scored[0][0]}_se", standard_error(values), rank_zero_only=True)
 
     @torch.no_grad()
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:

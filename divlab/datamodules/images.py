@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from divlab.atomic_files import atomic_write
 from divlab.datamodules.tensor_data import BatchedTensorDataset, InMemoryDataModule
@@ -71,8 +72,20 @@ def load_digits(test_size: int = 297):
 SHAPES = {"fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
 
 
+def average_pool(images: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images [B, C, H, W] → uint8 [B, C, side, side]: each pixel the mean of the source pixels its cell
+    covers (torch's adaptive average pooling: exact 2×2 means for 28 → 14; cells of 2 or 3 pixels for 28 → 16),
+    rounded back to the 8-bit grid so discrete likelihoods stay defined."""
+    if images.shape[-2:] == (side, side):
+        return images
+    return F.adaptive_avg_pool2d(images.float(), side).round().clamp(0, 255).to(torch.uint8)
+
+
 class ImageDataModule(InMemoryDataModule):
-    """Fixed train/val/test splits of an image dataset, held as uint8 tensors, batches in [−1, 1]."""
+    """Fixed train/val/test splits of an image dataset, held as uint8 tensors, batches in [−1, 1].
+
+    `resolution`: a side in pixels to average-pool every image down to (`average_pool`; the CPU-sized image study
+    trains at 16×16), or None for the data set's own size."""
 
     kind = "image"
 
@@ -86,14 +99,19 @@ class ImageDataModule(InMemoryDataModule):
         binarize: bool = False,
         num_workers: int = 0,
         split_seed: int = 0,
+        resolution: int | None = None,
     ):
         super().__init__()
         check_choice("image dataset", name, SHAPES)
         check_positive("data.batch_size", batch_size)
         check_positive("data.val_size", val_size)
+        channels, height, width = SHAPES[name]
+        if resolution is not None and not (isinstance(resolution, int) and 1 <= resolution <= min(height, width)):
+            raise ValueError(f"data.resolution={resolution!r} must be a whole number of pixels from 1 to {name}'s "
+                             f"{min(height, width)} (images are average-pooled down to it), or null for {height}×{width}")
         self.save_hyperparameters()
         self.name = name
-        self.sample_shape = SHAPES[name]
+        self.sample_shape = (channels, resolution, resolution) if resolution else SHAPES[name]
         self.data_dir = Path(data_dir).expanduser()
         self._check_available()
 
@@ -125,6 +143,8 @@ class ImageDataModule(InMemoryDataModule):
         else:
             self.prepare_data()
             (train_x, train_y), (test_x, test_y) = load_torchvision(self.name, self.data_dir, False)
+        if self.hparams.resolution:
+            train_x, test_x = (average_pool(x, self.hparams.resolution) for x in (train_x, test_x))
         val_size = min(self.hparams.val_size, len(train_x) // 10)
         perm = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         val_idx, train_idx = perm[:val_size], perm[val_size:]
@@ -136,8 +156,16 @@ class ImageDataModule(InMemoryDataModule):
 
     def real_samples(self, split: str, n: int) -> torch.Tensor:
         """The first n images of a split in the batch layout (deterministic, no binarisation)."""
+        return self.real_images(split, n)
+
+    def real_images(self, split: str, n: int) -> torch.Tensor:
+        """The first n images of a split in [−1, 1], [n, C, H, W] (what image metrics compare samples with)."""
         self.setup()
         return to_unit_range(self.splits[split][0][:n])
+
+    def samples_as_images(self, samples: torch.Tensor) -> torch.Tensor:
+        """A model's samples as images in [−1, 1] (the image families' samples already are)."""
+        return samples
 
     def labels(self, split: str) -> torch.Tensor:
         self.setup()

@@ -33,6 +33,9 @@ class PixelSequenceDataModule(ImageDataModule):
         self.image_shape = self.sample_shape
         self.sample_shape = (math.prod(self.image_shape),)
 
+    def samples_as_images(self, samples: torch.Tensor) -> torch.Tensor:
+        return tokens_to_unit_range(samples.round().long(), self.image_shape)
+
     def real_samples(self, split: str, n: int) -> torch.Tensor:
         self.setup()
         return raster_tokens(self.splits[split][0][:n])

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-# Dataset name → the suffix metric names carry (the feature space they are computed in).
-FEATURE_SPACES = {"fashion_mnist": "fmnist", "digits": "digits"}
+# Feature space (a data set, `_<side>` when average-pooled to side × side) → the suffix metric names carry.
+FEATURE_SPACES = {"fashion_mnist": "fmnist", "fashion_mnist_16": "fmnist16", "digits": "digits"}
 
 
 def conv_block(c_in: int, c_out: int, pool: int | None = 2) -> nn.Sequential:
@@ -45,14 +45,24 @@ class FeatureClassifier(nn.Module):
         return self.embed(self.body(x))
 
     def classify(self, x: Tensor) -> Tensor:
-        return self.head(self.forward(x))
+        return self.classify_features(self.forward(x))
+
+    def classify_features(self, features: Tensor) -> Tensor:
+        """Logits from features `forward` returned (no second pass through the network)."""
+        return self.head(features)
 
 
 # Architecture per dataset; the trained weights under weights/<name>.pt belong to these.
 ARCHITECTURES = {
     "fashion_mnist": dict(in_shape=(1, 28, 28), channels=(32, 64, 64), num_features=128),
+    "fashion_mnist_16": dict(in_shape=(1, 16, 16), channels=(32, 64, 64), num_features=128),
     "digits": dict(in_shape=(1, 8, 8), channels=(32, 64), num_features=64),
 }
+
+
+def feature_space_name(dataset: str, resolution: int | None = None) -> str:
+    """The feature space of a data set's images: its own name, `<name>_<side>` when pooled to side × side."""
+    return f"{dataset}_{resolution}" if resolution else dataset
 
 
 def build_feature_net(dataset: str) -> FeatureClassifier:
