@@ -12,7 +12,9 @@ paper's recipe), so each member lists the overrides of its rows, and each value 
 
 runs vae, gan-js and gan-kl at seeds 0, 1 and 2, in that order (member by member, seeds innermost). A command line
 that chooses a key the members set (`model=gan divergence=hinge recipe=sngan_hinge`) runs its own choice instead of
-the members, at the study's other settings and `params`. Plugins must live under `hydra_plugins` for Hydra to
+the members, at the study's other settings and `params`. A job that fails (a divergence whose losses stop being
+finite) does not stop the study: the others run, its run record keeps the failure, and the sweep ends with an error
+naming every failed job. Plugins must live under `hydra_plugins` for Hydra to
 find them; Hydra's own BasicSweeper is not subclassed because its plugin scan re-imports that module.
 """
 import itertools
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
 from hydra.errors import HydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
@@ -76,15 +79,19 @@ class StudySweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        returns, initial_job_idx = [], 0
+        returns, failed, initial_job_idx = [], [], 0
         while not self.is_done():
             batch = self.get_job_batch()
             self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=initial_job_idx)
-            for result in results:
-                _ = result.return_value  # raises the job's exception, as Hydra's basic sweeper does
+            failed += [(job, result) for job, result in zip(batch, results) if result.status != JobStatus.COMPLETED]
             initial_job_idx += len(batch)
             returns.append(results)
+        if failed:
+            listing = "\n".join(f"  {' '.join(job)}: {type(result._return_value).__name__}: {result._return_value}"
+                                 for job, result in failed)
+            raise HydraException(f"{len(failed)} of {initial_job_idx} study jobs failed (the others ran; each failed "
+                                 f"job's run.json keeps its reason):\n{listing}")
         return returns
 
     def get_job_batch(self) -> list[list[str]]:
