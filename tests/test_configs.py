@@ -191,11 +191,37 @@ def test_the_studies_sweep_one_member_list():
                         "least_squares", "mmd")]
     assert len(study_jobs("study_ring8")) == 45  # 15 members × seeds 0, 1, 2, the seeds innermost
     assert [job[-1] for job in study_jobs("study_ring8")[:4]] == ["seed=0", "seed=1", "seed=2", "seed=0"]
-    assert study_jobs("study_fashion_mnist") == study_jobs("study_ring8")
     packing = study_jobs("study_ring8_packing")
     assert len(packing) == 11 * 3 * 2 and {job[-1] for job in packing} == {"model.packing=1", "model.packing=4"}
     # on the grid: the same jobs with data=grid25, in every job's overrides
     assert study_jobs("study_ring8", ("data=grid25",)) == [[*job, "data=grid25"] for job in study_jobs("study_ring8")]
+
+
+def test_the_image_study_runs_every_family_and_each_gan_divergence_at_both_recipes(tmp_path):
+    rows = member_rows("study_fashion_mnist")
+    assert len(rows) == 22 and len(study_jobs("study_fashion_mnist")) == 66
+    configs = [compose_config(tmp_path, ["experiment=study_fashion_mnist", *row]) for row in rows]
+    assert [c.model._target_.rsplit(".", 1)[1] for c in configs[:4]] == ["VAE", "DDPM", "ScoreSDE",
+                                                                         "AutoregressiveModel"]
+    gans = [c for c in configs if c.model._target_.endswith("GAN")]
+    shared = [c.model.divergence for c in gans if c.model.n_critic == 1 and c.model.packing == 1
+              and c.model.least_squares_labels is None]
+    assert sorted(shared) == sorted(["non_saturating", "minimax", "kl", "reverse_kl", "js", "pearson",
+                                     "squared_hellinger", "total_variation", "wasserstein", "hinge",
+                                     "least_squares", "mmd"])
+    reference = {c.model.divergence + ("/pac4" if c.model.packing == 4 else ""): c for c in gans
+                 if c.model.n_critic == 5 or c.model.packing == 4 or c.model.least_squares_labels is not None}
+    assert sorted(reference) == ["hinge", "js/pac4", "least_squares", "minimax/pac4", "non_saturating/pac4",
+                                 "wasserstein"]
+    wgan, sngan = reference["wasserstein"], reference["hinge"]
+    assert (wgan.model.gp_weight, wgan.model.generator_optimizer.lr, list(wgan.model.critic_optimizer.betas),
+            wgan.trainer.max_epochs) == (None, 1.0e-4, [0.0, 0.9], 5)  # null gp_weight: WGAN-GP's λ = 10
+    assert sngan.model.critic.spectral_norm and sngan.trainer.max_epochs == 5
+    assert list(reference["least_squares"].model.least_squares_labels) == [0, 1, 1]
+    # every member on the same 16×16 images, the same number of generator steps
+    assert {(c.data.name, c.data.resolution) for c in configs} == {("fashion_mnist", 16)}
+    assert {c.trainer.max_epochs * c.trainer.limit_train_batches // c.model.get("n_critic", 1)
+            for c in configs} == {600}
 
 
 def test_a_command_line_that_chooses_a_member_key_runs_its_choice_instead_of_the_members():

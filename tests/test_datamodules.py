@@ -74,3 +74,30 @@ def test_incomplete_torchvision_data_names_the_settings(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"MNIST is missing or incomplete under "
                        r"data.data_dir=.*data.download=true"):
         data.setup()
+
+
+def test_pooled_images_are_the_rounded_means_of_the_pixels_each_cell_covers():
+    from divlab.datamodules.images import average_pool
+
+    images = torch.randint(0, 256, (3, 1, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    halved = images.double().view(3, 1, 14, 2, 14, 2).mean(dim=(3, 5))  # 2×2 blocks, by hand
+    assert torch.equal(average_pool(images, 14), halved.round().to(torch.uint8))
+    # 28 → 16: cell i covers source rows floor(28i/16) .. ceil(28(i+1)/16) − 1 (2 or 3 of them), the same for columns
+    pooled = average_pool(images, 16)
+    for i, j in [(0, 0), (1, 5), (7, 15), (15, 15)]:
+        rows = range(math.floor(28 * i / 16), math.ceil(28 * (i + 1) / 16))
+        cols = range(math.floor(28 * j / 16), math.ceil(28 * (j + 1) / 16))
+        cell = images[:, 0, rows.start:rows.stop, cols.start:cols.stop].double().mean(dim=(1, 2))
+        assert torch.equal(pooled[:, 0, i, j], cell.round().to(torch.uint8)), (i, j)
+    assert average_pool(images, 28) is images
+
+
+def test_a_pooled_data_set_serves_its_resolution_everywhere(tmp_path):
+    data = ImageDataModule("digits", val_size=150, resolution=4)
+    data.setup()
+    assert data.sample_shape == (1, 4, 4) and data.real_images("test", 5).shape == (5, 1, 4, 4)
+    assert next(iter(data.train_dataloader())).shape[1:] == (1, 4, 4)
+    for bad in (0, 9, 2.5):
+        with pytest.raises(ValueError, match=rf"data.resolution={bad!r} must be a whole number of pixels from 1 to "
+                                             r"digits's 8 .* or null for 8×8"):
+            ImageDataModule("digits", resolution=bad)

@@ -36,7 +36,8 @@ class FixedModel(L.LightningModule):
 
 def run_test(model, datamodule, callback, tmp_path) -> dict:
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_test_batches=1, callbacks=[callback],
+                        enable_model_summary=False, limit_test_batches=1,
+                        callbacks=callback if isinstance(callback, list) else [callback],
                         default_root_dir=tmp_path)
     trainer.test(model, datamodule=datamodule, verbose=False)
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
@@ -233,19 +234,64 @@ def test_fid_in_fashion_mnist_feature_space_matches_scipy_and_separates_noise(tm
     assert real["test/fid_fmnist"] == pytest.approx(reference, rel=1e-3)
 
 
-@pytest.mark.parametrize("dataset, minimum", [("fashion_mnist", 0.90), ("digits", 0.95)])
-def test_shipped_feature_nets_are_accurate_small_and_load_weights_only(dataset, minimum):
-    card = feature_net_card(dataset)
+@pytest.mark.parametrize("space, dataset, resolution, minimum", [("fashion_mnist", "fashion_mnist", None, 0.90),
+                                                                  ("fashion_mnist_16", "fashion_mnist", 16, 0.88),
+                                                                  ("digits", "digits", None, 0.95)])
+def test_shipped_feature_nets_are_accurate_small_and_load_weights_only(space, dataset, resolution, minimum):
+    card = feature_net_card(space)
     assert card["test_accuracy"] >= minimum and card["epochs"] > 0 and "train_feature_net.py" in card["command"]
-    assert (WEIGHTS_DIR / f"{dataset}.pt").stat().st_size < 400_000
-    net, digest = load_feature_net(dataset)  # weights_only=True inside
+    assert (WEIGHTS_DIR / f"{space}.pt").stat().st_size < 400_000
+    net, digest = load_feature_net(space)  # weights_only=True inside
     assert digest == card["weights_sha256_12"]
-    data = ImageDataModule(dataset, val_size=150)
+    data = ImageDataModule(dataset, val_size=150, resolution=resolution)
     data.setup()
     with torch.no_grad():
         logits = net.classify(data.real_samples("test", 300))
     accuracy = (logits.argmax(1) == data.labels("test")[:300]).double().mean().item()
     assert accuracy >= minimum - 0.03
+
+
+@pytest.fixture(scope="module")
+def fashion_mnist_16():
+    data = ImageDataModule("fashion_mnist", val_size=1000, resolution=16)
+    data.setup()
+    return data
+
+
+def test_class_coverage_is_the_reverse_kl_of_the_classifiers_label_histogram(fashion_mnist_16, tmp_path):
+    from divlab.evaluation.toy import mode_histogram_kl
+    from divlab.tracking.run_record import RunRecord
+
+    images, labels = fashion_mnist_16.real_images("test", 10_000), fashion_mnist_16.labels("test")
+    two_classes = torch.cat([images[labels == 0][:300], images[labels == 1][:300]])
+    net, _ = load_feature_net("fashion_mnist_16")
+    with torch.no_grad():  # the reference: the classifier's own labels of the images, counted
+        counts = torch.bincount(net.classify(two_classes).argmax(1), minlength=10)
+    record = RunRecord(str(tmp_path / "run"), config={})
+    callback = image_callback(tmp_path, 600, metrics=["class_coverage"], batch_size=600)  # one draw: all 600
+    metrics = run_test(FixedModel(ImagePool(two_classes), False), fashion_mnist_16, [callback, record], tmp_path)
+    assert metrics["test/class_kl_fmnist16"] == pytest.approx(mode_histogram_kl(counts).item(), rel=1e-6)
+    assert record.record["mode_histogram"]["test"]["counts"] == counts.tolist()
+    # two classes of ten, each half the samples: KL(q̂ ‖ U) = log 5 for a perfect classifier (this one calls ~7 %
+    # of them something else, which spreads the histogram)
+    assert metrics["test/class_kl_fmnist16"] == pytest.approx(math.log(5), abs=0.3)
+    balanced = run_test(FixedModel(ImagePool(images[:1000]), False), fashion_mnist_16,
+                        image_callback(tmp_path, 1000, metrics=["class_coverage"]), tmp_path)
+    assert balanced["test/class_kl_fmnist16"] < 0.02  # the real test images: the metric's floor
+
+
+def test_pixel_sequence_models_are_scored_as_the_images_they_sample(fashion_mnist_16, tmp_path):
+    from divlab.datamodules.pixel_sequences import PixelSequenceDataModule, raster_tokens
+
+    pixels = PixelSequenceDataModule("fashion_mnist", val_size=1000, resolution=16)
+    pixels.setup()
+    tokens = raster_tokens(pixels.splits["train"][0][:300])
+    assert torch.equal(pixels.samples_as_images(tokens.float()), fashion_mnist_16.real_images("train", 300))
+    as_tokens = run_test(FixedModel(ImagePool(tokens.float()), False), pixels, image_callback(tmp_path, 300), tmp_path)
+    as_images = run_test(FixedModel(ImagePool(fashion_mnist_16.real_images("train", 300)), False), fashion_mnist_16,
+                         image_callback(tmp_path, 300), tmp_path)
+    scores = {k: v for k, v in as_images.items() if not k.startswith("time/")}
+    assert scores and scores == {k: as_tokens[k] for k in scores}
 
 
 def test_inception_without_weights_names_the_option():
@@ -348,6 +394,27 @@ def test_image_bits_per_dim_of_a_density_never_pass_for_8_bit_bits(digits, tmp_p
     other = "bpd_continuous" if discrete else "bpd"
     assert f"test/{other}" not in metrics
     assert ("test/nll" in metrics) == discrete and ("test/nll_continuous" in metrics) == (not discrete)
+
+
+class SpreadImageModel(UniformImageModel):
+    """The uniform probability, each image's log-likelihood shifted by a known amount (1,000 × its mean pixel)."""
+
+    def log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        return super().log_likelihood(x) + 1000.0 * x.flatten(1).mean(1)
+
+
+def test_bits_per_dim_carry_the_standard_error_of_their_mean_over_the_images(digits, tmp_path):
+    import statistics
+
+    from divlab.callbacks.likelihood import LikelihoodEvaluator
+
+    model = SpreadImageModel(discrete=True)
+    metrics = run_test(model, digits, LikelihoodEvaluator(max_test_batches=1), tmp_path)
+    batch = next(iter(digits.test_dataloader()))
+    bits = [(-v / (64 * math.log(2))) for v in model.log_likelihood(batch).tolist()]
+    assert metrics["test/bpd"] == pytest.approx(statistics.fmean(bits), rel=1e-6)
+    assert metrics["test/bpd_se"] == pytest.approx(statistics.stdev(bits) / math.sqrt(len(bits)), rel=1e-6)
+    assert metrics["test/bpd_se"] > 0.01
 
 
 def test_zero_likelihood_batches_turn_a_split_off_and_negative_ones_are_refused(digits, tmp_path):

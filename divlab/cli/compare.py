@@ -5,7 +5,9 @@
     divlab compare --wandb-project divlab --group study_ring8 --out OUT_DIR      (online)
 
 (`python compare.py ...` in a checkout.)
-A RUN_DIR is one run's output directory or a multirun directory holding many.
+A RUN_DIR is one run's output directory or a multirun directory holding many. A sweep's folder that lacks jobs
+(a study stopped part-way, or run in pieces) is compared on what it holds, and what it lacks is printed and
+written to OUT_DIR/progress.md (`divlab.tracking.sweep_progress`).
 """
 import argparse
 import sys
@@ -26,6 +28,7 @@ from divlab.tracking.plots import (
     plot_sample_panel,
 )
 from divlab.tracking.runs import RunSelectionError, load_runs, run_label  # noqa: F401 (re-exported for tests)
+from divlab.tracking.sweep_progress import is_sweep, progress_report, sweep_jobs
 from divlab.tracking.table import build_table, flatten, is_ignored, to_markdown, write_csv
 
 
@@ -111,6 +114,15 @@ def log_to_wandb(written: dict, out: Path, group: str | None) -> None:
             run.log({f"comparison/{png.stem}": wandb.Image(str(png))})
 
 
+def report_sweep_progress(paths: list[Path], out: Path) -> None:
+    """Print, and write to `out`/progress.md, which jobs of each sweep folder among `paths` are not completed."""
+    reports = [f"{path}: {progress_report(sweep_jobs(path))}" for path in paths if is_sweep(path)]
+    if reports:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "progress.md").write_text("\n".join(reports))
+        print("\n".join(reports))
+
+
 def main(argv=None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -134,6 +146,7 @@ def main(argv=None, prog: str | None = None) -> int:
         if args.wandb_project:
             runs = runs_from_wandb(args.wandb_project, args.group)
         elif args.run_dirs:
+            report_sweep_progress(args.run_dirs, args.out)
             runs = load_runs(args.run_dirs)
         else:
             parser.error("pass RUN_DIR(s) or --wandb-project P --group G")

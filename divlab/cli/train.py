@@ -88,6 +88,14 @@ def check_networks_are_read(overrides: list[str]) -> None:
                          f"networks choice: {', '.join(readers)}. Drop networks= or choose one of those models")
 
 
+def in_a_sweep() -> bool:
+    """Whether this run is a job of `-m` (a sweep), not a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def command_line_overrides() -> list[str]:
     """The overrides `python train.py ...` was given (none when composed in tests)."""
     from hydra.core.hydra_config import HydraConfig
@@ -129,7 +137,8 @@ def run(cfg: DictConfig) -> dict:
     """Train and/or test as `cfg` says; returns the final metrics. Writes everything under `paths.output_dir`.
 
     Everything that can be checked (values, the checkpoint to resume, the run record) is checked before
-    anything in the output directory is written.
+    anything in the output directory is written. A sweep's job whose directory holds a completed run of the same
+    settings is skipped (its recorded metrics returned), so rerunning a sweep completes only what is missing.
     """
     validate(cfg)
     check_networks_are_read(command_line_overrides())
@@ -137,6 +146,10 @@ def run(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     previous = read_run_record(output_dir)
     config_changes = check_continuation(previous, cfg, output_dir)
+    if previous and previous.get("status") == "completed" and in_a_sweep():
+        log.info("%s holds this job's completed run: skipped (rerunning a sweep completes only what is missing)",
+                 output_dir)
+        return dict(previous.get("metrics") or {})
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.get("matmul_precision", "high"))
