@@ -16,7 +16,8 @@ BAD = "{model:gan,divergence:kl,model.critic_optimizer.lr:1e38}"  # its losses s
 
 def sweep(tmp_path: Path, members: str, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", "experiment=study_fashion_mnist", "debug=fdr",
-                           "trainer=cpu", "logger=csv", "extras.print_config=false", f"hydra.sweeper.members=[{members}]",
+                           "trainer=cpu", "logger=csv", "extras.print_config=false",
+                           f"hydra.sweeper.members=[{members}]",
                            "hydra.sweeper.params.seed='0,1'", f"paths.log_dir={tmp_path}", *overrides],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "WANDB_MODE": "disabled"})
@@ -52,7 +53,8 @@ def test_a_study_stopped_part_way_is_completed_by_rerunning_its_command(tmp_path
     progress = (tmp_path / "report" / "progress.md").read_text()
     assert "1 of 6 jobs completed; 5 missing" in progress
     assert "- interrupted: model=gan divergence=js seed=0" in progress
-    assert "- not started: model=vae seed=1" in progress and "- failed: model=gan divergence=kl model.critic_optimizer.lr=1e+38" in progress
+    assert "- not started: model=vae seed=1" in progress
+    assert "- failed: model=gan divergence=kl model.critic_optimizer.lr=1e+38" in progress
     assert progress.splitlines()[0] in capsys.readouterr().out
 
     vae_attempts = len(record(vae.run_dir)["attempts"])

@@ -42,11 +42,12 @@ def main(argv=None, prog: str = "divlab results") -> int:
     record.add_argument("--command", required=True, help="the command that made the runs, copy-paste runnable")
     record.add_argument("--threads", type=int)
     record.add_argument("--notes", default="")
+    record.add_argument("--with-failed", action="store_true", help="keep failed runs too (a study's stability)")
     args = parser.parse_args(argv)
 
     if args.action == "record":
         records = write_record_set(args.out, args.runs, args.metrics, args.command, args.history, args.threads,
-                                   args.notes)
+                                   args.notes, args.with_failed)
         print(f"{args.out}: {len(records['runs'])} runs")
         return 0
     try:

@@ -108,7 +108,8 @@ class ImageDataModule(InMemoryDataModule):
         channels, height, width = SHAPES[name]
         if resolution is not None and not (isinstance(resolution, int) and 1 <= resolution <= min(height, width)):
             raise ValueError(f"data.resolution={resolution!r} must be a whole number of pixels from 1 to {name}'s "
-                             f"{min(height, width)} (images are average-pooled down to it), or null for {height}×{width}")
+                             f"{min(height, width)} (images are average-pooled down to it), or null for "
+                             f"{height}×{width}")
         self.save_hyperparameters()
         self.name = name
         self.sample_shape = (channels, resolution, resolution) if resolution else SHAPES[name]

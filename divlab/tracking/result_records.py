@@ -18,7 +18,7 @@ import torch
 from divlab.run_files import write_json_atomic
 from divlab.tracking.runs import load_runs
 
-KEPT = ("family", "divergence", "data", "seed", "status", "config", "git_commit", "finished_at")
+KEPT = ("family", "divergence", "data", "seed", "status", "config", "git_commit", "finished_at", "mode_histogram")
 
 
 def wall_seconds(record: dict) -> float | None:
@@ -53,9 +53,10 @@ def machine_description() -> str:
 
 
 def write_record_set(path: Path, run_paths: list[Path], metrics: list[str], command: str, history: list[str] = (),
-                     threads: int | None = None, notes: str = "") -> dict:
-    """Trim every completed run under `run_paths` into one record set at `path` (runs in order of seed)."""
-    runs = load_runs([Path(p) for p in run_paths])
+                     threads: int | None = None, notes: str = "", with_failed: bool = False) -> dict:
+    """Trim every completed run under `run_paths` into one record set at `path` (runs in order of seed);
+    `with_failed`: the failed runs too (a study's stability column counts them)."""
+    runs = load_runs([Path(p) for p in run_paths], ("completed", "failed") if with_failed else ("completed",))
     records = sorted((trim_record(run, metrics, history) for run in runs),
                      key=lambda r: (str(r.get("family")), str(r.get("divergence")), r.get("seed") or 0, r["run"]))
     record_set = {"command": command, "machine": machine_description(), "threads": threads, "notes": notes,

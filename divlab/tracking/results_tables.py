@@ -15,21 +15,23 @@ Block names (see `doc_blocks`), resolved by `generator(name)`:
   it, labelled as what it is;
 - `benchmark/<record>`: a peer benchmark's committed summary `docs/results/records/benchmarks/<record>.json`:
   its provenance, each arm's medians and divlab against the like-for-like arm (see `benchmark_tables`);
+- `image-study/<set>`, `image-classes/<set>`, `image-toys/<set>`, `image-reading/<set>`: the image study's
+  tables and reading (`image_study`);
 - `headline`: the README's table of headline results, one row per results page.
 """
 import csv
-import math
 from functools import partial
 from pathlib import Path
 
 from divlab.tracking import frontier as fr
+from divlab.tracking import image_study
 from divlab.tracking.benchmark_tables import benchmark
 from divlab.tracking.doc_blocks import markdown_table as _table
 from divlab.tracking.published import TOY_TABLES
 from divlab.tracking.result_records import commits, read_record_set
 from divlab.tracking.runs import run_label
 from divlab.tracking.table import base_name, direction, higher_is_better
-from divlab.tracking.verdict import NO_SPREAD, ON_PAR, Estimate, estimate, from_std, verdict
+from divlab.tracking.verdict import NO_SPREAD, ON_PAR, Estimate, estimate, from_std, on_par_with_best, verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = ROOT / "docs" / "results" / "records"
@@ -195,7 +197,8 @@ def compare_csv(folder: str) -> str:
     settings = [name for name in fields[1:fields.index("n")]]
     cells = {i: {m: from_std(float(r[f"{m}_mean"]), _float(r[f"{m}_std"]), int(r["n"]))
                  for m in metrics if r[f"{m}_mean"] not in ("", "nan")} for i, r in enumerate(rows)}
-    bold = {m: _on_par_with_best(cells, m) for m in metrics if direction(m)}
+    bold = {m: on_par_with_best({i: c[m] for i, c in cells.items() if m in c}, higher_is_better(m))
+            for m in metrics if direction(m)}
     header = ["run", *settings, "n", *(f"{_metric_header(m)} {direction(m)}".strip() for m in metrics)]
     body = []
     for i, r in enumerate(rows):
@@ -219,15 +222,6 @@ def _float(text: str) -> float | None:
 
 def _metric_header(metric: str) -> str:
     return TOY_HEADERS.get(metric, metric[5:] if metric.startswith("test/") else metric)
-
-
-def _on_par_with_best(cells: dict, metric: str) -> set[int]:
-    scored = {i: c[metric] for i, c in cells.items() if metric in c and math.isfinite(c[metric].mean)}
-    if len(scored) < 2:
-        return set()
-    higher = higher_is_better(metric)
-    best = (max if higher else min)(scored, key=lambda i: scored[i].mean)
-    return {i for i, e in scored.items() if i == best or verdict(e, scored[best], higher) == ON_PAR}
 
 
 def frontier_data(name: str) -> tuple[list[fr.FrontierPoint], float | None]:
@@ -312,6 +306,7 @@ def headline() -> str:
 
 FIGURES = ROOT / "docs" / "results" / "figures"
 FRONTIER_FIGURES = {"frontier_5seed": "alignment_frontier.png"}
+IMAGE_FIGURES = {"image_study": "images_quality_coverage.png"}
 
 
 def write_figures() -> list[Path]:
@@ -324,6 +319,9 @@ def write_figures() -> list[Path]:
         points, reference = frontier_data(name)
         plot_reward_kl_frontier(fr.seed_means(points), reference, FIGURES / file)
         written.append(FIGURES / file)
+    for name, file in IMAGE_FIGURES.items():
+        if (RECORDS / f"{name}.json").exists():
+            written.append(image_study.plot_quality_coverage(record_set(name), FIGURES / file))
     return written
 
 
@@ -338,6 +336,10 @@ PREFIXED = {
     "frontier": frontier_verdicts,
     "frontier-points": frontier_points_table,
     "benchmark": benchmark,
+    "image-study": lambda name: image_study.study_table(record_set(name)),
+    "image-classes": lambda name: image_study.classes_table(record_set(name)),
+    "image-toys": lambda name: image_study.toys_table(record_set(name)),
+    "image-reading": lambda name: image_study.reading(record_set(name)),
 }
 
 

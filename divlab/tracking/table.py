@@ -26,7 +26,7 @@ DIRECTIONS = {
     **dict.fromkeys(("modes_covered", "high_quality_percent", "precision", "recall", "density", "coverage",
                      "true_reward", "accuracy", "reward_model_accuracy"), "↑"),
     **dict.fromkeys(("nll", "bpd", "bpc", "bits_per_token", "perplexity", "forward_kl", "reverse_kl", "js",
-                     "mode_reverse_kl", "fid", "kid"), "↓"),
+                     "mode_reverse_kl", "class_kl", "fid", "kid"), "↓"),
 }
 _FEATURE_SUFFIX = re.compile("_(" + "|".join(sorted({*FEATURE_SPACES.values(), "inception"})) + ")$")
 

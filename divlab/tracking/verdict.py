@@ -67,3 +67,13 @@ def verdict(a: Estimate, b: Estimate, higher_is_better: bool = True) -> str:
         return ON_PAR
     return BETTER if (difference > 0) == higher_is_better else WORSE
 
+
+
+def on_par_with_best(estimates: dict, higher_is_better: bool = True) -> set:
+    """The keys of `estimates` (key → Estimate) whose estimate is the best mean or on par with it by the two-SE
+    rule; none when fewer than two are finite."""
+    scored = {key: e for key, e in estimates.items() if math.isfinite(e.mean)}
+    if len(scored) < 2:
+        return set()
+    best = (max if higher_is_better else min)(scored, key=lambda key: scored[key].mean)
+    return {key for key, e in scored.items() if key == best or verdict(e, scored[best], higher_is_better) == ON_PAR}
