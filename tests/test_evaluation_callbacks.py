@@ -403,14 +403,15 @@ class SpreadImageModel(UniformImageModel):
         return super().log_likelihood(x) + 1000.0 * x.flatten(1).mean(1)
 
 
-def test_bits_per_dim_carry_the_standard_error_of_their_mean_over_the_images(digits, tmp_path):
+@pytest.mark.parametrize("max_examples", [None, 10])
+def test_bits_per_dim_carry_the_standard_error_of_their_mean_over_the_images(digits, tmp_path, max_examples):
     import statistics
 
     from divlab.callbacks.likelihood import LikelihoodEvaluator
 
     model = SpreadImageModel(discrete=True)
-    metrics = run_test(model, digits, LikelihoodEvaluator(max_test_batches=1), tmp_path)
-    batch = next(iter(digits.test_dataloader()))
+    metrics = run_test(model, digits, LikelihoodEvaluator(max_test_batches=1, max_examples=max_examples), tmp_path)
+    batch = next(iter(digits.test_dataloader()))[:max_examples]  # the whole batch of 64, or its first 10 images
     bits = [(-v / (64 * math.log(2))) for v in model.log_likelihood(batch).tolist()]
     assert metrics["test/bpd"] == pytest.approx(statistics.fmean(bits), rel=1e-6)
     assert metrics["test/bpd_se"] == pytest.approx(statistics.stdev(bits) / math.sqrt(len(bits)), rel=1e-6)
