@@ -69,3 +69,13 @@ def test_spearman_matches_scipy_with_ties():
     assert image_study.spearman(a, b) == pytest.approx(scipy_stats.spearmanr(a, b).statistic, rel=1e-12)
     assert image_study.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert not math.isnan(image_study.spearman(a, b))
+
+
+def test_the_floor_table_gives_each_resolution_its_own_feature_space():
+    names = ("fid", "kid", "precision", "recall", "density", "coverage", "class_kl")
+    rows = [{"resolution": r, "seed": s, "metrics": {f"{name}_{'fmnist16' if r == 16 else 'fmnist'}": value + s
+                                                     for name in names}}
+            for r, value in ((16, 1.0), (28, 5.0)) for s in (0, 1, 2)]
+    table = image_study.floor_table({"rows": rows, "command": "cmd", "commit": "abcdef0123", "machine": "m"})
+    assert "| 16×16 (`fmnist16` space) | 3 | 2.00 ± 0.58 |" in table and "| 28×28 (`fmnist` space) | 3 | 6.00 ± 0.58 |" in table
+    assert "`cmd` at `abcdef0` on m" in table

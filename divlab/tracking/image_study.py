@@ -9,7 +9,9 @@ Blocks (`results_tables.generator`):
   the uniform truth;
 - `image-toys/<set>`: each shared-recipe member beside the ring-8 study of the same member (docs/compare), and how
   their rankings agree;
-- `image-reading/<set>`: what the tables show, in sentences worded by their statistics.
+- `image-reading/<set>`: what the tables show, in sentences worded by their statistics;
+- `image-floor/<record>`: the metrics of real training images against the test images at each resolution
+  (`scripts/image_study_floor.py`): what a perfect model would score, and what pooling to 16×16 costs.
 """
 import csv
 import math
@@ -247,3 +249,20 @@ def plot_quality_coverage(record_set: dict, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def floor_table(record: dict) -> str:
+    """Real training images against the test images, per resolution: n draws and mean ± SE of every metric."""
+    by_resolution: dict[int, list[dict]] = {}
+    for row in record["rows"]:
+        by_resolution.setdefault(row["resolution"], []).append(row["metrics"])
+    names = ("fid", "kid", "precision", "recall", "density", "coverage", "class_kl")
+    rows = []
+    for resolution, draws in sorted(by_resolution.items()):
+        suffix = "fmnist16" if resolution == 16 else "fmnist"
+        rows.append([f"{resolution}×{resolution} (`{suffix}` space)", len(draws),
+                     *(estimate([d[f"{name}_{suffix}"] for d in draws]).text() for name in names)])
+    return (markdown_table(["real train against test", "draws", "FD", "KID", "precision", "recall", "density",
+                            "coverage", "class KL"], rows)
+            + f"\n\n`{record['command']}` at `{(record.get('commit') or 'unknown')[:7]}` on {record['machine']}; each "
+              "draw is 1,000 other training images against the first 1,000 test images.")

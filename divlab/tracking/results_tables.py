@@ -15,8 +15,8 @@ Block names (see `doc_blocks`), resolved by `generator(name)`:
   it, labelled as what it is;
 - `benchmark/<record>`: a peer benchmark's committed summary `docs/results/records/benchmarks/<record>.json`:
   its provenance, each arm's medians and divlab against the like-for-like arm (see `benchmark_tables`);
-- `image-study/<set>`, `image-classes/<set>`, `image-toys/<set>`, `image-reading/<set>`: the image study's
-  tables and reading (`image_study`);
+- `image-study/<set>`, `image-classes/<set>`, `image-toys/<set>`, `image-reading/<set>`, `image-floor/<record>`:
+  the image study's tables and reading (`image_study`);
 - `headline`: the README's table of headline results, one row per results page.
 """
 import csv
@@ -340,6 +340,7 @@ PREFIXED = {
     "image-classes": lambda name: image_study.classes_table(record_set(name)),
     "image-toys": lambda name: image_study.toys_table(record_set(name)),
     "image-reading": lambda name: image_study.reading(record_set(name)),
+    "image-floor": lambda name: image_study.floor_table(record_set(name)),
 }
 
 
