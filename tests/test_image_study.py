@@ -77,5 +77,6 @@ def test_the_floor_table_gives_each_resolution_its_own_feature_space():
                                                      for name in names}}
             for r, value in ((16, 1.0), (28, 5.0)) for s in (0, 1, 2)]
     table = image_study.floor_table({"rows": rows, "command": "cmd", "commit": "abcdef0123", "machine": "m"})
-    assert "| 16×16 (`fmnist16` space) | 3 | 2.00 ± 0.58 |" in table and "| 28×28 (`fmnist` space) | 3 | 6.00 ± 0.58 |" in table
+    assert "| 16×16 (`fmnist16` space) | 3 | 2.00 ± 0.58 |" in table
+    assert "| 28×28 (`fmnist` space) | 3 | 6.00 ± 0.58 |" in table
     assert "`cmd` at `abcdef0` on m" in table
