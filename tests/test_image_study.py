@@ -25,13 +25,16 @@ def records():
                  run("divergence=js,model=gan", "gan", "js", seed, b,
                      counts=[50] * 10 if seed else [0, 200, 100, 100, 100, 100, 100, 100, 100, 100]),
                  run("divergence=kl,model=gan", "gan", "kl", seed, c),
-                 run("divergence=js,model.packing=4,model=gan", "gan", "js", seed, pac)]
+                 run("divergence=js,model.packing=4,model=gan", "gan", "js", seed, pac),
+                 run("divergence=least_squares,model.least_squares_labels=[0,1,1],model=gan", "gan", "least_squares",
+                     seed, None, status="failed")]
     runs.append(run("divergence=kl,model=gan", "gan", "kl", 3, None, status="failed"))
     return {"runs": runs}
 
 
 def test_members_are_labelled_by_family_divergence_and_recipe(records):
-    assert list(image_study.members(records["runs"])) == ["vae", "gan/js", "gan/kl", "gan/js · PacGAN4"]
+    assert list(image_study.members(records["runs"])) == ["vae", "gan/js", "gan/kl", "gan/js · PacGAN4",
+                                                          "gan/least_squares · LSGAN's 0-1 labels"]
 
 
 def test_the_table_bolds_the_best_and_its_ties_and_counts_failed_seeds(records):
@@ -41,7 +44,8 @@ def test_the_table_bolds_the_best_and_its_ties_and_counts_failed_seeds(records):
     assert rows["gan/js · PacGAN4"][3] == "**6.00 ± 0.58**" and rows["vae"][3] == "11.00 ± 0.58"
     assert rows["gan/kl"][1:3] == ["3", "1"]  # three completed seeds, one failed
     # class KL: every member 0.5 exactly, no spread at all: every one on par with the best
-    assert all(row[9].startswith("**0.5") for row in rows.values())
+    assert all(row[9].startswith("**0.5") for name, row in rows.items() if "LSGAN" not in name)
+    assert rows["gan/least_squares · LSGAN's 0-1 labels"][1:4] == ["0", "3", "–"]  # every seed failed: no values
 
 
 def test_the_reading_words_each_comparison_by_the_two_se_rule(records):
@@ -50,7 +54,8 @@ def test_the_reading_words_each_comparison_by_the_two_se_rule(records):
     assert fd == "- **FD**: best mean gan/js · PacGAN4 (6.00 ± 0.58); ahead of every other member beyond two SEs."
     gans = next(line for line in lines if line.startswith("- **FD, GANs only**"))
     assert "best mean gan/js · PacGAN4" in gans and "vae" not in gans
-    assert "- **Stability**: runs stopped by non-finite losses: gan/kl (1 of 4 seeds)." in lines
+    assert ("- **Stability**: runs stopped by non-finite losses: gan/kl (1 of 4 seeds), gan/least_squares · LSGAN's "
+            "0-1 labels (3 of 3 seeds).") in lines
     assert "- **gan/js · PacGAN4** against the shared recipe: FD better." in lines
 
 

@@ -15,6 +15,7 @@ Blocks (`results_tables.generator`):
 """
 import csv
 import math
+import re
 from pathlib import Path
 
 from divlab.tracking.doc_blocks import markdown_table
@@ -39,7 +40,7 @@ TOY_STUDY = Path(__file__).resolve().parents[2] / "docs" / "compare" / "study_ri
 
 def member(run: dict) -> str:
     """`family/divergence`, then the recipe its overrides (its folder's name) choose, if any."""
-    overrides = run["run"].split(",")
+    overrides = re.split(r",(?![^\[]*\])", run["run"])  # commas inside a list value do not separate overrides
     recipe = next((name for override, name in RECIPES.items() if override in overrides), None)
     label = "ar (pixels)" if run.get("family") == "ar" else run_label(run)
     return f"{label} · {recipe}" if recipe else label
@@ -184,6 +185,19 @@ def best_line(scored: dict[str, Estimate], metric: str, title: str) -> str:
     return text + "."
 
 
+def headline(record_set: dict) -> tuple[str, str]:
+    """The README's row: (the best member by FD and by class KL, with their n and mean ± SE; who is on par)."""
+    cells = {name: estimates(runs) for name, runs in members(record_set["runs"]).items()}
+    found, ties = [], []
+    for metric, header in ((f"test/fid_{SPACE}", "FD"), (f"test/class_kl_{SPACE}", "class KL")):
+        scored = {n: c[metric] for n, c in cells.items() if metric in c}
+        best = min(scored, key=lambda n: scored[n].mean)
+        tied = sorted(on_par_with_best(scored, higher_is_better=False) - {best})
+        found.append(f"best {header}: {best} {scored[best].text()} (n = {scored[best].n})")
+        ties.append(f"{header}: " + (f"on par with it: {', '.join(tied)}" if tied else "ahead of every other member"))
+    return "; ".join(found), "; ".join(ties)
+
+
 def reading(record_set: dict) -> str:
     """For each metric, the best member and those on par with it (all members, then the GANs alone on the sample
     metrics that tell divergences apart); the members that failed on some seed; each GAN divergence at its own
@@ -220,6 +234,33 @@ def reading(record_set: dict) -> str:
         lines.append(f"- **{name}** against the shared recipe: "
                      + (", ".join(words) if words else "on par on every sample metric") + ".")
     return "\n".join(lines)
+
+
+def plot_sample_grids(record_set: dict, sweep_dir: Path, path: Path, seed: int = 0) -> int:
+    """One tile per member: the test-time sample grid of its run at `seed`, read from the sweep folder the record
+    set was made from (`run` is each run's folder name there); returns the tile count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tiles = []
+    for name, runs in members(record_set["runs"]).items():
+        run = next((r for r in completed(runs) if r.get("seed") == seed), None)
+        images = sorted((Path(sweep_dir) / run["run"]).glob("samples/*.png")) if run else []
+        if images:
+            tiles.append((name, images[-1]))
+    columns = 6
+    rows = -(-len(tiles) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), layout="constrained", squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, image) in zip(axes.flat, tiles):
+        ax.imshow(plt.imread(image))
+        ax.set_title(name, fontsize=7)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return len(tiles)
 
 
 def plot_quality_coverage(record_set: dict, path: Path) -> Path:

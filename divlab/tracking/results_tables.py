@@ -161,6 +161,8 @@ def per_seed(name: str, metrics=None) -> str:
     presets = {run["config"].get("experiment_name") for run in runs}
     label = ((lambda run: f"`{run['config'].get('experiment_name')}` ({run_label(run)})") if len(presets) > 1
              else run_label)
+    if all("=" in run.get("run", "") for run in runs):  # folders named by their overrides: a study's members
+        label = image_study.member
     rows = [[label(run), run.get("seed"), *(_number(run["metrics"].get(m)) for m in metrics),
              "–" if run.get("wall_seconds") is None else f"{run['wall_seconds'] / 60:.1f}"] for run in runs]
     return ("<details><summary>Per seed</summary>\n\n" + _table(header, rows) + "\n\n</details>")
@@ -295,6 +297,10 @@ def headline() -> str:
                          f"{TOY_HEADERS[m]} {ours[m].text()}" for m in TOY_METRICS),
                      "against PacGAN4: " + ", ".join(f"{TOY_HEADERS[m]} {w}" for m, w in zip(TOY_METRICS, words)),
                      f"[toy GANs](docs/results/{page})"])
+    if (RECORDS / "image_study.json").exists():
+        ours, ties = image_study.headline(record_set("image_study"))
+        rows.append(["Every family and GAN divergence on one image protocol (16×16 Fashion-MNIST, 22 members)", ours,
+                     ties, "[images](docs/results/images.md)"])
     methods, _, by_word = frontier_comparison(HEADLINE_FRONTIER)
     seeds = {p.seed for p in frontier_data(HEADLINE_FRONTIER)[0]}
     rows.append(["DPO against PPO on one reward–KL frontier (controlled sentiment)",
