@@ -1,21 +1,30 @@
 """Evaluation's share of each preset's wall time at its default settings (goal ≤ 10 %).
 
-    python -m benchmarks.eval_share [--experiments vae_ring8 gan_ring8 ...] [--runs RUN_DIR ...]
+    python benchmarks/eval_share.py [--experiments vae_ring8 gan_ring8 ...] [--runs RUN_DIR ...] [--out REC.json]
 
 Trains each experiment as its config stands (W&B off, output in a temporary directory), then reads its
 run.json: the attempt's wall time (start to finish, setup included) and its `evaluation_seconds`, the
 time inside the validation and test loops, where every evaluation callback runs (samples, likelihoods,
 FID-family and toy metrics). The largest `time/<split>/<step>_seconds` of the last evaluation names
-what costs most. With --runs, reads run directories that already exist instead of training.
+what costs most. With --runs, reads run directories that already exist instead of training. With --out, writes
+the rows and how they were made to a record the performance page shows (`eval-share/<name>` block).
 """
 import argparse
 import json
+import os
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from divlab import train
-from divlab.config_dir import config_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from benchmarks.provenance import Provenance  # noqa: E402
+from divlab import train  # noqa: E402
+from divlab.config_dir import config_dir  # noqa: E402
+from divlab.run_files import write_json_atomic  # noqa: E402
 
 GOAL = 0.10
 # Sweeps and long studies are many presets' runs, not one preset: measure their members instead.
@@ -59,7 +68,9 @@ def main() -> None:
         "--experiments", nargs="+", default=None, help=f"default: every preset ({', '.join(presets())})"
     )
     parser.add_argument("--runs", nargs="+", type=Path, default=None, help="existing run directories to read instead")
+    parser.add_argument("--out", type=Path, help="also write the rows to this JSON record")
     args = parser.parse_args()
+    started = Provenance.now(__file__, None)
     if args.runs:
         run_dirs = args.runs
     else:  # one row per run as it ends
@@ -68,8 +79,10 @@ def main() -> None:
     print(f"| preset | status | wall s | evaluation s | share (goal ≤ {GOAL:.0%}) "
           "| costliest timed step (last evaluation) |")
     print("|---|---|---:|---:|---:|---|")
+    rows = []
     for run_dir in run_dirs:
         row = share(run_dir)
+        rows.append(row)
         if row["share"] is None:
             print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | – | – (no evaluation_seconds) | "
                   f"{row['costliest']} |")
@@ -77,6 +90,9 @@ def main() -> None:
         mark = "" if row["share"] <= GOAL else " ✗"
         print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | {row['evaluation']:.0f} | "
               f"{row['share']:.1%}{mark} | {row['costliest']} |", flush=True)
+    if args.out:
+        threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
+        write_json_atomic(args.out, {**started.finished(threads), "goal": GOAL, "rows": rows})
 
 
 if __name__ == "__main__":

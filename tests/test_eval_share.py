@@ -50,3 +50,20 @@ def test_a_preset_listed_twice_trains_twice_in_fresh_directories(tmp_path, monke
     monkeypatch.setattr(eval_share, "train", fake_train)
     assert [run_preset("score_ring8", tmp_path) for _ in range(3)] == run_dirs
     assert [d.name for d in run_dirs] == ["score_ring8", "score_ring8_2", "score_ring8_3"]
+
+
+def test_the_eval_share_block_marks_each_preset_against_the_goal(tmp_path, monkeypatch):
+    from divlab.tracking import benchmark_tables
+
+    rows = [{"experiment": "best_ring8", "status": "completed", "wall": 400.0, "evaluation": 8.0, "share": 0.02,
+             "costliest": "time/test/toy_plot_seconds 0.5 s"},
+            {"experiment": "score_fashion_mnist", "status": "completed", "wall": 100.0, "evaluation": 12.0,
+             "share": 0.12, "costliest": "time/test/likelihood_seconds 9.0 s"}]
+    (tmp_path / "shares.json").write_text(json.dumps(
+        {"command": "python benchmarks/eval_share.py", "commit": "abc1234", "date": "2026-12-06T17:00:00+00:00",
+         "machine": "m", "torch": "2.14", "threads": 1, "wall_s": 600.0, "goal": 0.10, "rows": rows}))
+    monkeypatch.setattr(benchmark_tables, "BENCHMARK_RECORDS", tmp_path)
+    block = benchmark_tables.eval_share("shares")
+    assert "| `best_ring8` | completed | 400 | 8 | 2.0% | ✓ |" in block
+    assert "| `score_fashion_mnist` | completed | 100 | 12 | 12.0% | not met |" in block
+    assert "- **Date:** 2026-12-06 17:00 UTC; **wall time:** 10.0 min, the whole benchmark" in block

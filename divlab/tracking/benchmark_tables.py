@@ -152,3 +152,24 @@ def _judged(values: list[float], formats: tuple[str, str], goal: float | None, a
         return [fmt.format(median), spread, "–", "–"]
     met = median <= goal if at_most else median >= goal
     return [fmt.format(median), spread, ("≤ " if at_most else "≥ ") + goal_fmt.format(goal), "✓" if met else "not met"]
+
+
+def eval_share(name: str) -> str:
+    """Block `eval-share/<name>`: `benchmarks/eval_share.py --out`'s record, each preset's evaluation share of its
+    wall time against the goal, with how the record was made."""
+    summary = json.loads((BENCHMARK_RECORDS / f"{name}.json").read_text())
+    goal = summary["goal"]
+    rows = [[f"`{row['experiment']}`", row["status"], f"{row['wall']:.0f}",
+             "–" if row["evaluation"] is None else f"{row['evaluation']:.0f}",
+             "–" if row["share"] is None else f"{row['share']:.1%}",
+             "–" if row["share"] is None else ("✓" if row["share"] <= goal else "not met"), row["costliest"]]
+            for row in summary["rows"]]
+    date = summary["date"][:16].replace("T", " ") + " UTC"
+    return "\n".join([
+        f"- **Command:** `{summary['command']}`",
+        f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json)",
+        f"- **Commit:** `{summary['commit']}`",
+        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; {summary['threads']} thread(s) a run",
+        f"- **Date:** {date}; **wall time:** {summary['wall_s'] / 60:.1f} min, the whole benchmark",
+    ]) + "\n\n" + markdown_table(
+        ["preset", "status", "wall (s)", "evaluation (s)", "share", f"≤ {goal:.0%}", "costliest timed step"], rows)
