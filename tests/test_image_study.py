@@ -55,7 +55,9 @@ def test_the_reading_words_each_comparison_by_the_two_se_rule(records):
     gans = next(line for line in lines if line.startswith("- **FD, GANs only**"))
     assert "best mean gan/js · PacGAN4" in gans and "vae" not in gans
     assert ("- **Stability**: runs stopped by non-finite losses: gan/kl (1 of 4 seeds), gan/least_squares · LSGAN's "
-            "0-1 labels (3 of 3 seeds).") in lines
+            "0-1 labels (3 of 3 seeds). Widest spread over seeds (SE of FD): vae (0.58), gan/js (0.58), gan/kl "
+            "(0.58).") in lines
+    assert "- **Classes dropped** (under half their 10 % share, seed means): vae 0, gan/js 0 of 10." in lines
     assert "- **gan/js · PacGAN4** against the shared recipe: FD better." in lines
 
 

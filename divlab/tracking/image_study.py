@@ -217,8 +217,17 @@ def reading(record_set: dict) -> str:
                 lines.append(best_line(scored, metric, f"{header[:-2]}, GANs only"))
     failed = {name: len(runs) - len(completed(runs)) for name, runs in groups.items()}
     unstable = [f"{name} ({n} of {len(groups[name])} seeds)" for name, n in failed.items() if n]
+    spreads = {name: c[f"test/fid_{SPACE}"].se for name, c in cells.items()
+               if f"test/fid_{SPACE}" in c and c[f"test/fid_{SPACE}"].se is not None}
+    widest = sorted(spreads, key=spreads.get, reverse=True)[:3]
     lines.append("- **Stability**: " + (f"runs stopped by non-finite losses: {', '.join(unstable)}."
-                                         if unstable else "every run of every member finished with finite losses."))
+                                         if unstable else "every run of every member finished with finite losses.")
+                 + (" Widest spread over seeds (SE of FD): " + ", ".join(f"{n} ({spreads[n]:.2g})" for n in widest)
+                    + "." if widest else ""))
+    dropped = {name: sum(share < 0.05 for share in shares) for name, runs in groups.items()
+               if (shares := class_shares(runs))}
+    lines.append("- **Classes dropped** (under half their 10 % share, seed means): "
+                 + ", ".join(f"{name} {n}" for name, n in dropped.items()) + " of 10.")
     for name, runs in groups.items():
         if " · " not in name:
             continue
