@@ -58,6 +58,7 @@ def share(run_dir: Path) -> dict:
     timed = {k: v for k, v in record["metrics"].items() if k.startswith("time/") and k.endswith("_seconds") and v}
     costliest = max(timed, key=timed.get) if timed else None
     return {"experiment": record["config"].get("experiment_name") or Path(run_dir).name, "status": record["status"],
+            "commit": (record.get("git_commit") or "unknown")[:7],
             "wall": wall, "evaluation": evaluation, "share": evaluation / wall if evaluation is not None else None,
             "costliest": f"{costliest} {timed[costliest]:.1f} s" if costliest else "–"}
 

@@ -64,6 +64,6 @@ def test_the_eval_share_block_marks_each_preset_against_the_goal(tmp_path, monke
          "machine": "m", "torch": "2.14", "threads": 1, "wall_s": 600.0, "goal": 0.10, "rows": rows}))
     monkeypatch.setattr(benchmark_tables, "BENCHMARK_RECORDS", tmp_path)
     block = benchmark_tables.eval_share("shares")
-    assert "| `best_ring8` | completed | 400 | 8 | 2.0% | ✓ |" in block
+    assert "| `best_ring8` | completed | 400 | 8 | 2.0% | ✓ | time/test/toy_plot_seconds 0.5 s | – |" in block
     assert "| `score_fashion_mnist` | completed | 100 | 12 | 12.0% | not met |" in block
     assert "- **Date:** 2026-12-06 17:00 UTC; **wall time:** 10.0 min, the whole benchmark" in block

@@ -162,7 +162,8 @@ def eval_share(name: str) -> str:
     rows = [[f"`{row['experiment']}`", row["status"], f"{row['wall']:.0f}",
              "–" if row["evaluation"] is None else f"{row['evaluation']:.0f}",
              "–" if row["share"] is None else f"{row['share']:.1%}",
-             "–" if row["share"] is None else ("✓" if row["share"] <= goal else "not met"), row["costliest"]]
+             "–" if row["share"] is None else ("✓" if row["share"] <= goal else "not met"), row["costliest"],
+             f"`{row['commit']}`" if row.get("commit") else "–"]
             for row in summary["rows"]]
     date = summary["date"][:16].replace("T", " ") + " UTC"
     return "\n".join([
@@ -172,4 +173,5 @@ def eval_share(name: str) -> str:
         f"- **Machine:** {summary['machine']}; torch {summary['torch']}; {summary['threads']} thread(s) a run",
         f"- **Date:** {date}; **wall time:** {summary['wall_s'] / 60:.1f} min, the whole benchmark",
     ]) + "\n\n" + markdown_table(
-        ["preset", "status", "wall (s)", "evaluation (s)", "share", f"≤ {goal:.0%}", "costliest timed step"], rows)
+        ["preset", "status", "wall (s)", "evaluation (s)", "share", f"≤ {goal:.0%}", "costliest timed step",
+         "run's commit"], rows)
