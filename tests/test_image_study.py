@@ -59,6 +59,8 @@ def test_the_reading_words_each_comparison_by_the_two_se_rule(records):
             "(0.58).") in lines
     assert "- **Classes dropped** (under half their 10 % share, seed means): vae 0, gan/js 0 of 10." in lines
     assert "- **gan/js · PacGAN4** against the shared recipe: FD better." in lines
+    class_kl = next(line for line in lines if line.startswith("- **class KL**"))  # every member at 0.5 exactly
+    assert "on par with it: gan/js (0.5 ± 0), gan/kl (0.5 ± 0)" in class_kl
 
 
 def test_class_shares_are_seed_means_of_each_runs_histogram(records):

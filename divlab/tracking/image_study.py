@@ -176,8 +176,8 @@ def best_line(scored: dict[str, Estimate], metric: str, title: str) -> str:
     tied = [n for n, word in words.items() if word == ON_PAR]
     unjudged = [n for n, word in words.items() if word == NO_SPREAD]
     text = f"- **{title}**: best mean {best} ({scored[best].text()})"
-    if tied:
-        text += f"; on par with it: {', '.join(tied)}"
+    if tied:  # with their estimates: a wide spread is on par by the rule without being close
+        text += "; on par with it: " + ", ".join(f"{n} ({scored[n].text()})" for n in tied)
     if unjudged:
         text += f"; no verdict against {', '.join(unjudged)} (one seed: spread unknown)"
     if not tied and not unjudged:
@@ -194,7 +194,8 @@ def headline(record_set: dict) -> tuple[str, str]:
         best = min(scored, key=lambda n: scored[n].mean)
         tied = sorted(on_par_with_best(scored, higher_is_better=False) - {best})
         found.append(f"best {header}: {best} {scored[best].text()} (n = {scored[best].n})")
-        ties.append(f"{header}: " + (f"on par with it: {', '.join(tied)}" if tied else "ahead of every other member"))
+        ties.append(f"{header}: " + ("on par with it: " + ", ".join(f"{n} {scored[n].text()}" for n in tied)
+                                     if tied else "ahead of every other member"))
     return "; ".join(found), "; ".join(ties)
 
 
@@ -267,7 +268,7 @@ def plot_sample_grids(record_set: dict, sweep_dir: Path, path: Path, seed: int =
     for ax, (name, image) in zip(axes.flat, tiles):
         ax.imshow(plt.imread(image))
         ax.set_title(name, fontsize=7)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
     return len(tiles)
 
@@ -282,14 +283,14 @@ def plot_quality_coverage(record_set: dict, path: Path) -> Path:
     groups = members(record_set["runs"])
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), layout="constrained")
     pairs = ((f"test/recall_{SPACE}", f"test/precision_{SPACE}"), (f"test/class_kl_{SPACE}", f"test/fid_{SPACE}"))
-    colours = plt.colormaps["tab20"]
+    colours = [*plt.colormaps["tab20"].colors, *plt.colormaps["Dark2"].colors]  # 28 distinct colours
     for ax, (x_metric, y_metric) in zip(axes, pairs):
         for index, (name, runs) in enumerate(groups.items()):
             cells = estimates(runs)
             if x_metric in cells and y_metric in cells:
                 x, y = cells[x_metric], cells[y_metric]
                 ax.errorbar(x.mean, y.mean, xerr=x.se or 0, yerr=y.se or 0, fmt="o" if "·" not in name else "s",
-                            color=colours(index % 20), capsize=3, label=name)
+                            color=colours[index % len(colours)], capsize=3, label=name)
         ax.set_xlabel(x_metric.removeprefix("test/"))
         ax.set_ylabel(y_metric.removeprefix("test/"))
         ax.grid(alpha=0.3)
