@@ -1,12 +1,13 @@
 """Training-step overhead: the Lightning Trainer vs a plain PyTorch loop over the same module and batch.
 
-    python benchmarks/overhead.py [--cases vae gan ...] [--steps 30] [--repeats 5]
+    python benchmarks/overhead.py [--cases vae gan ...] [--steps 30] [--repeats 5] [--out REC.json]
 
 For each case (benchmarks/cases/<name>.py exposing make_case()), alternates R repeats of
 S Trainer steps and S plain steps on copies of the same module and batch, and prints the median
 time per step of each and their ratio (goal ≤ 1.03, or the case's own `goal`: ≤ 1.3 for the 2-D toy
 models). The Trainer logs every `log_every_n_steps` steps as configs/trainer/default.yaml sets it.
-The case's data loader is timed alone too, to show it is not what limits training.
+The case's data loader is timed alone too, to show it is not what limits training. `--out` writes the rows with
+the command, commit, machine and date: a record the performance page shows (`overhead/<name>` block).
 """
 import argparse
 import copy
@@ -18,8 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmarks/overhead.py` from the repo root
 
-import lightning as L
-import torch
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.provenance import Provenance  # noqa: E402
+from divlab.run_files import write_json_atomic  # noqa: E402
 
 LOG_EVERY_N_STEPS = 20  # configs/trainer/default.yaml
 DEFAULT_GOAL = 1.03
@@ -117,14 +121,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="also write the rows to this JSON record")
     args = parser.parse_args()
+    started = Provenance.now(__file__, None)
     torch.manual_seed(0)
+    rows = []
     print(f"{'case':32s} {'plain ms/step':>14s} {'Trainer ms/step':>16s} {'ratio':>7s} {'loader ms/batch':>16s}")
     for name in args.cases:
         r = run_case(name, args.steps, args.warmup, args.repeats)
+        rows.append(r)
         loader = "-" if r["loader_ms"] is None else f"{r['loader_ms']:.2f}"
         flag = "" if r["ratio"] <= r["goal"] else f"  (above the {r['goal']} goal)"
-        print(f"{r['case']:32s} {r['plain_ms']:14.2f} {r['lightning_ms']:16.2f} {r['ratio']:7.3f} {loader:>16s}{flag}")
+        print(f"{r['case']:32s} {r['plain_ms']:14.2f} {r['lightning_ms']:16.2f} {r['ratio']:7.3f} {loader:>16s}{flag}",
+              flush=True)
+    if args.out:
+        write_json_atomic(args.out, {**started.finished(torch.get_num_threads()), "steps": args.steps,
+                                     "warmup": args.warmup, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":
