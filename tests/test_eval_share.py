@@ -67,3 +67,20 @@ def test_the_eval_share_block_marks_each_preset_against_the_goal(tmp_path, monke
     assert "| `best_ring8` | completed | 400 | 8 | 2.0% | ✓ | time/test/toy_plot_seconds 0.5 s | – |" in block
     assert "| `score_fashion_mnist` | completed | 100 | 12 | 12.0% | not met |" in block
     assert "- **Date:** 2026-12-06 17:00 UTC; **wall time:** 10.0 min, the whole benchmark" in block
+
+
+def test_the_overhead_block_marks_each_case_against_its_own_goal(tmp_path, monkeypatch):
+    from divlab.tracking import benchmark_tables
+
+    rows = [{"case": "vae (conv)", "plain_ms": 10.0, "lightning_ms": 10.2, "ratio": 1.02, "goal": 1.03,
+             "loader_ms": 0.1},
+            {"case": "gan_toy", "plain_ms": 1.0, "lightning_ms": 1.4, "ratio": 1.4, "goal": 1.3, "loader_ms": None}]
+    (tmp_path / "overhead.json").write_text(json.dumps(
+        {"command": "python benchmarks/overhead.py", "commit": "abc1234", "date": "2026-12-06T18:00:00+00:00",
+         "machine": "m", "torch": "2.14", "threads": 2, "wall_s": 120.0, "steps": 30, "warmup": 5, "repeats": 5,
+         "rows": rows}))
+    monkeypatch.setattr(benchmark_tables, "BENCHMARK_RECORDS", tmp_path)
+    block = benchmark_tables.overhead("overhead")
+    assert "| vae (conv) | 10.00 | 10.20 | 1.020 | ≤ 1.03 | ✓ | 0.10 |" in block
+    assert "| gan_toy | 1.00 | 1.40 | 1.400 | ≤ 1.3 | not met | – |" in block
+    assert "(medians of 5 alternated repeats of 30 steps after 5 warm-up)" in block

@@ -175,3 +175,22 @@ def eval_share(name: str) -> str:
     ]) + "\n\n" + markdown_table(
         ["preset", "status", "wall (s)", "evaluation (s)", "share", f"≤ {goal:.0%}", "costliest timed step",
          "run's commit"], rows)
+
+
+def overhead(name: str) -> str:
+    """Block `overhead/<name>`: `benchmarks/overhead.py --out`'s record, the Trainer's time per step against a plain
+    loop's over the same module and batch, each case against its goal, with how the record was made."""
+    summary = json.loads((BENCHMARK_RECORDS / f"{name}.json").read_text())
+    rows = [[row["case"], f"{row['plain_ms']:.2f}", f"{row['lightning_ms']:.2f}", f"{row['ratio']:.3f}",
+             f"≤ {row['goal']:g}", "✓" if row["ratio"] <= row["goal"] else "not met",
+             "–" if row["loader_ms"] is None else f"{row['loader_ms']:.2f}"] for row in summary["rows"]]
+    date = summary["date"][:16].replace("T", " ") + " UTC"
+    return "\n".join([
+        f"- **Command:** `{summary['command']}`",
+        f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json) (medians of "
+        f"{summary['repeats']} alternated repeats of {summary['steps']} steps after {summary['warmup']} warm-up)",
+        f"- **Commit:** `{summary['commit']}`",
+        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; {summary['threads']} thread(s)",
+        f"- **Date:** {date}; **wall time:** {summary['wall_s'] / 60:.1f} min, the whole benchmark",
+    ]) + "\n\n" + markdown_table(["case", "plain loop (ms/step)", "Trainer (ms/step)", "Trainer ÷ plain", "goal",
+                                  "met", "loader alone (ms/batch)"], rows)

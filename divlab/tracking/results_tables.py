@@ -17,6 +17,7 @@ Block names (see `doc_blocks`), resolved by `generator(name)`:
   its provenance, each arm's medians and divlab against the like-for-like arm (see `benchmark_tables`);
 - `image-study/<set>`, `image-classes/<set>`, `image-toys/<set>`, `image-reading/<set>`, `image-floor/<record>`:
   the image study's tables and reading (`image_study`);
+- `overhead/<record>`: the Trainer's time per step against a plain loop's (`benchmarks/overhead.py --out`);
 - `eval-share/<record>`: evaluation's share of each preset's wall time (`benchmarks/eval_share.py --out`);
 - `headline`: the README's table of headline results, one row per results page.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from divlab.tracking import frontier as fr
 from divlab.tracking import image_study
-from divlab.tracking.benchmark_tables import benchmark, eval_share
+from divlab.tracking.benchmark_tables import benchmark, eval_share, overhead
 from divlab.tracking.doc_blocks import markdown_table as _table
 from divlab.tracking.published import TOY_TABLES
 from divlab.tracking.result_records import commits, read_record_set
@@ -344,6 +345,7 @@ PREFIXED = {
     "frontier-points": frontier_points_table,
     "benchmark": benchmark,
     "eval-share": eval_share,
+    "overhead": overhead,
     "image-study": lambda name: image_study.study_table(record_set(name)),
     "image-classes": lambda name: image_study.classes_table(record_set(name)),
     "image-toys": lambda name: image_study.toys_table(record_set(name)),
