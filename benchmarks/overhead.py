@@ -59,8 +59,11 @@ class RepeatedBatch(torch.utils.data.Dataset):
 
 
 def as_list(optimizers) -> list:
+    """The optimisers `configure_optimizers` returned, in order, from any of Lightning's forms (one, a list, a
+    tuple of lists, or {"optimizer": ..., "lr_scheduler": ...} dicts)."""
     optimizers = optimizers[0] if isinstance(optimizers, tuple) and isinstance(optimizers[0], list) else optimizers
-    return list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
+    optimizers = list(optimizers) if isinstance(optimizers, (list, tuple)) else [optimizers]
+    return [config["optimizer"] if isinstance(config, dict) else config for config in optimizers]
 
 
 def time_lightning(case: dict, steps: int, warmup: int) -> float:
