@@ -165,14 +165,7 @@ def eval_share(name: str) -> str:
              "–" if row["share"] is None else ("✓" if row["share"] <= goal else "not met"), row["costliest"],
              f"`{row['commit']}`" if row.get("commit") else "–"]
             for row in summary["rows"]]
-    date = summary["date"][:16].replace("T", " ") + " UTC"
-    return "\n".join([
-        f"- **Command:** `{summary['command']}`",
-        f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json)",
-        f"- **Commit:** `{summary['commit']}`",
-        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; {summary['threads']} thread(s) a run",
-        f"- **Date:** {date}; **wall time:** {summary['wall_s'] / 60:.1f} min, the whole benchmark",
-    ]) + "\n\n" + markdown_table(
+    return record_provenance(name, summary, threads="thread(s) a run") + "\n\n" + markdown_table(
         ["preset", "status", "wall (s)", "evaluation (s)", "share", f"≤ {goal:.0%}", "costliest timed step",
          "run's commit"], rows)
 
@@ -184,13 +177,21 @@ def overhead(name: str) -> str:
     rows = [[row["case"], f"{row['plain_ms']:.2f}", f"{row['lightning_ms']:.2f}", f"{row['ratio']:.3f}",
              f"≤ {row['goal']:g}", "✓" if row["ratio"] <= row["goal"] else "not met",
              "–" if row["loader_ms"] is None else f"{row['loader_ms']:.2f}"] for row in summary["rows"]]
+    detail = (f" (medians of {summary['repeats']} alternated repeats of {summary['steps']} steps after "
+              f"{summary['warmup']} warm-up)")
+    return record_provenance(name, summary, detail) + "\n\n" + markdown_table(
+        ["case", "plain loop (ms/step)", "Trainer (ms/step)", "Trainer ÷ plain", "goal", "met",
+         "loader alone (ms/batch)"], rows)
+
+
+def record_provenance(name: str, summary: dict, detail: str = "", threads: str = "thread(s)") -> str:
+    """How a one-command benchmark record (`eval_share.py`, `overhead.py`) was made: command, record, commit,
+    machine, date and the whole benchmark's wall time."""
     date = summary["date"][:16].replace("T", " ") + " UTC"
     return "\n".join([
         f"- **Command:** `{summary['command']}`",
-        f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json) (medians of "
-        f"{summary['repeats']} alternated repeats of {summary['steps']} steps after {summary['warmup']} warm-up)",
+        f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json)" + detail,
         f"- **Commit:** `{summary['commit']}`",
-        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; {summary['threads']} thread(s)",
+        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; {summary['threads']} {threads}",
         f"- **Date:** {date}; **wall time:** {summary['wall_s'] / 60:.1f} min, the whole benchmark",
-    ]) + "\n\n" + markdown_table(["case", "plain loop (ms/step)", "Trainer (ms/step)", "Trainer ÷ plain", "goal",
-                                  "met", "loader alone (ms/batch)"], rows)
+    ])
