@@ -13,8 +13,11 @@ Each repeat runs both, alternated, as separate processes with the same interpret
 
 - nanoGPT: `train.py config/train_shakespeare_char.py` with its README's CPU sizes (`--device=cpu --compile=False
   --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
-  --dropout=0.0`), `--max_iters=--lr_decay_iters=STEPS`, `--eval_interval=STEPS --always_save_checkpoint=True`
-  (so its checkpoint holds the model after STEPS steps); float32 (nanoGPT runs float32 on a CPU whatever `dtype`);
+  --dropout=0.0`), `--max_iters=--lr_decay_iters=STEPS`, `--always_save_checkpoint=True` (so its checkpoint
+  holds the model after STEPS steps) and its config's own `eval_interval` (250) where that divides STEPS, as at
+  2,000 steps, else `--eval_interval=STEPS` (at 400: 250 would leave the last checkpoint at step 250); float32
+  (nanoGPT runs float32 on a CPU whatever `dtype`). At 2,000 steps each arm then scores 4,320 windows in all:
+  nanoGPT 9 evaluations of 20 batches of 12 on each split, divlab 8 validations of 240 and a test of 2,400;
 - divlab: `python train.py experiment=char_gpt trainer.max_steps=STEPS logger=none`, float32, eager.
 
 Measured: ms per training step (nanoGPT: the median of its printed per-iteration times past the first 5; divlab:
@@ -51,6 +54,7 @@ from divlab.tracking.benchmark_tables import tables  # noqa: E402
 
 BATCH, BLOCK, WARMUP = 12, 64, 5
 DATASET = "divlab_shakespeare_char"
+NANOGPT_CONFIG = "config/train_shakespeare_char.py"
 NANOGPT_SIZES = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1", f"--block_size={BLOCK}",
                  f"--batch_size={BATCH}", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0"]
 NANOGPT_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.MULTILINE)
@@ -61,7 +65,7 @@ DIVLAB_PROGRESS = re.compile(r"^\[([\d-]+ [\d:]+,\d+)\]\[divlab\.progress\]\[INF
 
 def nanogpt_checkout(path: Path | None) -> Path | None:
     """The checkout when it holds nanoGPT's train.py, model.py, configurator.py and its char config."""
-    needed = ("train.py", "model.py", "configurator.py", "config/train_shakespeare_char.py")
+    needed = ("train.py", "model.py", "configurator.py", NANOGPT_CONFIG)
     if path is None or not all((path / name).is_file() for name in needed):
         return None
     return path
@@ -88,9 +92,18 @@ def thread_env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
+def nanogpt_eval_interval(checkout: Path, steps: int) -> int:
+    """The char config's own `eval_interval` where it divides `steps` (the last evaluation, and so the checkpoint,
+    falls on the last step), else `steps`."""
+    found = re.search(r"^eval_interval\s*=\s*(\d+)", (checkout / NANOGPT_CONFIG).read_text(), re.MULTILINE)
+    interval = int(found.group(1)) if found else steps
+    return interval if steps % interval == 0 else steps
+
+
 def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: str) -> dict:
-    command = [sys.executable, str(checkout / "train.py"), str(checkout / "config/train_shakespeare_char.py"),
-               *NANOGPT_SIZES, f"--max_iters={steps}", f"--lr_decay_iters={steps}", f"--eval_interval={steps}",
+    eval_interval = nanogpt_eval_interval(checkout, steps)
+    command = [sys.executable, str(checkout / "train.py"), str(checkout / NANOGPT_CONFIG), *NANOGPT_SIZES,
+               f"--max_iters={steps}", f"--lr_decay_iters={steps}", f"--eval_interval={eval_interval}",
                "--always_save_checkpoint=True", f"--dataset={DATASET}", f"--out_dir={out}"]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=workdir, env=thread_env(threads), capture_output=True, text=True)
@@ -98,7 +111,8 @@ def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: st
     if result.returncode != 0:
         raise RuntimeError(f"nanoGPT's train.py failed ({result.returncode}):\n{result.stderr[-2000:]}")
     times = [float(ms) for it, ms in NANOGPT_ITER.findall(result.stdout) if int(it) >= WARMUP]
-    return {"wall_s": wall, "ms_per_step": statistics.median(times), "checkpoint": str(workdir / out / "ckpt.pt")}
+    return {"wall_s": wall, "ms_per_step": statistics.median(times), "eval_interval": eval_interval,
+            "checkpoint": str(workdir / out / "ckpt.pt")}
 
 
 def run_divlab(run_dir: Path, steps: int, threads: int, seed: int) -> dict:

@@ -47,3 +47,13 @@ def test_divlabs_step_times_come_from_the_progress_lines_millisecond_stamps():
            "[2026-12-06 14:15:36,408][divlab.progress][INFO] - epoch 0 batch 20/250 step 20 (0.8 s): train/loss 3\n"
            "[2026-12-06 14:15:36,500][divlab.progress][INFO] - epoch 0 step 20 validation: val/loss 3\n")
     assert DIVLAB_PROGRESS.findall(log) == [("2026-12-06 14:15:36,111", "10"), ("2026-12-06 14:15:36,408", "20")]
+
+
+def test_nanogpt_evaluates_at_its_configs_interval_where_that_ends_on_the_last_step(tmp_path):
+    # "As each tool runs by default": the char config's eval_interval (250) at 2,000 steps, where the last
+    # evaluation (and so nanoGPT's checkpoint) falls on the last step; at 400 steps only at the end.
+    (tmp_path / "config").mkdir()
+    (tmp_path / bench.NANOGPT_CONFIG).write_text("eval_interval = 250 # keep frequent\neval_iters = 200\n")
+    assert bench.nanogpt_eval_interval(tmp_path, 2000) == 250
+    assert bench.nanogpt_eval_interval(tmp_path, 400) == 400
+    assert bench.nanogpt_eval_interval(tmp_path, 250) == 250

@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return results_main(args)
     # Hydra reads the overrides from `args`; sys.argv stays whole, so a DDP launch re-runs `divlab train ...`.
-    if command == "train":
-        from divlab.cli.train import main as train_main
+    from divlab.cli.lean_process import command_process
 
-        train_main(args)
-    else:
-        from divlab.cli.eval import main as eval_main
-
-        eval_main(args)
+    with command_process():
+        if command == "train":
+            from divlab.cli.train import main as command_main
+        else:
+            from divlab.cli.eval import main as command_main
+    command_main(args)
     return 0
