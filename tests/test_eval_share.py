@@ -84,3 +84,15 @@ def test_the_overhead_block_marks_each_case_against_its_own_goal(tmp_path, monke
     assert "| vae (conv) | 10.00 | 10.20 | 1.020 | ≤ 1.03 | ✓ | 0.10 |" in block
     assert "| gan_toy | 1.00 | 1.40 | 1.400 | ≤ 1.3 | not met | – |" in block
     assert "(medians of 5 alternated repeats of 30 steps after 5 warm-up)" in block
+
+
+def test_by_folder_sums_each_folders_runs_into_one_share():
+    # Two sweeps' runs: the share is the folder's summed evaluation over its summed wall (7/100), not the mean of
+    # its runs' shares ((0.05 + 0.1) / 2 = 0.075).
+    rows = [{"experiment": "align_frontier", "status": "completed", "commit": "abc1234", "wall": w, "evaluation": e,
+             "share": e / w, "costliest": "x"} for w, e in [(60, 3), (40, 4), (10, 1)]]
+    runs = [Path("/s/dpo/0_align_frontier"), Path("/s/dpo/1_align_frontier"), Path("/s/ppo/0_align_frontier")]
+    dpo, ppo = eval_share.by_folder(runs, rows)
+    assert dpo["experiment"] == "align_frontier (dpo: 2 runs)" and ppo["experiment"] == "align_frontier (ppo: 1 run)"
+    assert (dpo["wall"], dpo["evaluation"], dpo["share"]) == (100, 7, 0.07)
+    assert dpo["costliest"] == "runs 5.0% – 10.0%" and ppo["share"] == 0.1
