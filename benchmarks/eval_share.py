@@ -1,6 +1,6 @@
 """Evaluation's share of each preset's wall time at its default settings (goal ≤ 10 %).
 
-    python benchmarks/eval_share.py [--experiments vae_ring8 gan_ring8 ...] [--runs RUN_DIR ...] [--by-folder]
+    python benchmarks/eval_share.py [--experiments vae_ring8 gan_ring8 ...] [--runs RUN_DIR ...] [--sweeps DIR ...]
         [--out REC.json]
 
 Trains each experiment as its config stands (W&B off, output in a temporary directory), then reads its
@@ -64,23 +64,21 @@ def share(run_dir: Path) -> dict:
             "costliest": f"{costliest} {timed[costliest]:.1f} s" if costliest else "–"}
 
 
-def by_folder(run_dirs: list[Path], rows: list[dict]) -> list[dict]:
-    """One row per folder of runs: summed wall and evaluation time, their share, and the runs' lowest and highest."""
-    folders: dict[str, list[dict]] = {}
-    for run_dir, row in zip(run_dirs, rows):
-        folders.setdefault(Path(run_dir).resolve().parent.name, []).append(row)
-    summed = []
-    for folder, group in folders.items():
-        wall = sum(row["wall"] for row in group)
-        evaluation = sum(row["evaluation"] or 0.0 for row in group)
-        shares = [row["share"] for row in group if row["share"] is not None]
-        statuses = sorted({row["status"] for row in group})
-        runs = f"{len(group)} run" + ("s" if len(group) > 1 else "")
-        summed.append({"experiment": f"{group[0]['experiment']} ({folder}: {runs})",
-                       "status": ", ".join(statuses), "commit": ", ".join(sorted({row["commit"] for row in group})),
-                       "wall": wall, "evaluation": evaluation, "share": evaluation / wall,
-                       "costliest": f"runs {min(shares):.1%} – {max(shares):.1%}" if shares else "–"})
-    return summed
+def sweep(folder: Path) -> dict:
+    """One row for a sweep folder's runs (each subfolder holding a run.json): summed wall and evaluation time, their
+    share, and the runs' lowest and highest."""
+    rows = [share(run.parent) for run in sorted(Path(folder).glob("*/run.json"))]
+    if not rows:
+        raise SystemExit(f"--sweeps {folder}: no run folder (holding run.json) in it")
+    wall = sum(row["wall"] for row in rows)
+    evaluation = sum(row["evaluation"] or 0.0 for row in rows)
+    shares = [row["share"] for row in rows if row["share"] is not None]
+    runs = f"{len(rows)} run" + ("s" if len(rows) > 1 else "")
+    return {"experiment": f"{rows[0]['experiment']} ({Path(folder).name}: {runs})",
+            "status": ", ".join(sorted({row["status"] for row in rows})),
+            "commit": ", ".join(sorted({row["commit"] for row in rows})),
+            "wall": wall, "evaluation": evaluation, "share": evaluation / wall,
+            "costliest": f"runs {min(shares):.1%} – {max(shares):.1%}" if shares else "–"}
 
 
 def main() -> None:
@@ -89,23 +87,22 @@ def main() -> None:
         "--experiments", nargs="+", default=None, help=f"default: every preset ({', '.join(presets())})"
     )
     parser.add_argument("--runs", nargs="+", type=Path, default=None, help="existing run directories to read instead")
-    parser.add_argument("--by-folder", action="store_true", help="one row per folder of runs (with --runs)")
+    parser.add_argument("--sweeps", nargs="+", type=Path, default=None, help="sweep folders: one row each")
     parser.add_argument("--out", type=Path, help="also write the rows to this JSON record")
     args = parser.parse_args()
-    if args.by_folder and not args.runs:
-        parser.error("--by-folder sums the folders of --runs RUN_DIR ...; give the runs")
     started = Provenance.now(__file__, None)
-    if args.runs:
-        run_dirs = args.runs
+    if args.sweeps:
+        measured = (sweep(folder) for folder in args.sweeps)
+    elif args.runs:
+        measured = (share(run_dir) for run_dir in args.runs)
     else:  # one row per run as it ends
         root = Path(tempfile.mkdtemp(prefix="eval_share_"))
-        run_dirs = (run_preset(name, root) for name in args.experiments or presets())
+        measured = (share(run_preset(name, root)) for name in args.experiments or presets())
     print(f"| preset | status | wall s | evaluation s | share (goal ≤ {GOAL:.0%}) "
           "| costliest timed step (last evaluation) |")
     print("|---|---|---:|---:|---:|---|")
     rows = []
-    for run_dir in run_dirs:
-        row = share(run_dir)
+    for row in measured:
         rows.append(row)
         if row["share"] is None:
             print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | – | – (no evaluation_seconds) | "
@@ -114,11 +111,6 @@ def main() -> None:
         mark = "" if row["share"] <= GOAL else " ✗"
         print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | {row['evaluation']:.0f} | "
               f"{row['share']:.1%}{mark} | {row['costliest']} |", flush=True)
-    if args.by_folder:
-        rows = by_folder(args.runs or [], rows)
-        for row in rows:
-            print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | {row['evaluation']:.0f} | "
-                  f"{row['share']:.1%}{'' if row['share'] <= GOAL else ' ✗'} | {row['costliest']} |")
     if args.out:
         threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
         write_json_atomic(args.out, {**started.finished(threads), "goal": GOAL, "rows": rows})

@@ -86,13 +86,19 @@ def test_the_overhead_block_marks_each_case_against_its_own_goal(tmp_path, monke
     assert "(medians of 5 alternated repeats of 30 steps after 5 warm-up)" in block
 
 
-def test_by_folder_sums_each_folders_runs_into_one_share():
-    # Two sweeps' runs: the share is the folder's summed evaluation over its summed wall (7/100), not the mean of
-    # its runs' shares ((0.05 + 0.1) / 2 = 0.075).
-    rows = [{"experiment": "align_frontier", "status": "completed", "commit": "abc1234", "wall": w, "evaluation": e,
-             "share": e / w, "costliest": "x"} for w, e in [(60, 3), (40, 4), (10, 1)]]
-    runs = [Path("/s/dpo/0_align_frontier"), Path("/s/dpo/1_align_frontier"), Path("/s/ppo/0_align_frontier")]
-    dpo, ppo = eval_share.by_folder(runs, rows)
-    assert dpo["experiment"] == "align_frontier (dpo: 2 runs)" and ppo["experiment"] == "align_frontier (ppo: 1 run)"
-    assert (dpo["wall"], dpo["evaluation"], dpo["share"]) == (100, 7, 0.07)
-    assert dpo["costliest"] == "runs 5.0% – 10.0%" and ppo["share"] == 0.1
+def test_a_sweep_folder_is_one_row_its_runs_summed(tmp_path):
+    # The share is the folder's summed evaluation over its summed wall (7/100), not the mean of its runs' shares
+    # ((0.05 + 0.1) / 2 = 0.075).
+    for job, (wall, evaluation) in enumerate([(60, 3), (40, 4)]):
+        run = tmp_path / "dpo" / f"{job}_align_frontier"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({
+            "status": "completed", "config": {"experiment_name": "align_frontier"}, "git_commit": "abc1234def",
+            "metrics": {}, "attempts": [{"started_at": "2026-12-06T10:00:00", "evaluation_seconds": evaluation,
+                                         "finished_at": f"2026-12-06T10:01:{wall - 60:02d}" if wall >= 60
+                                         else f"2026-12-06T10:00:{wall:02d}"}]}))
+    (tmp_path / "dpo" / "multirun.yaml").write_text("{}")  # a sweep's own file, not a run
+    row = eval_share.sweep(tmp_path / "dpo")
+    assert row["experiment"] == "align_frontier (dpo: 2 runs)" and row["commit"] == "abc1234"
+    assert (row["wall"], row["evaluation"], row["share"]) == (100, 7, 0.07)
+    assert row["costliest"] == "runs 5.0% – 10.0%"
