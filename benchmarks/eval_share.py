@@ -88,6 +88,8 @@ def main() -> None:
     )
     parser.add_argument("--runs", nargs="+", type=Path, default=None, help="existing run directories to read instead")
     parser.add_argument("--sweeps", nargs="+", type=Path, default=None, help="sweep folders: one row each")
+    parser.add_argument("--threads", type=int, help="with --runs or --sweeps: the threads a run had (runs do not "
+                        "record it); training here, this process's")
     parser.add_argument("--out", type=Path, help="also write the rows to this JSON record")
     args = parser.parse_args()
     started = Provenance.now(__file__, None)
@@ -112,7 +114,8 @@ def main() -> None:
         print(f"| {row['experiment']} | {row['status']} | {row['wall']:.0f} | {row['evaluation']:.0f} | "
               f"{row['share']:.1%}{mark} | {row['costliest']} |", flush=True)
     if args.out:
-        threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads()
+        threads = args.threads if args.runs or args.sweeps else (
+            int(os.environ.get("OMP_NUM_THREADS", 0)) or torch.get_num_threads())
         write_json_atomic(args.out, {**started.finished(threads), "goal": GOAL, "rows": rows})
 
 

@@ -166,8 +166,8 @@ def eval_share(name: str) -> str:
              f"`{row['commit']}`" if row.get("commit") else "–"]
             for row in summary["rows"]]
     return record_provenance(name, summary, threads="thread(s) a run") + "\n\n" + markdown_table(
-        ["preset", "status", "wall (s)", "evaluation (s)", "share", f"≤ {goal:.0%}", "costliest timed step",
-         "run's commit"], rows)
+        ["preset", "status", "wall (s)", "evaluation (s)", "share", f"≤ {goal:.0%}",
+         "costliest timed step (a sweep: its runs' lowest – highest share)", "run's commit"], rows)
 
 
 def overhead(name: str) -> str:
@@ -192,6 +192,7 @@ def record_provenance(name: str, summary: dict, detail: str = "", threads: str =
         f"- **Command:** `{summary['command']}`",
         f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json)" + detail,
         f"- **Commit:** `{summary['commit']}`",
-        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; {summary['threads']} {threads}",
+        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; "
+        f"{summary['threads'] or 'unrecorded'} {threads}",
         f"- **Date:** {date}; **wall time:** {summary['wall_s'] / 60:.1f} min, the whole benchmark",
     ])
