@@ -74,7 +74,7 @@ def test_provenance_names_command_commit_machine_date_and_wall_time(records):
     text = bt.benchmark("dpo_vs_trl")
     for line in ("- **Command:** `python benchmarks/x.py --threads 1`", "- **Commit:** `abc1234`",
                  "- **Machine:** Some CPU, 2 CPUs; torch 2.14.1, TRL 0.20.0; 1 thread(s) a process",
-                 "- **Date:** 2026-12-06 13:48 UTC", "- **Wall time:** 5.5 min, the whole benchmark",
+                 "- **Date:** 2026-12-06 13:48 UTC; **wall time:** 5.5 min, the whole benchmark",
                  "- **Record:** [`records/benchmarks/dpo_vs_trl.json`](records/benchmarks/dpo_vs_trl.json) "
                  "(3 repeat(s) of 30 steps, the arms alternated in each)"):
         assert line in lines_of(text)

@@ -71,20 +71,9 @@ def benchmark(name: str) -> str:
 
 
 def provenance(name: str, summary: dict) -> str:
-    missing = "not recorded"
-    versions = ", ".join(f"{tool} {summary[key]}" for tool, key in (("torch", "torch"), ("TRL", "trl"))
-                         if summary.get(key))
-    date = summary.get("date")
-    wall = summary.get("wall_s")
-    return "\n".join([
-        f"- **Command:** `{summary.get('command', missing)}`",
-        f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json) "
-        f"({len(summary['rows'])} repeat(s) of {summary['steps']} steps, the arms alternated in each)",
-        f"- **Commit:** `{summary.get('commit', missing)}`",
-        f"- **Machine:** {summary.get('machine', missing)}; {versions}; {summary['threads']} thread(s) a process",
-        f"- **Date:** {date[:16].replace('T', ' ') + ' UTC' if date else missing}",
-        f"- **Wall time:** {f'{wall / 60:.1f} min, the whole benchmark' if wall is not None else missing}",
-    ])
+    """How a peer benchmark's record (its arms alternated in each repeat) was made."""
+    detail = f" ({len(summary['rows'])} repeat(s) of {summary['steps']} steps, the arms alternated in each)"
+    return record_provenance(name, summary, detail, threads="thread(s) a process")
 
 
 def ms_per_step(result: dict) -> float:
@@ -185,14 +174,18 @@ def overhead(name: str) -> str:
 
 
 def record_provenance(name: str, summary: dict, detail: str = "", threads: str = "thread(s)") -> str:
-    """How a one-command benchmark record (`eval_share.py`, `overhead.py`) was made: command, record, commit,
-    machine, date and the whole benchmark's wall time."""
-    date = summary["date"][:16].replace("T", " ") + " UTC"
+    """How a benchmark record was made: command, record, commit, machine and versions, date and the whole
+    benchmark's wall time (each "not recorded" where an older record lacks it)."""
+    missing = "not recorded"
+    versions = ", ".join(f"{tool} {summary[key]}" for tool, key in (("torch", "torch"), ("TRL", "trl"))
+                         if summary.get(key))
+    date, wall = summary.get("date"), summary.get("wall_s")
     return "\n".join([
-        f"- **Command:** `{summary['command']}`",
+        f"- **Command:** `{summary.get('command', missing)}`",
         f"- **Record:** [`records/benchmarks/{name}.json`](records/benchmarks/{name}.json)" + detail,
-        f"- **Commit:** `{summary['commit']}`",
-        f"- **Machine:** {summary['machine']}; torch {summary['torch']}; "
-        f"{summary['threads'] or 'unrecorded'} {threads}",
-        f"- **Date:** {date}; **wall time:** {summary['wall_s'] / 60:.1f} min, the whole benchmark",
+        f"- **Commit:** `{summary.get('commit', missing)}`",
+        f"- **Machine:** {summary.get('machine', missing)}; {versions}; {summary.get('threads') or 'unrecorded'} "
+        f"{threads}",
+        f"- **Date:** {date[:16].replace('T', ' ') + ' UTC' if date else missing}; **wall time:** "
+        + (f"{wall / 60:.1f} min, the whole benchmark" if wall is not None else missing),
     ])
