@@ -168,13 +168,19 @@ def _ranks(values: list[float]) -> list[float]:
     return ranks
 
 
-def best_line(scored: dict[str, Estimate], metric: str, title: str) -> str:
-    """`title`: the best mean among `scored`, the members on par with it, and those with no verdict."""
+def best_and_on_par(scored: dict[str, Estimate], metric: str) -> tuple[str, list[str], list[str]]:
+    """The member with the best mean of `metric`, those on par with it by the two-SE rule, and those with no
+    verdict (one seed: spread unknown)."""
     higher = higher_is_better(metric)
     best = (max if higher else min)(scored, key=lambda n: scored[n].mean)
     words = {n: verdict(e, scored[best], higher) for n, e in scored.items() if n != best}
-    tied = [n for n, word in words.items() if word == ON_PAR]
-    unjudged = [n for n, word in words.items() if word == NO_SPREAD]
+    return (best, [n for n, word in words.items() if word == ON_PAR],
+            [n for n, word in words.items() if word == NO_SPREAD])
+
+
+def best_line(scored: dict[str, Estimate], metric: str, title: str) -> str:
+    """`title`: the best mean among `scored`, the members on par with it, and those with no verdict."""
+    best, tied, unjudged = best_and_on_par(scored, metric)
     text = f"- **{title}**: best mean {best} ({scored[best].text()})"
     if tied:  # with their estimates: a wide spread is on par by the rule without being close
         text += "; on par with it: " + ", ".join(f"{n} ({scored[n].text()})" for n in tied)
@@ -190,9 +196,8 @@ def headline(record_set: dict) -> tuple[str, str]:
     cells = {name: estimates(runs) for name, runs in members(record_set["runs"]).items()}
     found, ties = [], []
     for metric, header in ((f"test/fid_{SPACE}", "FD"), (f"test/class_kl_{SPACE}", "class KL")):
+        best, tied, _ = best_and_on_par({n: c[metric] for n, c in cells.items() if metric in c}, metric)
         scored = {n: c[metric] for n, c in cells.items() if metric in c}
-        best = min(scored, key=lambda n: scored[n].mean)
-        tied = sorted(on_par_with_best(scored, higher_is_better=False) - {best})
         found.append(f"best {header}: {best} {scored[best].text()} (n = {scored[best].n})")
         ties.append(f"{header}: " + ("on par with it: " + ", ".join(f"{n} {scored[n].text()}" for n in tied)
                                      if tied else "ahead of every other member"))
