@@ -31,13 +31,18 @@ def command_line(script: str | Path, argv: list[str] | None) -> str:
     return (f"OMP_NUM_THREADS={threads} " if threads else "") + shlex.join(words)
 
 
-def git_commit() -> str:
-    """The repository's short commit, with `+dirty` when tracked files differ from it; `unknown` without git."""
+# What benchmarks write, not what they run: a batch of benchmarks leaves its earlier records uncommitted.
+OUTPUTS = "docs/results"
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """The repository's short commit, with `+dirty` when tracked files other than the results (`docs/results/`:
+    records and pages) differ from it; `unknown` without git."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10)
-        changes = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                 capture_output=True, text=True, timeout=10)
+        changes = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  f":(exclude){OUTPUTS}"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if head.returncode != 0:

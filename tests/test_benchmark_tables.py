@@ -3,6 +3,7 @@ met only at or past its boundary, a missing record says how to make it, and a co
 makes the page stale."""
 import json
 import shutil
+import subprocess
 
 import pytest
 
@@ -137,3 +138,20 @@ def test_the_command_is_the_script_relative_to_the_root_with_its_threads(monkeyp
     assert command_line(script, []) == "python benchmarks/dpo_vs_trl.py"
     commit = git_commit()
     assert commit == "unknown" or len(commit.removesuffix("+dirty")) >= 7
+
+
+def test_the_commit_is_dirty_for_changed_code_not_for_changed_results(tmp_path):
+    # A batch of benchmarks writes its records one after another: the earlier ones, uncommitted, are not code.
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "docs/results/records").mkdir(parents=True)
+    (tmp_path / "docs/results/records/a.json").write_text("{}")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    (tmp_path / "docs/results/records/a.json").write_text('{"ratio": 1.1}')
+    assert not git_commit(tmp_path).endswith("+dirty")
+    (tmp_path / "model.py").write_text("x = 2\n")
+    assert git_commit(tmp_path).endswith("+dirty")
