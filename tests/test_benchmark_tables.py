@@ -19,13 +19,13 @@ PROVENANCE = {"command": "python benchmarks/x.py --threads 1", "commit": "abc123
 ROOT_PAGE = bt.ROOT / "docs" / "results" / "performance.md"
 
 
-def char_summary(nanogpt_ms=(12.0, 12.6), divlab_ms=(10.0, 10.0)) -> dict:
+def char_summary(nanogpt_ms=(12.0, 12.6), divlab_ms=(10.0, 10.0), steps=2000, threads=1) -> dict:
     walls = ((60.0, 55.0), (62.0, 57.0))
     rows = [{"repeat": i, "nanogpt": {"wall_s": walls[i][0], "ms_per_step": nanogpt_ms[i], "heldout_loss": 1.9},
              "divlab": {"wall_s": walls[i][1], "ms_per_step": divlab_ms[i], "heldout_loss": 1.905}}
             for i in range(len(nanogpt_ms))]
-    return {**PROVENANCE, "steps": 400, "repeats": len(rows), "precision": "float32", "tokens_per_step": 768,
-            "rows": rows}
+    return {**PROVENANCE, "steps": steps, "threads": threads, "repeats": len(rows), "precision": "float32",
+            "tokens_per_step": 768, "rows": rows}
 
 
 def dpo_summary() -> dict:
@@ -155,3 +155,27 @@ def test_the_commit_is_dirty_for_changed_code_not_for_changed_results(tmp_path):
     assert not git_commit(tmp_path).endswith("+dirty")
     (tmp_path / "model.py").write_text("x = 2\n")
     assert git_commit(tmp_path).endswith("+dirty")
+
+
+def test_the_whole_run_goal_is_judged_only_at_the_run_length_it_is_set_for(records):
+    write(records, "char_gpt_vs_nanogpt_1thread", char_summary(steps=400))
+    assert "| whole run: nanoGPT ÷ divlab | 1.089× | 1.088× – 1.091× | – | – |" in lines_of(
+        bt.benchmark("char_gpt_vs_nanogpt_1thread"))
+
+
+def test_pooled_ratios_are_every_repeat_of_every_record_judged_against_the_goal_by_two_ses(records):
+    # 1 thread: repeats 1.20, 1.26 (one record) and 1.12, 1.14 (another): mean 1.18, SE 0.0316; 1.18 − 2 SE > 1.10.
+    write(records, "char_gpt_vs_nanogpt_1thread", char_summary(steps=400))
+    write(records, "char_gpt_vs_nanogpt_2000steps_seed0", char_summary(nanogpt_ms=(11.2, 11.4)))
+    # 2 threads: 1.12 and 1.20, mean 1.16 ± 0.04: 1.5 SEs past 1.10, so within two SEs of it (not met).
+    write(records, "char_gpt_vs_nanogpt_2threads", char_summary(nanogpt_ms=(11.2, 12.0), threads=2, steps=400))
+    text = lines_of(bt.pooled("char_gpt_vs_nanogpt"))
+    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 1 | all | 4 (`char_gpt_vs_nanogpt_1thread`, "
+            "`char_gpt_vs_nanogpt_2000steps_seed0`) | 1.180 ± 0.032× | ≥ 1.10× | met beyond two SEs |") in text
+    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 2 | all | 2 (`char_gpt_vs_nanogpt_2threads`) | 1.160 ± 0.040× "
+            "| ≥ 1.10× | within two SEs |") in text
+    # The whole run pooled by length; its goal only at 2,000 steps (60/55 and 62/57: 1.0893 ± 0.0016 ≥ 1.00).
+    assert ("| whole run: nanoGPT ÷ divlab | 1 | 2000 | 2 (`char_gpt_vs_nanogpt_2000steps_seed0`) | 1.0893 ± 0.0016× "
+            "| ≥ 1.00× | met beyond two SEs |") in text
+    assert "| whole run: nanoGPT ÷ divlab | 1 | 400 | 2 (`char_gpt_vs_nanogpt_1thread`) | 1.0893 ± 0.0016× | – | – |" \
+        in text

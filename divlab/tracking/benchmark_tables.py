@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from divlab.tracking.doc_blocks import markdown_table
+from divlab.tracking.verdict import against_goal, estimate
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCHMARK_RECORDS = ROOT / "docs" / "results" / "records" / "benchmarks"
@@ -25,6 +26,7 @@ class Benchmark:
     throughput_goal: float  # peer ms/step ÷ divlab ms/step, at least
     losses: dict[str, str]  # loss key → its name on the page
     wall_goal: float | None = None  # peer whole run ÷ divlab's, at least (None: shown without a goal)
+    wall_goal_steps: int | None = None  # the run length the whole-run goal is set for (None: every length)
     loss_goals: dict[str, float] = field(default_factory=dict)  # divlab − peer, at most
     tokens_per_s: bool = False  # also show tokens/s (the summary's `tokens_per_step`)
 
@@ -32,8 +34,8 @@ class Benchmark:
 BENCHMARKS = {
     "char_gpt_vs_nanogpt": Benchmark(
         arms={"nanogpt": "nanoGPT", "divlab": "divlab"}, peer="nanogpt", throughput_goal=1.10,
-        wall_goal=1.0, losses={"heldout_loss": "held-out loss (nats/char)"}, loss_goals={"heldout_loss": 0.01},
-        tokens_per_s=True),
+        wall_goal=1.0, wall_goal_steps=2000, losses={"heldout_loss": "held-out loss (nats/char)"},
+        loss_goals={"heldout_loss": 0.01}, tokens_per_s=True),
     "dpo_vs_trl": Benchmark(
         arms={"divlab": "divlab", "trl_precomputed": "TRL, π_ref precomputed", "trl_default": "TRL default"},
         peer="trl_precomputed", throughput_goal=1.0,
@@ -76,6 +78,37 @@ def provenance(name: str, summary: dict) -> str:
     return record_provenance(name, summary, detail, threads="thread(s) a process")
 
 
+def pooled(kind_name: str) -> str:
+    """Block `pooled/<kind>`: every repeat of every committed record of a peer benchmark, pooled (each repeat is one
+    alternated pair, so repeats of several records are independent estimates of one ratio): the throughput ratio by
+    thread count and the whole-run ratio by thread count and steps, as mean ± SE against the goal by the two-SE
+    rule. One record's ✓ or "not met" is one draw; this is the verdict."""
+    spec = BENCHMARKS[kind_name]
+    records = {path.stem: json.loads(path.read_text()) for path in sorted(BENCHMARK_RECORDS.glob(f"{kind_name}*.json"))
+               if kind(path.stem) == kind_name}
+    throughput, wall = {}, {}
+    for name, summary in records.items():
+        for row in summary["rows"]:
+            peer, ours = row[spec.peer], row["divlab"]
+            throughput.setdefault(summary["threads"], []).append((name, ms_per_step(peer) / ms_per_step(ours)))
+            if spec.wall_goal is not None:
+                wall.setdefault((summary["threads"], summary["steps"]), []).append(
+                    (name, peer["wall_s"] / ours["wall_s"]))
+    peer_name = spec.arms[spec.peer]
+    rows = [[f"throughput: {peer_name} ms/step ÷ divlab's", threads, "all", *pooled_cells(ratios, spec.throughput_goal)]
+            for threads, ratios in sorted(throughput.items())]
+    rows += [[f"whole run: {peer_name} ÷ divlab", threads, steps, *pooled_cells(ratios, wall_goal(spec, steps))]
+             for (threads, steps), ratios in sorted(wall.items())]
+    return markdown_table(["ratio", "threads", "steps", "repeats (records)", "mean ± SE", "goal", "verdict"], rows)
+
+
+def pooled_cells(ratios: list[tuple[str, float]], goal: float | None) -> list[str]:
+    e = estimate([ratio for _, ratio in ratios])
+    names = sorted({name for name, _ in ratios})
+    judged = ["–", "–"] if goal is None else [f"≥ {goal:.2f}×", against_goal(e, goal)]
+    return [f"{len(ratios)} ({', '.join(f'`{n}`' for n in names)})", f"{e.text()}×", *judged]
+
+
 def ms_per_step(result: dict) -> float:
     """One arm's milliseconds per step in one repeat (the benchmarks record ms or s)."""
     return result["ms_per_step"] if "ms_per_step" in result else 1e3 * result["s_per_step"]
@@ -90,7 +123,7 @@ def tables(kind_name: str, summary: dict) -> str:
              markdown_table(_arm_header(spec), [[spec.arms[arm], *_arm_cells(spec, summary, [r[arm] for r in rows])]
                                                 for arm in arms])]
     if "divlab" in arms and spec.peer in arms:
-        parts += [comparison(spec, rows),
+        parts += [comparison(spec, rows, summary["steps"]),
                   "Repeats rerun one seed, so their spread is timing noise, not a seed's: no two-SE verdict is "
                   "drawn; the range shows the lowest and highest repeat."]
     if "step0_loss" in summary:
@@ -115,13 +148,18 @@ def _arm_cells(spec: Benchmark, summary: dict, results: list[dict]) -> list[str]
             *(f"{statistics.median(r[key] for r in results):.4f}" for key in spec.losses)]
 
 
-def comparison(spec: Benchmark, rows: list[dict]) -> str:
+def wall_goal(spec: Benchmark, steps: int) -> float | None:
+    """The whole-run goal for runs of `steps` steps: none where it is set for another length."""
+    return spec.wall_goal if spec.wall_goal_steps in (None, steps) else None
+
+
+def comparison(spec: Benchmark, rows: list[dict], steps: int) -> str:
     """divlab against the peer: the median and range of each per-repeat ratio or gap, its goal, ✓ where met."""
     peer = spec.arms[spec.peer]
     lines = [[f"throughput: {peer} ms/step ÷ divlab's", *_judged([ms_per_step(r[spec.peer]) / ms_per_step(r["divlab"])
                                                                  for r in rows], RATIO, spec.throughput_goal)],
              [f"whole run: {peer} ÷ divlab", *_judged([r[spec.peer]["wall_s"] / r["divlab"]["wall_s"] for r in rows],
-                                                      RATIO, spec.wall_goal)]]
+                                                      RATIO, wall_goal(spec, steps))]]
     for key, label in spec.losses.items():
         gaps = [r["divlab"][key] - r[spec.peer][key] for r in rows]
         lines.append([f"{label}: divlab − {peer}", *_judged(gaps, GAP, spec.loss_goals.get(key), at_most=True)])

@@ -15,6 +15,8 @@ Block names (see `doc_blocks`), resolved by `generator(name)`:
   it, labelled as what it is;
 - `benchmark/<record>`: a peer benchmark's committed summary `docs/results/records/benchmarks/<record>.json`:
   its provenance, each arm's medians and divlab against the like-for-like arm (see `benchmark_tables`);
+- `pooled/<benchmark>`: every repeat of every record of a peer benchmark pooled, each ratio's mean ± SE against its
+  goal by the two-SE rule;
 - `image-study/<set>`, `image-classes/<set>`, `image-toys/<set>`, `image-reading/<set>`, `image-floor/<record>`:
   the image study's tables and reading (`image_study`);
 - `overhead/<record>`: the Trainer's time per step against a plain loop's (`benchmarks/overhead.py --out`);
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from divlab.tracking import frontier as fr
 from divlab.tracking import image_study
-from divlab.tracking.benchmark_tables import benchmark, eval_share, overhead
+from divlab.tracking.benchmark_tables import benchmark, eval_share, overhead, pooled
 from divlab.tracking.doc_blocks import markdown_table as _table
 from divlab.tracking.published import TOY_TABLES
 from divlab.tracking.result_records import commits, read_record_set
@@ -344,6 +346,7 @@ PREFIXED = {
     "frontier": frontier_verdicts,
     "frontier-points": frontier_points_table,
     "benchmark": benchmark,
+    "pooled": pooled,
     "eval-share": eval_share,
     "overhead": overhead,
     "image-study": lambda name: image_study.study_table(record_set(name)),
