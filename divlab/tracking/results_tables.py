@@ -17,8 +17,8 @@ Block names (see `doc_blocks`), resolved by `generator(name)`:
   its provenance, each arm's medians and divlab against the like-for-like arm (see `benchmark_tables`);
 - `pooled/<benchmark>`: every repeat of every record of a peer benchmark pooled, each ratio's mean ± SE against its
   goal by the two-SE rule;
-- `image-study/<set>`, `image-classes/<set>`, `image-toys/<set>`, `image-reading/<set>`, `image-floor/<record>`:
-  the image study's tables and reading (`image_study`);
+- `image-study/<set>`, `image-classes/<set>`, `image-toys/<set>`, `image-reading/<set>`, `image-floor/<record>`,
+  `image-per-seed/<set>`: the image study's tables and reading (`image_study`), its runs named by member;
 - `overhead/<record>`: the Trainer's time per step against a plain loop's (`benchmarks/overhead.py --out`);
 - `eval-share/<record>`: evaluation's share of each preset's wall time (`benchmarks/eval_share.py --out`);
 - `headline`: the README's table of headline results, one row per results page.
@@ -157,16 +157,16 @@ def _verdict_text(ours: Estimate | None, theirs: Estimate | None, higher: bool) 
     return f"{word} ({gap:+.3g})" if word == ON_PAR else f"**{word}** ({gap:+.3g})"
 
 
-def per_seed(name: str, metrics=None) -> str:
-    """Every run's final metrics; runs are named by their preset too where the set holds several presets."""
+def per_seed(name: str, metrics=None, label=None) -> str:
+    """Every run's final metrics, each run named by `label(run)` (default: its family and divergence, and its
+    preset too where the set holds several presets)."""
     runs = record_set(name)["runs"]
     metrics = list(metrics or dict.fromkeys(m for run in runs for m in run["metrics"]))
     header = ["run", "seed", *(base_name(m) if m.startswith("test/") else m for m in metrics), "wall (min)"]
     presets = {run["config"].get("experiment_name") for run in runs}
-    label = ((lambda run: f"`{run['config'].get('experiment_name')}` ({run_label(run)})") if len(presets) > 1
-             else run_label)
-    if all("=" in run.get("run", "") for run in runs):  # folders named by their overrides: a study's members
-        label = image_study.member
+    if label is None:
+        label = ((lambda run: f"`{run['config'].get('experiment_name')}` ({run_label(run)})") if len(presets) > 1
+                 else run_label)
     rows = [[label(run), run.get("seed"), *(_number(run["metrics"].get(m)) for m in metrics),
              "–" if run.get("wall_seconds") is None else f"{run['wall_seconds'] / 60:.1f}"] for run in runs]
     return ("<details><summary>Per seed</summary>\n\n" + _table(header, rows) + "\n\n</details>")
@@ -354,6 +354,7 @@ PREFIXED = {
     "image-toys": lambda name: image_study.toys_table(record_set(name)),
     "image-reading": lambda name: image_study.reading(record_set(name)),
     "image-floor": lambda name: image_study.floor_table(record_set(name)),
+    "image-per-seed": lambda name: per_seed(name, label=image_study.member),
 }
 
 
