@@ -89,11 +89,9 @@ def pooled(kind_name: str) -> str:
     throughput, wall = {}, {}
     for name, summary in records.items():
         for row in summary["rows"]:
-            peer, ours = row[spec.peer], row["divlab"]
-            throughput.setdefault(summary["threads"], []).append((name, ms_per_step(peer) / ms_per_step(ours)))
+            throughput.setdefault(summary["threads"], []).append((name, throughput_ratio(spec, row)))
             if spec.wall_goal is not None:
-                wall.setdefault((summary["threads"], summary["steps"]), []).append(
-                    (name, peer["wall_s"] / ours["wall_s"]))
+                wall.setdefault((summary["threads"], summary["steps"]), []).append((name, wall_ratio(spec, row)))
     peer_name = spec.arms[spec.peer]
     rows = [[f"throughput: {peer_name} ms/step ÷ divlab's", threads, "all", *pooled_cells(ratios, spec.throughput_goal)]
             for threads, ratios in sorted(throughput.items())]
@@ -107,6 +105,16 @@ def pooled_cells(ratios: list[tuple[str, float]], goal: float | None) -> list[st
     names = sorted({name for name, _ in ratios})
     judged = ["–", "–"] if goal is None else [f"≥ {goal:.2f}×", against_goal(e, goal)]
     return [f"{len(ratios)} ({', '.join(f'`{n}`' for n in names)})", f"{e.text()}×", *judged]
+
+
+def throughput_ratio(spec: Benchmark, row: dict) -> float:
+    """One repeat's peer ms/step ÷ divlab's (above 1: divlab is faster)."""
+    return ms_per_step(row[spec.peer]) / ms_per_step(row["divlab"])
+
+
+def wall_ratio(spec: Benchmark, row: dict) -> float:
+    """One repeat's peer whole-run wall time ÷ divlab's (above 1: divlab's run is shorter)."""
+    return row[spec.peer]["wall_s"] / row["divlab"]["wall_s"]
 
 
 def ms_per_step(result: dict) -> float:
@@ -156,10 +164,10 @@ def wall_goal(spec: Benchmark, steps: int) -> float | None:
 def comparison(spec: Benchmark, rows: list[dict], steps: int) -> str:
     """divlab against the peer: the median and range of each per-repeat ratio or gap, its goal, ✓ where met."""
     peer = spec.arms[spec.peer]
-    lines = [[f"throughput: {peer} ms/step ÷ divlab's", *_judged([ms_per_step(r[spec.peer]) / ms_per_step(r["divlab"])
-                                                                 for r in rows], RATIO, spec.throughput_goal)],
-             [f"whole run: {peer} ÷ divlab", *_judged([r[spec.peer]["wall_s"] / r["divlab"]["wall_s"] for r in rows],
-                                                      RATIO, wall_goal(spec, steps))]]
+    lines = [[f"throughput: {peer} ms/step ÷ divlab's",
+              *_judged([throughput_ratio(spec, r) for r in rows], RATIO, spec.throughput_goal)],
+             [f"whole run: {peer} ÷ divlab",
+              *_judged([wall_ratio(spec, r) for r in rows], RATIO, wall_goal(spec, steps))]]
     for key, label in spec.losses.items():
         gaps = [r["divlab"][key] - r[spec.peer][key] for r in rows]
         lines.append([f"{label}: divlab − {peer}", *_judged(gaps, GAP, spec.loss_goals.get(key), at_most=True)])

@@ -196,8 +196,8 @@ def headline(record_set: dict) -> tuple[str, str]:
     cells = {name: estimates(runs) for name, runs in members(record_set["runs"]).items()}
     found, ties = [], []
     for metric, header in ((f"test/fid_{SPACE}", "FD"), (f"test/class_kl_{SPACE}", "class KL")):
-        best, tied, _ = best_and_on_par({n: c[metric] for n, c in cells.items() if metric in c}, metric)
         scored = {n: c[metric] for n, c in cells.items() if metric in c}
+        best, tied, _ = best_and_on_par(scored, metric)
         found.append(f"best {header}: {best} {scored[best].text()} (n = {scored[best].n})")
         ties.append(f"{header}: " + ("on par with it: " + ", ".join(f"{n} {scored[n].text()}" for n in tied)
                                      if tied else "ahead of every other member"))
