@@ -69,21 +69,36 @@ def test_the_eval_share_block_marks_each_preset_against_the_goal(tmp_path, monke
     assert "- **Date:** 2026-12-06 17:00 UTC; **wall time:** 10.0 min, the whole benchmark" in block
 
 
-def test_the_overhead_block_marks_each_case_against_its_own_goal(tmp_path, monkeypatch):
+def test_the_overhead_block_judges_each_case_against_its_own_goal_by_two_standard_errors(tmp_path, monkeypatch):
     from divlab.tracking import benchmark_tables
 
-    rows = [{"case": "vae (conv)", "plain_ms": 10.0, "lightning_ms": 10.2, "ratio": 1.02, "goal": 1.03,
-             "loader_ms": 0.1},
-            {"case": "gan_toy", "plain_ms": 1.0, "lightning_ms": 1.4, "ratio": 1.4, "goal": 1.3, "loader_ms": None}]
+    # Trainer ÷ plain per repeat: 1.01, 1.02, 1.00, 1.01 (mean 1.010, SE 0.0041: under 1.03 beyond two SEs);
+    # 1.4, 1.5, 1.45 (1.450 ± 0.029: over 1.3 beyond two SEs); 1.00, 1.06 (1.03 ± 0.03: within two SEs of 1.03).
+    rows = [{"case": "vae (conv)", "plain_ms": 10.0, "lightning_ms": 10.1, "ratio": 1.01, "goal": 1.03,
+             "plain_ms_repeats": [10.0] * 4, "lightning_ms_repeats": [10.1, 10.2, 10.0, 10.1], "loader_ms": 0.1},
+            {"case": "gan_toy", "plain_ms": 1.0, "lightning_ms": 1.45, "ratio": 1.45, "goal": 1.3,
+             "plain_ms_repeats": [1.0] * 3, "lightning_ms_repeats": [1.4, 1.5, 1.45], "loader_ms": None},
+            {"case": "dcgan", "plain_ms": 10.0, "lightning_ms": 10.3, "ratio": 1.03, "goal": 1.03,
+             "plain_ms_repeats": [10.0] * 2, "lightning_ms_repeats": [10.0, 10.6], "loader_ms": 0.3}]
     (tmp_path / "overhead.json").write_text(json.dumps(
         {"command": "python benchmarks/overhead.py", "commit": "abc1234", "date": "2026-12-06T18:00:00+00:00",
-         "machine": "m", "torch": "2.14", "threads": 2, "wall_s": 120.0, "steps": 30, "warmup": 5, "repeats": 5,
+         "machine": "m", "torch": "2.14", "threads": 2, "wall_s": 120.0, "steps": 30, "warmup": 5, "repeats": 4,
          "rows": rows}))
     monkeypatch.setattr(benchmark_tables, "BENCHMARK_RECORDS", tmp_path)
     block = benchmark_tables.overhead("overhead")
-    assert "| vae (conv) | 10.00 | 10.20 | 1.020 | ≤ 1.03 | ✓ | 0.10 |" in block
-    assert "| gan_toy | 1.00 | 1.40 | 1.400 | ≤ 1.3 | not met | – |" in block
-    assert "(medians of 5 alternated repeats of 30 steps after 5 warm-up)" in block
+    assert "| vae (conv) | 10.00 | 10.10 | 1.0100 ± 0.0041 | ≤ 1.03 | met beyond two SEs | 0.10 |" in block
+    assert "| gan_toy | 1.00 | 1.45 | 1.450 ± 0.029 | ≤ 1.3 | missed beyond two SEs | – |" in block
+    assert "| dcgan | 10.00 | 10.30 | 1.030 ± 0.030 | ≤ 1.03 | within two SEs | 0.30 |" in block
+    assert "(medians of 4 alternated repeats of 30 steps after 5 warm-up; the ratio: mean ± SE" in block
+
+
+def test_an_overhead_record_without_its_repeats_gets_no_verdict(tmp_path, monkeypatch):
+    from divlab.tracking import benchmark_tables
+
+    row = {"case": "dcgan", "plain_ms": 58.04, "lightning_ms": 60.36, "ratio": 1.040, "goal": 1.03, "loader_ms": 0.3}
+    (tmp_path / "old.json").write_text(json.dumps({"steps": 30, "warmup": 5, "repeats": 5, "rows": [row]}))
+    monkeypatch.setattr(benchmark_tables, "BENCHMARK_RECORDS", tmp_path)
+    assert "| dcgan | 58.04 | 60.36 | 1.04 | ≤ 1.03 | no spread | 0.30 |" in benchmark_tables.overhead("old")
 
 
 def test_a_sweep_folder_is_one_row_its_runs_summed(tmp_path):

@@ -69,18 +69,19 @@ def verdict(a: Estimate, b: Estimate, higher_is_better: bool = True) -> str:
 
 
 
-MET, SHORT, WITHIN, NO_VERDICT = "met beyond two SEs", "short beyond two SEs", "within two SEs", "no spread"
+MET, MISSED, WITHIN, NO_VERDICT = "met beyond two SEs", "missed beyond two SEs", "within two SEs", "no spread"
 
 
 def against_goal(e: Estimate, goal: float, at_least: bool = True) -> str:
-    """An estimate against a fixed goal (`at_least`: the mean should reach it): met or short of it beyond two SEs,
-    else within two SEs of it (the data do not say); "no spread" when its spread is unknown."""
+    """An estimate against a fixed goal (`at_least`: the mean should reach it; else stay at or below it): met or
+    missed beyond two SEs, else within two SEs of it (the data do not say); "no spread" when its spread is
+    unknown."""
     if e.se is None:
         return NO_VERDICT
     margin = (e.mean - goal) if at_least else (goal - e.mean)
     if abs(margin) <= 2 * e.se * (1 + 1e-9):
         return WITHIN
-    return MET if margin > 0 else SHORT
+    return MET if margin > 0 else MISSED
 
 
 def on_par_with_best(estimates: dict, higher_is_better: bool = True) -> set:
