@@ -1,7 +1,7 @@
 """divlab's char GPT against nanoGPT's own, unmodified train.py: the comparison a user choosing between them makes.
 
     python benchmarks/char_gpt_vs_nanogpt.py --nanogpt PATH [--steps 400] [--repeats 2] [--threads 1] [--seed 0]
-        [--out benchmarks/results/char_gpt_vs_nanogpt.json]
+        [--compile] [--out benchmarks/results/char_gpt_vs_nanogpt.json]
 
 PATH is a checkout of github.com/karpathy/nanoGPT (its code is run from there, never copied into divlab); without
 one the benchmark says so and exits 0. Both arms train on exactly divlab's Shakespeare texts and split: nanoGPT's
@@ -19,6 +19,10 @@ Each repeat runs both, alternated, as separate processes with the same interpret
   (nanoGPT runs float32 on a CPU whatever `dtype`). At 2,000 steps each arm then scores 4,320 windows in all:
   nanoGPT 9 evaluations of 20 batches of 12 on each split, divlab 8 validations of 240 and a test of 2,400;
 - divlab: `python train.py experiment=char_gpt trainer.max_steps=STEPS logger=none`, float32, eager.
+
+`--compile`: both arms compiled, as each tool offers it (nanoGPT `--compile=True`, divlab `model.compile=true`),
+a row of its own: the goals are set for eager runs. Compilation falls in the first steps, outside the per-step
+medians, and inside the whole run.
 
 Measured: ms per training step (nanoGPT: the median of its printed per-iteration times past the first 5; divlab:
 the median time per step between consecutive progress lines of its train.log (their logging time stamps, to the
@@ -55,7 +59,7 @@ from divlab.tracking.benchmark_tables import tables  # noqa: E402
 BATCH, BLOCK, WARMUP = 12, 64, 5
 DATASET = "divlab_shakespeare_char"
 NANOGPT_CONFIG = "config/train_shakespeare_char.py"
-NANOGPT_SIZES = ["--device=cpu", "--compile=False", "--eval_iters=20", "--log_interval=1", f"--block_size={BLOCK}",
+NANOGPT_SIZES = ["--device=cpu", "--eval_iters=20", "--log_interval=1", f"--block_size={BLOCK}",
                  f"--batch_size={BATCH}", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0"]
 NANOGPT_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.MULTILINE)
 # A progress line of divlab's train.log: the logging time stamp (to the millisecond) and the step it reports.
@@ -100,9 +104,10 @@ def nanogpt_eval_interval(checkout: Path, steps: int) -> int:
     return interval if steps % interval == 0 else steps
 
 
-def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: str) -> dict:
+def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: str, compile: bool = False) -> dict:
     eval_interval = nanogpt_eval_interval(checkout, steps)
     command = [sys.executable, str(checkout / "train.py"), str(checkout / NANOGPT_CONFIG), *NANOGPT_SIZES,
+               f"--compile={compile}",
                f"--max_iters={steps}", f"--lr_decay_iters={steps}", f"--eval_interval={eval_interval}",
                "--always_save_checkpoint=True", f"--dataset={DATASET}", f"--out_dir={out}"]
     start = time.perf_counter()
@@ -115,9 +120,10 @@ def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: st
             "checkpoint": str(workdir / out / "ckpt.pt")}
 
 
-def run_divlab(run_dir: Path, steps: int, threads: int, seed: int) -> dict:
+def run_divlab(run_dir: Path, steps: int, threads: int, seed: int, compile: bool = False) -> dict:
     command = [sys.executable, str(ROOT / "train.py"), "experiment=char_gpt", f"trainer.max_steps={steps}",
-               "logger=none", f"seed={seed}", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.every_n_steps=10"]
+               "logger=none", f"seed={seed}", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.every_n_steps=10",
+               f"model.compile={str(compile).lower()}"]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=thread_env(threads), capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -170,6 +176,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="both arms torch.compile their model")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/char_gpt_vs_nanogpt.json")
     args = parser.parse_args(argv)
     started = Provenance.now(__file__, argv)
@@ -188,9 +195,9 @@ def main(argv=None) -> int:
         write_nanogpt_data(data, workdir / "data" / DATASET)
         (workdir / "configurator.py").symlink_to(checkout / "configurator.py")
         for repeat in range(args.repeats):
-            nano = run_nanogpt(checkout, workdir, args.steps, args.threads, f"out{repeat}")
+            nano = run_nanogpt(checkout, workdir, args.steps, args.threads, f"out{repeat}", args.compile)
             nano["heldout_loss"] = heldout_loss(nanogpt_losses(checkout, nano.pop("checkpoint")), windows)
-            ours = run_divlab(workdir / f"divlab{repeat}", args.steps, args.threads, args.seed)
+            ours = run_divlab(workdir / f"divlab{repeat}", args.steps, args.threads, args.seed, args.compile)
             ours["heldout_loss"] = heldout_loss(divlab_losses(ours.pop("run_dir")), windows)
             rows.append({"repeat": repeat, "nanogpt": nano, "divlab": ours})
             print(f"repeat {repeat}: nanoGPT {nano['ms_per_step']:.1f} ms/step, {nano['wall_s']:.1f} s, loss "
@@ -200,7 +207,7 @@ def main(argv=None) -> int:
     tokens = BATCH * BLOCK
     summary = {
         **started.finished(args.threads),
-        "steps": args.steps, "repeats": args.repeats, "precision": "float32", "compile": False,
+        "steps": args.steps, "repeats": args.repeats, "precision": "float32", "compile": args.compile,
         "tokens_per_step": tokens, "windows": len(windows),
         "nanogpt_tokens_per_s": 1e3 * tokens / median("nanogpt", "ms_per_step"),
         "divlab_tokens_per_s": 1e3 * tokens / median("divlab", "ms_per_step"),

@@ -57,3 +57,29 @@ def test_nanogpt_evaluates_at_its_configs_interval_where_that_ends_on_the_last_s
     assert bench.nanogpt_eval_interval(tmp_path, 2000) == 250
     assert bench.nanogpt_eval_interval(tmp_path, 400) == 400
     assert bench.nanogpt_eval_interval(tmp_path, 250) == 250
+
+
+def test_compile_compiles_both_arms_and_eager_neither(tmp_path, monkeypatch):
+    # Each tool's own switch: nanoGPT's --compile, divlab's model.compile; eager runs pass False to both.
+    import subprocess
+
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "stopped here")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    (tmp_path / "config").mkdir()
+    (tmp_path / bench.NANOGPT_CONFIG).write_text("eval_interval = 250\n")
+    for compile in (True, False):
+        for run in (lambda: bench.run_nanogpt(tmp_path, tmp_path, 400, 1, "out", compile),
+                    lambda: bench.run_divlab(tmp_path / "run", 400, 1, 0, compile)):
+            try:
+                run()
+            except RuntimeError:
+                pass
+    nano_on, ours_on, nano_off, ours_off = commands
+    assert "--compile=True" in nano_on and "model.compile=true" in ours_on
+    assert "--compile=False" in nano_off and "model.compile=false" in ours_off
+    assert not any(arg.startswith("--compile") for arg in bench.NANOGPT_SIZES)  # set once, by the flag

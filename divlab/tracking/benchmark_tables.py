@@ -88,16 +88,30 @@ def pooled(kind_name: str) -> str:
                if kind(path.stem) == kind_name}
     throughput, wall = {}, {}
     for name, summary in records.items():
+        compiled = compiled_record(summary)
         for row in summary["rows"]:
-            throughput.setdefault(summary["threads"], []).append((name, throughput_ratio(spec, row)))
+            throughput.setdefault((compiled, summary["threads"]), []).append((name, throughput_ratio(spec, row)))
             if spec.wall_goal is not None:
-                wall.setdefault((summary["threads"], summary["steps"]), []).append((name, wall_ratio(spec, row)))
+                wall.setdefault((compiled, summary["threads"], summary["steps"]), []).append(
+                    (name, wall_ratio(spec, row)))
     peer_name = spec.arms[spec.peer]
-    rows = [[f"throughput: {peer_name} ms/step ÷ divlab's", threads, "all", *pooled_cells(ratios, spec.throughput_goal)]
-            for threads, ratios in sorted(throughput.items())]
-    rows += [[f"whole run: {peer_name} ÷ divlab", threads, steps, *pooled_cells(ratios, wall_goal(spec, steps))]
-             for (threads, steps), ratios in sorted(wall.items())]
-    return markdown_table(["ratio", "threads", "steps", "repeats (records)", "mean ± SE", "goal", "verdict"], rows)
+    rows = [[f"throughput: {peer_name} ms/step ÷ divlab's", threads, COMPILE[compiled], "all",
+             *pooled_cells(ratios, None if compiled else spec.throughput_goal)]
+            for (compiled, threads), ratios in sorted(throughput.items())]
+    rows += [[f"whole run: {peer_name} ÷ divlab", threads, COMPILE[compiled], steps,
+              *pooled_cells(ratios, wall_goal(spec, steps, compiled))]
+             for (compiled, threads, steps), ratios in sorted(wall.items())]
+    return markdown_table(["ratio", "threads", "both arms", "steps", "repeats (records)", "mean ± SE", "goal",
+                           "verdict"], rows)
+
+
+COMPILE = {False: "eager", True: "compiled"}
+
+
+def compiled_record(summary: dict) -> bool:
+    """Whether a record's arms both ran `torch.compile`d. The goals are set for eager runs: a compiled record's
+    ratios are shown without them."""
+    return bool(summary.get("compile", False))
 
 
 def pooled_cells(ratios: list[tuple[str, float]], goal: float | None) -> list[str]:
@@ -127,11 +141,12 @@ def tables(kind_name: str, summary: dict) -> str:
     spec = BENCHMARKS[kind_name]
     rows = summary["rows"]
     arms = [arm for arm in spec.arms if arm in rows[0]]
-    parts = [f"Medians over {len(rows)} repeat(s) of {summary['steps']} steps, {summary.get('precision', 'float32')}:",
+    parts = [f"Medians over {len(rows)} repeat(s) of {summary['steps']} steps, {summary.get('precision', 'float32')}"
+             + (", both arms compiled (`torch.compile`):" if compiled_record(summary) else ":"),
              markdown_table(_arm_header(spec), [[spec.arms[arm], *_arm_cells(spec, summary, [r[arm] for r in rows])]
                                                 for arm in arms])]
     if "divlab" in arms and spec.peer in arms:
-        parts += [comparison(spec, rows, summary["steps"]),
+        parts += [comparison(spec, rows, summary["steps"], compiled_record(summary)),
                   "Repeats rerun one seed, so their spread is timing noise, not a seed's: no two-SE verdict is "
                   "drawn; the range shows the lowest and highest repeat."]
     if "step0_loss" in summary:
@@ -156,18 +171,19 @@ def _arm_cells(spec: Benchmark, summary: dict, results: list[dict]) -> list[str]
             *(f"{statistics.median(r[key] for r in results):.4f}" for key in spec.losses)]
 
 
-def wall_goal(spec: Benchmark, steps: int) -> float | None:
-    """The whole-run goal for runs of `steps` steps: none where it is set for another length."""
-    return spec.wall_goal if spec.wall_goal_steps in (None, steps) else None
+def wall_goal(spec: Benchmark, steps: int, compiled: bool = False) -> float | None:
+    """The whole-run goal for eager runs of `steps` steps: none where it is set for another length, or compiled."""
+    return spec.wall_goal if spec.wall_goal_steps in (None, steps) and not compiled else None
 
 
-def comparison(spec: Benchmark, rows: list[dict], steps: int) -> str:
-    """divlab against the peer: the median and range of each per-repeat ratio or gap, its goal, ✓ where met."""
+def comparison(spec: Benchmark, rows: list[dict], steps: int, compiled: bool = False) -> str:
+    """divlab against the peer: the median and range of each per-repeat ratio or gap, its goal, ✓ where met (the
+    speed goals are set for eager runs: none for a compiled record)."""
     peer = spec.arms[spec.peer]
     lines = [[f"throughput: {peer} ms/step ÷ divlab's",
-              *_judged([throughput_ratio(spec, r) for r in rows], RATIO, spec.throughput_goal)],
+              *_judged([throughput_ratio(spec, r) for r in rows], RATIO, None if compiled else spec.throughput_goal)],
              [f"whole run: {peer} ÷ divlab",
-              *_judged([wall_ratio(spec, r) for r in rows], RATIO, wall_goal(spec, steps))]]
+              *_judged([wall_ratio(spec, r) for r in rows], RATIO, wall_goal(spec, steps, compiled))]]
     for key, label in spec.losses.items():
         gaps = [r["divlab"][key] - r[spec.peer][key] for r in rows]
         lines.append([f"{label}: divlab − {peer}", *_judged(gaps, GAP, spec.loss_goals.get(key), at_most=True)])
