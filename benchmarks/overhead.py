@@ -25,6 +25,7 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.provenance import Provenance  # noqa: E402
+from divlab.cuda_availability import skip_missing_nvml  # noqa: E402
 from divlab.run_files import write_json_atomic  # noqa: E402
 from divlab.tracking.benchmark_tables import overhead_ratio  # noqa: E402
 from divlab.tracking.verdict import against_goal  # noqa: E402
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the rows to this JSON record")
     args = parser.parse_args()
     started = Provenance.now(__file__, None)
+    skip_missing_nvml()  # as a divlab run's process does (divlab/cuda_availability.py): both arms alike
     torch.manual_seed(0)
     rows = []
     print(f"{'case':32s} {'plain ms/step':>14s} {'Trainer ms/step':>16s} {'ratio (mean ± SE)':>18s} "

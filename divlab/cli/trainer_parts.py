@@ -13,6 +13,7 @@ from divlab.callbacks.prompt_stop import StopPromptlyOnSIGTERM
 from divlab.callbacks.rank_noise import DistinctNoisePerRank
 from divlab.callbacks.whole_steps import SignalsBetweenTrainingBatches
 from divlab.checkpoints import AtomicCheckpointIO, SaveLast, remove_stale_temporaries
+from divlab.cuda_availability import skip_missing_nvml
 from divlab.tracking.run_record import RunRecord
 from divlab.tracking.wandb_logger import GlobalStepWandbLogger
 
@@ -44,7 +45,9 @@ def build_trainer(cfg: DictConfig, model, record: RunRecord, resume_step: int | 
     """The Trainer of a training run: the config's callbacks and loggers with the always-on ones added (in
     `ALWAYS_ON_CALLBACKS`' order), atomic checkpoint writes, and the config logged to every logger. Checkpoint
     monitors are checked before training, and temporaries a killed run left are removed before its first write.
-    Returns (trainer, the config's ModelCheckpoint or None)."""
+    Returns (trainer, the config's ModelCheckpoint or None). On a machine without NVML, the optimizers' per-step
+    CUDA check stops retrying to load it (`divlab/cuda_availability.py`)."""
+    skip_missing_nvml()
     callbacks, loggers = callbacks_and_loggers(cfg, cfg.get("seed"))
     if cfg.get("train", True):
         check_monitors_are_logged(callbacks, model)
