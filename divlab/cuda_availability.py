@@ -4,9 +4,9 @@
 (`libnvidia-ml.so.1`) rather than initialising CUDA before a fork. Where that library is absent (a CPU machine with
 torch's CUDA build: pip's default on Linux), torch retries loading it at every call, fails, and falls back to the
 CUDA runtime's count anyway. Adam and AdamW ask at every step (their graph-capture check), so each optimizer step
-paid a failed `dlopen`: Trainer steps of the 2-D toy GAN (two optimizers) took 7.27 ms with it and 6.19 without,
-the toy VAE's 3.71 and 3.38 (`python benchmarks/nvml_check.py`: medians of 5 alternated repeats of 200 steps,
-2 threads, torch 2.14.1+cu130 on a 2-CPU machine without NVML).
+paid a failed `dlopen`: Trainer steps of the 2-D toy GAN (two optimizers) took 5.62 ms with it and 4.89 without,
+the toy VAE's 2.97 and 2.68 (`python benchmarks/nvml_check.py` at c6d3176: medians of 5 alternated repeats of 200
+steps, 2 threads, torch 2.14.1+cu130 on a 2-CPU machine without NVML).
 
 `skip_missing_nvml()` turns the NVML-based check off only where NVML cannot be loaded: there the check's answer is
 the CUDA runtime's count either way, so nothing changes but the failed load. Where NVML loads (a GPU machine),
