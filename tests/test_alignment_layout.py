@@ -12,7 +12,7 @@ FAMILIES = ("dpo.py", "ppo.py", "reward_model.py")
 LAYERS = (
     ("utilities", ("divlab", "divlab.atomic_files", "divlab.validation", "divlab.run_files", "divlab.checkpoints",
                    "divlab.config_dir", "divlab.config_tree", "divlab.deferred_signals", "divlab.eval_mode",
-                   "divlab.resume_config")),
+                   "divlab.resume_config", "divlab.cuda_availability")),
     ("data and models", ("divlab.datamodules", "divlab.lightning_modules", "divlab.divergence_choice")),
     ("evaluation", ("divlab.evaluation",)),
     ("tracking", ("divlab.tracking", "divlab.saved_runs")),
