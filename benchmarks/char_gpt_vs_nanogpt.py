@@ -1,7 +1,7 @@
 """divlab's char GPT against nanoGPT's own, unmodified train.py: the comparison a user choosing between them makes.
 
     python benchmarks/char_gpt_vs_nanogpt.py --nanogpt PATH [--steps 400] [--repeats 2] [--threads 1] [--seed 0]
-        [--compile] [--out benchmarks/results/char_gpt_vs_nanogpt.json]
+        [--compile] [--device cpu|cuda] [--precision float32|bf16] [--out benchmarks/results/char_gpt_vs_nanogpt.json]
 
 PATH is a checkout of github.com/karpathy/nanoGPT (its code is run from there, never copied into divlab); without
 one the benchmark says so and exits 0. Both arms train on exactly divlab's Shakespeare texts and split: nanoGPT's
@@ -21,8 +21,10 @@ Each repeat runs both, alternated, as separate processes with the same interpret
 - divlab: `python train.py experiment=char_gpt trainer.max_steps=STEPS logger=none`, float32, eager.
 
 `--compile`: both arms compiled, as each tool offers it (nanoGPT `--compile=True`, divlab `model.compile=true`),
-a row of its own: the goals are set for eager runs. Compilation falls in the first steps, outside the per-step
-medians, and inside the whole run.
+a row of its own: the goals are set for eager float32 runs on a CPU. Compilation falls in the first steps, outside
+the per-step medians, and inside the whole run. `--device cuda` runs both on the GPU (nanoGPT `--device=cuda`, divlab
+`trainer.accelerator=gpu`), and `--precision bf16` runs both in bf16 autocast (nanoGPT `--dtype=bfloat16`, divlab
+`trainer.precision=bf16-mixed`), on CUDA only: nanoGPT trains in float32 on a CPU whatever its dtype.
 
 Measured: ms per training step (nanoGPT: the median of its printed per-iteration times past the first 5; divlab:
 the median time per step between consecutive progress lines of its train.log (their logging time stamps, to the
@@ -59,8 +61,11 @@ from divlab.tracking.benchmark_tables import tables  # noqa: E402
 BATCH, BLOCK, WARMUP = 12, 64, 5
 DATASET = "divlab_shakespeare_char"
 NANOGPT_CONFIG = "config/train_shakespeare_char.py"
-NANOGPT_SIZES = ["--device=cpu", "--eval_iters=20", "--log_interval=1", f"--block_size={BLOCK}",
+NANOGPT_SIZES = ["--eval_iters=20", "--log_interval=1", f"--block_size={BLOCK}",
                  f"--batch_size={BATCH}", "--n_layer=4", "--n_head=4", "--n_embd=128", "--dropout=0.0"]
+# --precision → (nanoGPT's --dtype, divlab's trainer.precision); --device → divlab's trainer.accelerator
+PRECISIONS = {"float32": ("float32", "32-true"), "bf16": ("bfloat16", "bf16-mixed")}
+ACCELERATORS = {"cpu": "cpu", "cuda": "gpu"}
 NANOGPT_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.MULTILINE)
 # A progress line of divlab's train.log: the logging time stamp (to the millisecond) and the step it reports.
 DIVLAB_PROGRESS = re.compile(r"^\[([\d-]+ [\d:]+,\d+)\]\[divlab\.progress\]\[INFO\] - [^\n]*?step (\d+) \(",
@@ -104,10 +109,11 @@ def nanogpt_eval_interval(checkout: Path, steps: int) -> int:
     return interval if steps % interval == 0 else steps
 
 
-def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: str, compile: bool = False) -> dict:
+def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: str, compile: bool = False,
+                device: str = "cpu", precision: str = "float32") -> dict:
     eval_interval = nanogpt_eval_interval(checkout, steps)
     command = [sys.executable, str(checkout / "train.py"), str(checkout / NANOGPT_CONFIG), *NANOGPT_SIZES,
-               f"--compile={compile}",
+               f"--compile={compile}", f"--device={device}", f"--dtype={PRECISIONS[precision][0]}",
                f"--max_iters={steps}", f"--lr_decay_iters={steps}", f"--eval_interval={eval_interval}",
                "--always_save_checkpoint=True", f"--dataset={DATASET}", f"--out_dir={out}"]
     start = time.perf_counter()
@@ -120,10 +126,12 @@ def run_nanogpt(checkout: Path, workdir: Path, steps: int, threads: int, out: st
             "checkpoint": str(workdir / out / "ckpt.pt")}
 
 
-def run_divlab(run_dir: Path, steps: int, threads: int, seed: int, compile: bool = False) -> dict:
+def run_divlab(run_dir: Path, steps: int, threads: int, seed: int, compile: bool = False, device: str = "cpu",
+               precision: str = "float32") -> dict:
     command = [sys.executable, str(ROOT / "train.py"), "experiment=char_gpt", f"trainer.max_steps={steps}",
                "logger=none", f"seed={seed}", f"hydra.run.dir={run_dir}", "callbacks.progress_bar.every_n_steps=10",
-               f"model.compile={str(compile).lower()}"]
+               f"model.compile={str(compile).lower()}", f"trainer.accelerator={ACCELERATORS[device]}",
+               f"trainer.precision={PRECISIONS[precision][1]}"]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=thread_env(threads), capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -177,8 +185,14 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="both arms torch.compile their model")
+    parser.add_argument("--device", choices=sorted(ACCELERATORS), default="cpu")
+    parser.add_argument("--precision", choices=sorted(PRECISIONS), default="float32",
+                        help="both arms: nanoGPT's --dtype, divlab's trainer.precision (bf16: on CUDA only)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/char_gpt_vs_nanogpt.json")
     args = parser.parse_args(argv)
+    if args.precision != "float32" and args.device == "cpu":
+        parser.error(f"--precision {args.precision} needs --device cuda: nanoGPT trains in float32 on a CPU whatever "
+                     "its --dtype, so a CPU has no like-for-like bf16 comparison")
     started = Provenance.now(__file__, argv)
     checkout = nanogpt_checkout(args.nanogpt.resolve() if args.nanogpt else None)  # runs from a temporary dir
     if checkout is None:
@@ -195,9 +209,11 @@ def main(argv=None) -> int:
         write_nanogpt_data(data, workdir / "data" / DATASET)
         (workdir / "configurator.py").symlink_to(checkout / "configurator.py")
         for repeat in range(args.repeats):
-            nano = run_nanogpt(checkout, workdir, args.steps, args.threads, f"out{repeat}", args.compile)
+            nano = run_nanogpt(checkout, workdir, args.steps, args.threads, f"out{repeat}", args.compile,
+                               args.device, args.precision)
             nano["heldout_loss"] = heldout_loss(nanogpt_losses(checkout, nano.pop("checkpoint")), windows)
-            ours = run_divlab(workdir / f"divlab{repeat}", args.steps, args.threads, args.seed, args.compile)
+            ours = run_divlab(workdir / f"divlab{repeat}", args.steps, args.threads, args.seed, args.compile,
+                              args.device, args.precision)
             ours["heldout_loss"] = heldout_loss(divlab_losses(ours.pop("run_dir")), windows)
             rows.append({"repeat": repeat, "nanogpt": nano, "divlab": ours})
             print(f"repeat {repeat}: nanoGPT {nano['ms_per_step']:.1f} ms/step, {nano['wall_s']:.1f} s, loss "
@@ -207,7 +223,8 @@ def main(argv=None) -> int:
     tokens = BATCH * BLOCK
     summary = {
         **started.finished(args.threads),
-        "steps": args.steps, "repeats": args.repeats, "precision": "float32", "compile": args.compile,
+        "steps": args.steps, "repeats": args.repeats, "device": args.device, "precision": args.precision,
+        "compile": args.compile,
         "tokens_per_step": tokens, "windows": len(windows),
         "nanogpt_tokens_per_s": 1e3 * tokens / median("nanogpt", "ms_per_step"),
         "divlab_tokens_per_s": 1e3 * tokens / median("divlab", "ms_per_step"),

@@ -51,11 +51,15 @@ def git_commit(root: Path = ROOT) -> str:
 
 
 def machine() -> str:
-    """The CPU's model name (Linux) or its architecture, and the core count."""
+    """The CPU's model name (Linux) or its architecture, and the core count; with CUDA, every GPU's name."""
     cpuinfo = Path("/proc/cpuinfo")
     names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
              if line.startswith("model name")]
-    return f"{names[0] if names else platform.machine()}, {os.cpu_count()} CPUs"
+    cpu = f"{names[0] if names else platform.machine()}, {os.cpu_count()} CPUs"
+    if not torch.cuda.is_available():
+        return cpu
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return cpu + "; " + ", ".join(f"{gpus.count(name)} × {name}" for name in dict.fromkeys(gpus))
 
 
 @dataclass(frozen=True)

@@ -83,3 +83,28 @@ def test_compile_compiles_both_arms_and_eager_neither(tmp_path, monkeypatch):
     assert "--compile=True" in nano_on and "model.compile=true" in ours_on
     assert "--compile=False" in nano_off and "model.compile=false" in ours_off
     assert not any(arg.startswith("--compile") for arg in bench.NANOGPT_SIZES)  # set once, by the flag
+    # the default: both on the CPU in float32
+    assert {"--device=cpu", "--dtype=float32"} <= set(nano_off)
+    assert {"trainer.accelerator=cpu", "trainer.precision=32-true"} <= set(ours_off)
+    # on CUDA in bf16: nanoGPT's autocast dtype and device, divlab's accelerator and bf16 autocast
+    commands.clear()
+    for run in (lambda: bench.run_nanogpt(tmp_path, tmp_path, 400, 1, "out", False, "cuda", "bf16"),
+                lambda: bench.run_divlab(tmp_path / "run", 400, 1, 0, False, "cuda", "bf16")):
+        try:
+            run()
+        except RuntimeError:
+            pass
+    nano, ours = commands
+    assert {"--device=cuda", "--dtype=bfloat16"} <= set(nano)
+    assert {"trainer.accelerator=gpu", "trainer.precision=bf16-mixed"} <= set(ours)
+    assert not any(arg.startswith(("--device", "--dtype")) for arg in bench.NANOGPT_SIZES)
+
+
+def test_bf16_on_a_cpu_is_refused_as_unlike(tmp_path, capsys):
+    # nanoGPT trains in float32 on a CPU whatever its --dtype: a bf16 divlab arm there would compare unlike things.
+    import pytest
+
+    with pytest.raises(SystemExit):
+        bench.main(["--nanogpt", str(tmp_path), "--precision", "bf16"])
+    assert "--precision bf16 needs --device cuda" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

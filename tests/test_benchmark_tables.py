@@ -170,16 +170,20 @@ def test_pooled_ratios_are_every_repeat_of_every_record_judged_against_the_goal_
     # 2 threads: 1.12 and 1.20, mean 1.16 ± 0.04: 1.5 SEs past 1.10, so within two SEs of it (not met).
     write(records, "char_gpt_vs_nanogpt_2threads", char_summary(nanogpt_ms=(11.2, 12.0), threads=2, steps=400))
     text = lines_of(bt.pooled("char_gpt_vs_nanogpt"))
-    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 1 | eager | all | 4 (`char_gpt_vs_nanogpt_1thread`, "
+    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 1 | "
+            "cpu, float32, eager | all | 4 (`char_gpt_vs_nanogpt_1thread`, "
             "`char_gpt_vs_nanogpt_2000steps_seed0`) | 1.180 ± 0.032× | ≥ 1.10× | met beyond two SEs |") in text
-    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 2 | eager | all | 2 (`char_gpt_vs_nanogpt_2threads`) | "
+    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 2 | "
+            "cpu, float32, eager | all | 2 (`char_gpt_vs_nanogpt_2threads`) | "
             "1.160 ± 0.040× "
             "| ≥ 1.10× | within two SEs |") in text
     # The whole run pooled by length; its goal only at 2,000 steps (60/55 and 62/57: 1.0893 ± 0.0016 ≥ 1.00).
-    assert ("| whole run: nanoGPT ÷ divlab | 1 | eager | 2000 | 2 (`char_gpt_vs_nanogpt_2000steps_seed0`) | "
+    assert ("| whole run: nanoGPT ÷ divlab | 1 | "
+            "cpu, float32, eager | 2000 | 2 (`char_gpt_vs_nanogpt_2000steps_seed0`) | "
             "1.0893 ± 0.0016× "
             "| ≥ 1.00× | met beyond two SEs |") in text
-    assert ("| whole run: nanoGPT ÷ divlab | 1 | eager | 400 | 2 (`char_gpt_vs_nanogpt_1thread`) | 1.0893 ± 0.0016× "
+    assert ("| whole run: nanoGPT ÷ divlab | 1 | "
+            "cpu, float32, eager | 400 | 2 (`char_gpt_vs_nanogpt_1thread`) | 1.0893 ± 0.0016× "
             "| – | – |") in text
 
 
@@ -188,14 +192,43 @@ def test_compiled_records_pool_apart_from_eager_ones_and_carry_no_speed_goal(rec
     write(records, "char_gpt_vs_nanogpt_1thread", char_summary(steps=400))
     write(records, "char_gpt_vs_nanogpt_compiled", {**char_summary(nanogpt_ms=(11.2, 11.4)), "compile": True})
     text = lines_of(bt.pooled("char_gpt_vs_nanogpt"))
-    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 1 | eager | all | 2 (`char_gpt_vs_nanogpt_1thread`) | "
+    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 1 | "
+            "cpu, float32, eager | all | 2 (`char_gpt_vs_nanogpt_1thread`) | "
             "1.230 ± 0.030× | ≥ 1.10× | met beyond two SEs |") in text
-    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 1 | compiled | all | 2 (`char_gpt_vs_nanogpt_compiled`) | "
+    assert ("| throughput: nanoGPT ms/step ÷ divlab's | 1 | "
+            "cpu, float32, compiled | all | 2 (`char_gpt_vs_nanogpt_compiled`) | "
             "1.130 ± 0.010× | – | – |") in text
     # 2,000 steps, where the eager whole run has its goal: none for the compiled one
-    assert ("| whole run: nanoGPT ÷ divlab | 1 | compiled | 2000 | 2 (`char_gpt_vs_nanogpt_compiled`) | "
+    assert ("| whole run: nanoGPT ÷ divlab | 1 | cpu, float32, compiled | 2000 | 2 (`char_gpt_vs_nanogpt_compiled`) | "
             "1.0893 ± 0.0016× | – | – |") in text
     record = lines_of(bt.benchmark("char_gpt_vs_nanogpt_compiled"))
-    assert "Medians over 2 repeat(s) of 2000 steps, float32, both arms compiled (`torch.compile`):" in record
+    assert ("Medians over 2 repeat(s) of 2000 steps, both arms cpu, float32, compiled (the goals are set for cpu, "
+            "float32, eager):") in record
     assert "| throughput: nanoGPT ms/step ÷ divlab's | 1.130× | 1.120× – 1.140× | – | – |" in record
     assert "| whole run: nanoGPT ÷ divlab | 1.089× | 1.088× – 1.091× | – | – |" in record
+
+
+def test_a_gpu_record_pools_by_its_own_setting_and_carries_no_speed_goal(records):
+    # GPU, bf16 (1.12 and 1.14): its own row, after the goals' setting, without the goals.
+    write(records, "char_gpt_vs_nanogpt_1thread", char_summary(steps=400))
+    write(records, "char_gpt_vs_nanogpt_h100_bf16",
+          {**char_summary(nanogpt_ms=(11.2, 11.4), steps=400), "device": "cuda", "precision": "bf16"})
+    rows = [line for line in bt.pooled("char_gpt_vs_nanogpt").splitlines() if line.startswith("| throughput")]
+    assert rows == [
+        "| throughput: nanoGPT ms/step ÷ divlab's | 1 | cpu, float32, eager | all | 2 (`char_gpt_vs_nanogpt_1thread`) "
+        "| 1.230 ± 0.030× | ≥ 1.10× | met beyond two SEs |",
+        "| throughput: nanoGPT ms/step ÷ divlab's | 1 | cuda, bf16, eager | all | 2 (`char_gpt_vs_nanogpt_h100_bf16`) "
+        "| 1.130 ± 0.010× | – | – |"]
+
+
+def test_the_machine_names_its_gpus_when_cuda_is_there(monkeypatch):
+    from benchmarks import provenance
+
+    monkeypatch.setattr(provenance.torch.cuda, "is_available", lambda: False)
+    cpu_only = provenance.machine()
+    assert cpu_only.endswith(" CPUs")  # no GPU named
+    monkeypatch.setattr(provenance.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(provenance.torch.cuda, "device_count", lambda: 3)
+    names = ["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "NVIDIA A100"]
+    monkeypatch.setattr(provenance.torch.cuda, "get_device_name", lambda i: names[i])
+    assert provenance.machine() == cpu_only + "; 2 × NVIDIA H100 80GB HBM3, 1 × NVIDIA A100"

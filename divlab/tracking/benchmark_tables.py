@@ -88,30 +88,36 @@ def pooled(kind_name: str) -> str:
                if kind(path.stem) == kind_name}
     throughput, wall = {}, {}
     for name, summary in records.items():
-        compiled = compiled_record(summary)
+        setting = record_setting(summary)
         for row in summary["rows"]:
-            throughput.setdefault((compiled, summary["threads"]), []).append((name, throughput_ratio(spec, row)))
+            throughput.setdefault((setting, summary["threads"]), []).append((name, throughput_ratio(spec, row)))
             if spec.wall_goal is not None:
-                wall.setdefault((compiled, summary["threads"], summary["steps"]), []).append(
+                wall.setdefault((setting, summary["threads"], summary["steps"]), []).append(
                     (name, wall_ratio(spec, row)))
     peer_name = spec.arms[spec.peer]
-    rows = [[f"throughput: {peer_name} ms/step ÷ divlab's", threads, COMPILE[compiled], "all",
-             *pooled_cells(ratios, None if compiled else spec.throughput_goal)]
-            for (compiled, threads), ratios in sorted(throughput.items())]
-    rows += [[f"whole run: {peer_name} ÷ divlab", threads, COMPILE[compiled], steps,
-              *pooled_cells(ratios, wall_goal(spec, steps, compiled))]
-             for (compiled, threads, steps), ratios in sorted(wall.items())]
+    rows = [[f"throughput: {peer_name} ms/step ÷ divlab's", threads, setting, "all",
+             *pooled_cells(ratios, spec.throughput_goal if setting == GOAL_SETTING else None)]
+            for (setting, threads), ratios in sorted(throughput.items(), key=setting_first)]
+    rows += [[f"whole run: {peer_name} ÷ divlab", threads, setting, steps,
+              *pooled_cells(ratios, wall_goal(spec, steps, setting))]
+             for (setting, threads, steps), ratios in sorted(wall.items(), key=setting_first)]
     return markdown_table(["ratio", "threads", "both arms", "steps", "repeats (records)", "mean ± SE", "goal",
                            "verdict"], rows)
 
 
-COMPILE = {False: "eager", True: "compiled"}
+GOAL_SETTING = "cpu, float32, eager"  # the setting the speed goals are set for; others are shown without them
 
 
-def compiled_record(summary: dict) -> bool:
-    """Whether a record's arms both ran `torch.compile`d. The goals are set for eager runs: a compiled record's
-    ratios are shown without them."""
-    return bool(summary.get("compile", False))
+def record_setting(summary: dict) -> str:
+    """Where and how both arms of a record ran: device, precision, eager or compiled (`torch.compile`)."""
+    return ", ".join([summary.get("device", "cpu"), summary.get("precision", "float32"),
+                      "compiled" if summary.get("compile", False) else "eager"])
+
+
+def setting_first(item: tuple) -> tuple:
+    """Pooled rows in order: the goals' setting first, then the others by name, each by threads (and steps)."""
+    setting, *rest = item[0]
+    return (setting != GOAL_SETTING, setting, *rest)
 
 
 def pooled_cells(ratios: list[tuple[str, float]], goal: float | None) -> list[str]:
@@ -141,12 +147,14 @@ def tables(kind_name: str, summary: dict) -> str:
     spec = BENCHMARKS[kind_name]
     rows = summary["rows"]
     arms = [arm for arm in spec.arms if arm in rows[0]]
-    parts = [f"Medians over {len(rows)} repeat(s) of {summary['steps']} steps, {summary.get('precision', 'float32')}"
-             + (", both arms compiled (`torch.compile`):" if compiled_record(summary) else ":"),
+    setting = record_setting(summary)
+    parts = [f"Medians over {len(rows)} repeat(s) of {summary['steps']} steps, "
+             + (f"{summary.get('precision', 'float32')}:" if setting == GOAL_SETTING else
+                f"both arms {setting} (the goals are set for {GOAL_SETTING}):"),
              markdown_table(_arm_header(spec), [[spec.arms[arm], *_arm_cells(spec, summary, [r[arm] for r in rows])]
                                                 for arm in arms])]
     if "divlab" in arms and spec.peer in arms:
-        parts += [comparison(spec, rows, summary["steps"], compiled_record(summary)),
+        parts += [comparison(spec, rows, summary["steps"], setting),
                   "Repeats rerun one seed, so their spread is timing noise, not a seed's: no two-SE verdict is "
                   "drawn; the range shows the lowest and highest repeat."]
     if "step0_loss" in summary:
@@ -171,19 +179,20 @@ def _arm_cells(spec: Benchmark, summary: dict, results: list[dict]) -> list[str]
             *(f"{statistics.median(r[key] for r in results):.4f}" for key in spec.losses)]
 
 
-def wall_goal(spec: Benchmark, steps: int, compiled: bool = False) -> float | None:
-    """The whole-run goal for eager runs of `steps` steps: none where it is set for another length, or compiled."""
-    return spec.wall_goal if spec.wall_goal_steps in (None, steps) and not compiled else None
+def wall_goal(spec: Benchmark, steps: int, setting: str = GOAL_SETTING) -> float | None:
+    """The whole-run goal for runs of `steps` steps: none where it is set for another length or setting."""
+    return spec.wall_goal if spec.wall_goal_steps in (None, steps) and setting == GOAL_SETTING else None
 
 
-def comparison(spec: Benchmark, rows: list[dict], steps: int, compiled: bool = False) -> str:
+def comparison(spec: Benchmark, rows: list[dict], steps: int, setting: str = GOAL_SETTING) -> str:
     """divlab against the peer: the median and range of each per-repeat ratio or gap, its goal, ✓ where met (the
-    speed goals are set for eager runs: none for a compiled record)."""
+    speed goals are set for `GOAL_SETTING`: none for a record at another)."""
     peer = spec.arms[spec.peer]
+    throughput_goal = spec.throughput_goal if setting == GOAL_SETTING else None
     lines = [[f"throughput: {peer} ms/step ÷ divlab's",
-              *_judged([throughput_ratio(spec, r) for r in rows], RATIO, None if compiled else spec.throughput_goal)],
+              *_judged([throughput_ratio(spec, r) for r in rows], RATIO, throughput_goal)],
              [f"whole run: {peer} ÷ divlab",
-              *_judged([wall_ratio(spec, r) for r in rows], RATIO, wall_goal(spec, steps, compiled))]]
+              *_judged([wall_ratio(spec, r) for r in rows], RATIO, wall_goal(spec, steps, setting))]]
     for key, label in spec.losses.items():
         gaps = [r["divlab"][key] - r[spec.peer][key] for r in rows]
         lines.append([f"{label}: divlab − {peer}", *_judged(gaps, GAP, spec.loss_goals.get(key), at_most=True)])
