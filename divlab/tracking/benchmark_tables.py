@@ -96,7 +96,7 @@ def pooled(kind_name: str) -> str:
                     (name, wall_ratio(spec, row)))
     peer_name = spec.arms[spec.peer]
     rows = [[f"throughput: {peer_name} ms/step ÷ divlab's", threads, setting, "all",
-             *pooled_cells(ratios, spec.throughput_goal if setting == GOAL_SETTING else None)]
+             *pooled_cells(ratios, throughput_goal(spec, setting))]
             for (setting, threads), ratios in sorted(throughput.items(), key=setting_first)]
     rows += [[f"whole run: {peer_name} ÷ divlab", threads, setting, steps,
               *pooled_cells(ratios, wall_goal(spec, steps, setting))]
@@ -179,6 +179,11 @@ def _arm_cells(spec: Benchmark, summary: dict, results: list[dict]) -> list[str]
             *(f"{statistics.median(r[key] for r in results):.4f}" for key in spec.losses)]
 
 
+def throughput_goal(spec: Benchmark, setting: str = GOAL_SETTING) -> float | None:
+    """The throughput goal at a record's setting: none but at the one the goals are set for."""
+    return spec.throughput_goal if setting == GOAL_SETTING else None
+
+
 def wall_goal(spec: Benchmark, steps: int, setting: str = GOAL_SETTING) -> float | None:
     """The whole-run goal for runs of `steps` steps: none where it is set for another length or setting."""
     return spec.wall_goal if spec.wall_goal_steps in (None, steps) and setting == GOAL_SETTING else None
@@ -188,9 +193,8 @@ def comparison(spec: Benchmark, rows: list[dict], steps: int, setting: str = GOA
     """divlab against the peer: the median and range of each per-repeat ratio or gap, its goal, ✓ where met (the
     speed goals are set for `GOAL_SETTING`: none for a record at another)."""
     peer = spec.arms[spec.peer]
-    throughput_goal = spec.throughput_goal if setting == GOAL_SETTING else None
     lines = [[f"throughput: {peer} ms/step ÷ divlab's",
-              *_judged([throughput_ratio(spec, r) for r in rows], RATIO, throughput_goal)],
+              *_judged([throughput_ratio(spec, r) for r in rows], RATIO, throughput_goal(spec, setting))],
              [f"whole run: {peer} ÷ divlab",
               *_judged([wall_ratio(spec, r) for r in rows], RATIO, wall_goal(spec, steps, setting))]]
     for key, label in spec.losses.items():
